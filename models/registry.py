@@ -72,6 +72,7 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; registry files are meant to be shared read-only
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
