@@ -1,0 +1,171 @@
+"""Model training orchestration: synthetic events -> the operators' feature code -> torch -> ONNX -> registry.
+
+`train(name, seed, registry)` and `evaluate(name, version, seed, events)` are what the `streamscore models`
+CLI calls. Risk features are computed with exactly the streaming operator's code
+(`operators.risk.features.update`, one state per account, events in `ts` order), so training and serving
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from models.evaluation import pr_auc, roc_auc
+from models.registry import ModelRegistry
+from models.rules import RISK_FEATURE_NAMES, rules_score
+from models.synthetic import generate_transactions
+from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
+
+DEFAULT_SEED = 1
+DEFAULT_EVAL_SEED = 1001  # a holdout stream the default models never saw
+RISK_TRAIN_EVENTS = 200_000
+RISK_EVAL_EVENTS = 100_000
+MODEL_NAMES = ("risk", "reco")
+
+if tuple(FEATURE_NAMES) != RISK_FEATURE_NAMES:  # pragma: no cover - guards the copy in models.rules
+    raise ImportError(
+        "operators.risk.features.FEATURE_NAMES and models.rules.RISK_FEATURE_NAMES differ: "
+        f"{FEATURE_NAMES} vs {RISK_FEATURE_NAMES}; update models/rules.py (and retrain)"
+    )
+
+
+@dataclass(frozen=True)
+class RiskDataset:
+    """Risk features of a transaction stream, with labels, fraud patterns and account ids (stream order)."""
+
+    features: np.ndarray  # float32 [N, 12]
+    labels: np.ndarray  # int64 [N]
+    patterns: np.ndarray  # str [N]
+    accounts: np.ndarray  # str [N]
+
+
+def risk_dataset(events: Sequence[dict[str, Any]], *, progress: bool = False) -> RiskDataset:
+    """Fold `events` (sorted by ts) through the operator's feature update, one state per account."""
+    states: dict[str, RiskFeatureState] = {}
+    features = np.empty((len(events), len(FEATURE_NAMES)), dtype=np.float32)
+    for i, event in enumerate(
+        tqdm(events, desc="risk features", unit="ev", disable=not progress, miniters=10_000)
+    ):
+        account = str(event["account_id"])
+        state = states.get(account) or RiskFeatureState()
+        view = TransactionView(
+            float(event["amount"]),
+            str(event["merchant_id"]),
+            str(event["country"]),
+            str(event["device_id"]),
+            int(event["ts"]),
+        )
+        states[account], features[i] = update(state, view)
+    return RiskDataset(
+        features,
+        np.array([int(e["label"]) for e in events], dtype=np.int64),
+        np.array([str(e["pattern"]) for e in events]),
+        np.array([str(e["account_id"]) for e in events]),
+    )
+
+
+def validation_mask(accounts: np.ndarray, share: int = 5) -> np.ndarray:
+    """Rows whose account falls in the validation split (1 in `share` accounts, by a stable hash)."""
+    return np.array([zlib.crc32(a.encode()) % share == 0 for a in accounts], dtype=bool)
+
+
+def risk_metrics(data: RiskDataset, probability: np.ndarray) -> dict[str, float]:
+    """`roc_auc`, `pr_auc` of the model's probabilities and `rules_only_roc_auc` of the rules baseline."""
+    return {
+        "roc_auc": round(roc_auc(data.labels, probability), 5),
+        "pr_auc": round(pr_auc(data.labels, probability), 5),
+        "rules_only_roc_auc": round(roc_auc(data.labels, rules_score(data.features)), 5),
+    }
+
+
+def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bool) -> int:
+    from models.training.risk import export_risk_onnx, risk_manifest_fields, train_risk
+
+    stream = generate_transactions(events, seed)
+    data = risk_dataset(stream, progress=progress)
+    val = validation_mask(data.accounts)
+    with tqdm(total=12, desc="risk epochs", unit="epoch", disable=not progress) as bar:
+
+        def on_epoch(epoch: int, stats: dict[str, float]) -> None:
+            bar.set_postfix(val_roc_auc=f"{stats['val_roc_auc']:.4f}")
+            bar.update(1)
+
+        trained = train_risk(
+            data.features[~val],
+            data.labels[~val],
+            data.features[val],
+            data.labels[val],
+            seed=seed,
+            progress=on_epoch,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_risk_onnx(trained.model, Path(tmp) / "risk.onnx")
+        holdout_seed = seed + DEFAULT_EVAL_SEED
+        holdout = risk_dataset(generate_transactions(RISK_EVAL_EVENTS // 2, holdout_seed))
+        probability = _onnx_probability(path, holdout.features)  # the metrics describe the shipped file
+        metrics = risk_metrics(holdout, probability)
+        fields = risk_manifest_fields(
+            trained,
+            tuple(FEATURE_NAMES),
+            metrics=metrics,
+            metrics_holdout={"seed": holdout_seed, "events": RISK_EVAL_EVENTS // 2},
+            training_events=events,
+        )
+        return registry.register("risk", path, fields)
+
+
+def _onnx_probability(path: Path, features: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    from models.handle import session_options
+
+    session = ort.InferenceSession(
+        str(path), sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
+    return np.asarray(session.run(["probability"], {"features": features})[0])
+
+
+def train(
+    name: str,
+    seed: int = DEFAULT_SEED,
+    registry: ModelRegistry | None = None,
+    *,
+    events: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Train model `name` ("risk" or "reco") on a synthetic stream of `seed`, export it and register it;
+    returns the new version (it becomes current only if the name had no current version)."""
+    registry = registry or ModelRegistry()
+    if name == "risk":
+        return _train_risk(seed, registry, events=events or RISK_TRAIN_EVENTS, progress=progress)
+    raise ValueError(f"train: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
+
+
+def evaluate(
+    name: str,
+    version: int | None = None,
+    seed: int = DEFAULT_EVAL_SEED,
+    events: int | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Metrics of registered model `name@version` (current when None) on a fresh stream of `seed`.
+
+    risk: `roc_auc`, `pr_auc`, `rules_only_roc_auc`; reco: `hr_at_10`, `mrr_at_10`, `popularity_hr_at_10`.
+    """
+    registry = registry or ModelRegistry()
+    handle = registry.load(name, version)
+    if name == "risk":
+        data = risk_dataset(generate_transactions(events or RISK_EVAL_EVENTS, seed), progress=progress)
+        probability = handle.run({"features": data.features})["probability"]
+        return risk_metrics(data, probability)
+    raise ValueError(f"evaluate: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
