@@ -8,17 +8,19 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from models.evaluation import pr_auc, roc_auc
+from models.evaluation import pr_auc, roc_auc, roc_curve
+from models.handle import ModelHandle
 from models.registry import ModelRegistry
 from models.rules import RISK_FEATURE_NAMES, rules_score
 from models.synthetic import generate_transactions
@@ -149,6 +151,53 @@ def train(
     raise ValueError(f"train: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
 
 
+@dataclass
+class Evaluation:
+    """An evaluation run: the headline metrics plus what the report plots (curves, HR@k)."""
+
+    name: str
+    ref: str
+    seed: int
+    events: int
+    metrics: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    hit_rates: dict[str, list[float]] = field(default_factory=dict)
+    ks: tuple[int, ...] = ()
+
+
+def _evaluate_risk(handle: ModelHandle, seed: int, events: int, progress: bool) -> Evaluation:
+    data = risk_dataset(generate_transactions(events, seed), progress=progress)
+    probability = handle.run({"features": data.features})["probability"]
+    return Evaluation(
+        "risk",
+        handle.ref,
+        seed,
+        events,
+        risk_metrics(data, probability),
+        curves={
+            f"model {handle.ref}": roc_curve(data.labels, probability),
+            "rules only": roc_curve(data.labels, rules_score(data.features)),
+        },
+    )
+
+
+def evaluation(
+    name: str,
+    version: int | None = None,
+    seed: int = DEFAULT_EVAL_SEED,
+    events: int | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Evaluate registered `name@version` (current when None) on a fresh synthetic stream of `seed`."""
+    registry = registry or ModelRegistry()
+    handle = registry.load(name, version)
+    if name == "risk":
+        return _evaluate_risk(handle, seed, events or RISK_EVAL_EVENTS, progress)
+    raise ValueError(f"evaluate: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
+
+
 def evaluate(
     name: str,
     version: int | None = None,
@@ -162,10 +211,28 @@ def evaluate(
 
     risk: `roc_auc`, `pr_auc`, `rules_only_roc_auc`; reco: `hr_at_10`, `mrr_at_10`, `popularity_hr_at_10`.
     """
-    registry = registry or ModelRegistry()
-    handle = registry.load(name, version)
-    if name == "risk":
-        data = risk_dataset(generate_transactions(events or RISK_EVAL_EVENTS, seed), progress=progress)
-        probability = handle.run({"features": data.features})["probability"]
-        return risk_metrics(data, probability)
-    raise ValueError(f"evaluate: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
+    return evaluation(name, version, seed, events, registry=registry, progress=progress).metrics
+
+
+def write_report(result: Evaluation, report_dir: Path) -> tuple[Path, Path]:
+    """Write `<name>@<version>-seed<seed>.json` (metrics and run description) and the PNG next to it."""
+    from models.reporting import plot_hit_rates, plot_roc
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.ref}-seed{result.seed}"
+    json_path = report_dir / f"{stem}.json"
+    payload = {
+        "model": result.ref,
+        "seed": result.seed,
+        "events": result.events,
+        "metrics": result.metrics,
+        "hit_rates": {"k": list(result.ks), **result.hit_rates} if result.ks else None,
+    }
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    png_path = report_dir / f"{stem}.png"
+    title = f"{result.ref} on seed {result.seed} ({result.events:,} events)"
+    if result.curves:
+        plot_roc(png_path, result.curves, title, result.metrics)
+    else:
+        plot_hit_rates(png_path, result.ks, result.hit_rates, title, result.metrics)
+    return json_path, png_path

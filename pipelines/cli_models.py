@@ -1,0 +1,152 @@
+"""`streamscore models …`: train, list, show, promote and evaluate registered models.
+
+`add_models_commands(subparsers)` adds the `models` command to an argparse sub-parser set; every leaf
+parser sets `func` to a callable taking the parsed args and returning the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.exceptions import ModelError
+from models.registry import ModelRegistry, parse_ref
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(args.registry) if args.registry else ModelRegistry()
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.training import train
+
+    registry = _registry(args)
+    try:
+        version = train(args.name, args.seed, registry, events=args.events, progress=not args.quiet)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    manifest = registry.manifest(args.name, version)
+    print(f"registered {args.name}@{version} (current: {registry.current(args.name)}) in {registry.root}")
+    holdout = manifest.get("metrics_holdout", {})
+    print(f"metrics on holdout seed {holdout.get('seed')}: {manifest.get('metrics')}")
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    models = registry.list()
+    if not models:
+        print(f"no models in {registry.root}")
+        return EXIT_OK
+    for model in models:
+        for version in model.versions:
+            manifest = registry.manifest(model.name, version)
+            marker = "*" if version == model.current else " "
+            quant = " int8" if manifest.get("quantized") else ""
+            metrics = manifest.get("metrics", {})
+            print(f"{marker} {model.name}@{version}{quant}  created {manifest['created']}  {metrics}")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        name, version = parse_ref(args.ref)
+        manifest = registry.manifest(name, version)
+    except (ValueError, ModelError) as exc:
+        return _fail(str(exc))
+    manifest["current"] = registry.current(name) == manifest["version"]
+    print(json.dumps(manifest, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        name, version = parse_ref(args.ref)
+        if version is None:
+            return _fail(f"promote needs NAME@VERSION, got {args.ref!r}", EXIT_USAGE)
+        registry.promote(name, version)
+    except (ValueError, ModelError) as exc:
+        return _fail(str(exc))
+    print(f"{name}@{version} is now current")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipelines.training import DEFAULT_EVAL_SEED, evaluation, write_report
+
+    try:
+        result = evaluation(
+            args.name,
+            args.version,
+            args.seed if args.seed is not None else DEFAULT_EVAL_SEED,
+            args.events,
+            registry=_registry(args),
+            progress=not args.json,
+        )
+    except (ValueError, ModelError) as exc:
+        return _fail(str(exc))
+    if args.report_dir is not None:
+        json_path, png_path = write_report(result, Path(args.report_dir))
+        if not args.json:
+            print(f"report: {json_path} {png_path}")
+    if args.json:
+        print(json.dumps(result.metrics, sort_keys=True))
+    else:
+        print(f"{result.ref} on seed {result.seed} ({result.events:,} events):")
+        for key, value in result.metrics.items():
+            print(f"  {key:22s} {value:.4f}")
+    return EXIT_OK
+
+
+def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `models` (train, list, show, promote, evaluate) to `subparsers` (from `add_subparsers()`)."""
+    models = subparsers.add_parser("models", help="train, list, show, promote and evaluate models")
+    models.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="registry folder (default: $STREAMSCORE_MODEL_REGISTRY, else the package's models/registry)",
+    )
+    commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train NAME on a synthetic stream and register a new version")
+    train.add_argument("name", choices=["risk", "reco"])
+    train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
+    train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+    listing = commands.add_parser("list", help="list models and versions (* marks current)")
+    listing.set_defaults(func=_cmd_list)
+
+    show = commands.add_parser("show", help="print the manifest of NAME[@VERSION]")
+    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.set_defaults(func=_cmd_show)
+
+    promote = commands.add_parser("promote", help="make NAME@VERSION the current version")
+    promote.add_argument("ref", metavar="NAME@VERSION")
+    promote.set_defaults(func=_cmd_promote)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a registered model on a fresh synthetic stream")
+    evaluate.add_argument("name", choices=["risk", "reco"])
+    evaluate.add_argument("--version", type=int, default=None, help="version (default: current)")
+    evaluate.add_argument("--seed", type=int, default=None, help="holdout stream seed (default 1001)")
+    evaluate.add_argument("--events", type=int, default=None, help="holdout events (default: per model)")
+    evaluate.add_argument("--json", action="store_true", help="print only the metrics as one JSON object")
+    evaluate.add_argument("--report-dir", default=None, help="write <model>@<v>-seed<S>.json and .png here")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    return models

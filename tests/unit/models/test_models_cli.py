@@ -1,0 +1,64 @@
+"""`streamscore models …` through a tiny argparse (the main CLI wires the same `add_models_commands`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from models.registry import DEFAULT_ROOT, ModelRegistry
+from pipelines.cli_models import add_models_commands
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streamscore")
+    add_models_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+@pytest.fixture()
+def registry_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "registry"
+    shutil.copytree(DEFAULT_ROOT / "risk", root / "risk")
+    return root
+
+
+def test_list_show_promote(registry_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["models", "--registry", str(registry_dir), "list"]) == 0
+    assert "* risk@1" in capsys.readouterr().out
+    assert _run(["models", "--registry", str(registry_dir), "show", "risk@1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == "risk" and shown["version"] == 1 and shown["current"] is True
+    assert _run(["models", "--registry", str(registry_dir), "show", "risk@7"]) == 1
+    assert "risk@7 not found" in capsys.readouterr().err
+    assert _run(["models", "--registry", str(registry_dir), "promote", "risk"]) == 2
+    assert _run(["models", "--registry", str(registry_dir), "promote", "risk@1"]) == 0
+    assert ModelRegistry(registry_dir).current("risk") == 1
+
+
+def test_evaluate_json_and_report(
+    registry_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report"
+    argv = [
+        "models",
+        "--registry",
+        str(registry_dir),
+        "evaluate",
+        "risk",
+        "--seed",
+        "77",
+        "--events",
+        "20000",
+    ]
+    assert _run([*argv, "--json", "--report-dir", str(report)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"roc_auc", "pr_auc", "rules_only_roc_auc"}
+    assert (report / "risk@1-seed77.json").is_file() and (report / "risk@1-seed77.png").is_file()
+    written = json.loads((report / "risk@1-seed77.json").read_text())
+    assert written["metrics"] == metrics and written["model"] == "risk@1"
