@@ -1,0 +1,1 @@
+"""Risk scoring: transactions -> incremental per-account features -> rules + model -> decision with reasons."""

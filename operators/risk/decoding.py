@@ -1,0 +1,33 @@
+"""The validating decoder of risk transactions."""
+
+from __future__ import annotations
+
+from operators.dead_letter import Reason
+from operators.decoding import EventDecoder, Rejection, finite, plausible_ts
+from operators.risk.schemas import Transaction
+
+
+def _amount(tx: Transaction) -> Rejection | None:
+    rejection = finite("amount", tx.amount)
+    if rejection is not None:
+        return rejection
+    if tx.amount <= 0:
+        return Rejection(Reason.NON_POSITIVE_AMOUNT, f"`amount` must be > 0, got {tx.amount!r}")
+    return None
+
+
+def _ts(tx: Transaction) -> Rejection | None:
+    return plausible_ts(tx.ts)
+
+
+def transaction_decoder(max_message_bytes: int = 64 * 1024) -> EventDecoder[Transaction]:
+    """A decoder that turns raw JSON bytes into a valid `Transaction` or a `Rejection`."""
+    id_fields = ("event_id", "account_id", "merchant_id", "device_id")
+    reasons = {field: Reason.BAD_ID for field in id_fields}
+    reasons |= {"currency": Reason.BAD_CURRENCY, "country": Reason.BAD_COUNTRY}
+    return EventDecoder(
+        Transaction,
+        constraint_reasons=reasons,
+        checks=(_amount, _ts),
+        max_message_bytes=max_message_bytes,
+    )
