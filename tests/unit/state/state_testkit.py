@@ -178,7 +178,7 @@ class ModelStore:
         self.retained.pop(key, None)
         self.watermark.pop(key, None)
 
-    def keys(self) -> set[str]:
+    def live_keys(self) -> set[str]:
         return set(self.retained)
 
     def get(self, key: str) -> ModelVersion | None:
