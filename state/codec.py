@@ -96,7 +96,7 @@ def _decode_ndarray(data: memoryview) -> np.ndarray[Any, Any]:
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return _encode_ndarray(obj)
-    if isinstance(obj, np.generic):
+    if isinstance(obj, np.integer | np.floating | np.bool_):
         return obj.item()
     raise TypeError(f"MsgpackCodec cannot encode objects of type {type(obj).__qualname__}")
 
@@ -120,8 +120,9 @@ class MsgpackCodec(Generic[T]):
     decode, including `np.ndarray` fields); `MsgpackCodec()` decodes into plain Python values.
     numpy arrays (float32, float64, int32, int64, uint8, bool; any shape) are carried as raw
     little-endian bytes in a msgpack extension and decode as writable arrays of the same dtype and
-    shape; numpy scalars are encoded as Python numbers. Encoding is deterministic: equal inputs give
-    equal bytes.
+    shape; numpy integer, float and bool scalars are encoded as Python numbers. Integers must fit in
+    msgpack's range [-2**63, 2**64-1] (else `OverflowError`); other unsupported values raise
+    `TypeError`. Encoding is deterministic: equal inputs give equal bytes.
     """
 
     @overload
