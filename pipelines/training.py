@@ -19,17 +19,23 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models.evaluation import pr_auc, roc_auc, roc_curve
-from models.handle import ModelHandle
+from models.evaluation import hr_at_k, mrr_at_k, popularity_baseline, pr_auc, roc_auc, roc_curve
+from models.handle import ModelHandle, file_sha256
 from models.registry import ModelRegistry
 from models.rules import RISK_FEATURE_NAMES, rules_score
-from models.synthetic import generate_transactions
+from models.session_replay import NextItemPredictions, replay_sessions
+from models.synthetic import generate_clicks, generate_transactions, sessions_of
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
 
 DEFAULT_SEED = 1
 DEFAULT_EVAL_SEED = 1001  # a holdout stream the default models never saw
 RISK_TRAIN_EVENTS = 200_000
 RISK_EVAL_EVENTS = 100_000
+RECO_TRAIN_EVENTS = 200_000
+RECO_EVAL_EVENTS = 50_000
+RECO_CATALOG_SIZE = 5000
+RECO_K = 10
+REPORT_KS = (1, 5, 10)
 MODEL_NAMES = ("risk", "reco")
 
 if tuple(FEATURE_NAMES) != RISK_FEATURE_NAMES:  # pragma: no cover - guards the copy in models.rules
@@ -47,6 +53,20 @@ class RiskDataset:
     labels: np.ndarray  # int64 [N]
     patterns: np.ndarray  # str [N]
     accounts: np.ndarray  # str [N]
+
+
+@dataclass
+class Evaluation:
+    """An evaluation run: the headline metrics plus what the report plots (curves, HR@k)."""
+
+    name: str
+    ref: str
+    seed: int
+    events: int
+    metrics: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    hit_rates: dict[str, list[float]] = field(default_factory=dict)
+    ks: tuple[int, ...] = ()
 
 
 def risk_dataset(events: Sequence[dict[str, Any]], *, progress: bool = False) -> RiskDataset:
@@ -112,7 +132,8 @@ def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bo
         path = export_risk_onnx(trained.model, Path(tmp) / "risk.onnx")
         holdout_seed = seed + DEFAULT_EVAL_SEED
         holdout = risk_dataset(generate_transactions(RISK_EVAL_EVENTS // 2, holdout_seed))
-        probability = _onnx_probability(path, holdout.features)  # the metrics describe the shipped file
+        handle = _unregistered_handle(path, "risk", {})  # the metrics describe the shipped file
+        probability = handle.run({"features": holdout.features})["probability"]
         metrics = risk_metrics(holdout, probability)
         fields = risk_manifest_fields(
             trained,
@@ -124,15 +145,80 @@ def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bo
         return registry.register("risk", path, fields)
 
 
-def _onnx_probability(path: Path, features: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+def _unregistered_handle(path: Path, name: str, fields: dict[str, Any]) -> ModelHandle:
+    """A handle on a freshly exported file (version 0), to measure it before it is registered."""
+    return ModelHandle(path, {**fields, "name": name, "version": 0, "sha256": file_sha256(path)})
 
-    from models.handle import session_options
 
-    session = ort.InferenceSession(
-        str(path), sess_options=session_options(), providers=["CPUExecutionProvider"]
+def reco_metrics(
+    predictions: NextItemPredictions, all_items: np.ndarray, catalog_size: int
+) -> dict[str, float]:
+    """`hr_at_10`, `mrr_at_10` of the model and `popularity_hr_at_10` of the popularity baseline.
+
+    The baseline ranks items by their frequency in the evaluated stream itself (an optimistic, in-sample
+    popularity) and, like the model, skips items already seen in the session.
+    """
+    popular = popularity_baseline(all_items, predictions.targets, predictions.seen, catalog_size, k=RECO_K)
+    return {
+        "hr_at_10": round(hr_at_k(predictions.top_items, predictions.targets, RECO_K), 5),
+        "mrr_at_10": round(mrr_at_k(predictions.top_items, predictions.targets, RECO_K), 5),
+        "popularity_hr_at_10": round(hr_at_k(popular, predictions.targets, RECO_K), 5),
+    }
+
+
+def _reco_evaluation(handle: ModelHandle, seed: int, events: int) -> Evaluation:
+    stream = generate_clicks(events, seed, catalog_size=int(handle.manifest["catalog_size"]))
+    sessions = list(sessions_of(stream).values())
+    predictions = replay_sessions(handle, sessions)
+    catalog = int(handle.manifest["catalog_size"])
+    all_items = np.array([int(e["item_id"]) for e in stream], dtype=np.int64)  # type: ignore[call-overload]
+    popular = popularity_baseline(all_items, predictions.targets, predictions.seen, catalog, k=RECO_K)
+    return Evaluation(
+        "reco",
+        handle.ref,
+        seed,
+        events,
+        reco_metrics(predictions, all_items, catalog),
+        hit_rates={
+            f"model {handle.ref}": [
+                round(hr_at_k(predictions.top_items, predictions.targets, k), 5) for k in REPORT_KS
+            ],
+            "popularity": [round(hr_at_k(popular, predictions.targets, k), 5) for k in REPORT_KS],
+        },
+        ks=REPORT_KS,
     )
-    return np.asarray(session.run(["probability"], {"features": features})[0])
+
+
+def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bool) -> int:
+    from models.training.reco import (
+        RecoTrainingConfig,
+        export_reco_step_onnx,
+        reco_manifest_fields,
+        train_reco,
+    )
+
+    stream = generate_clicks(events, seed, catalog_size=RECO_CATALOG_SIZE)
+    sessions = list(sessions_of(stream).values())
+    config = RecoTrainingConfig()
+    with tqdm(total=config.epochs, desc="reco epochs", unit="epoch", disable=not progress) as bar:
+
+        def on_epoch(epoch: int, stats: dict[str, float]) -> None:
+            bar.set_postfix(train_loss=f"{stats['train_loss']:.4f}")
+            bar.update(1)
+
+        trained = train_reco(sessions, RECO_CATALOG_SIZE, seed=seed, config=config, progress=on_epoch)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_reco_step_onnx(trained.model, Path(tmp) / "reco.onnx", k=RECO_K)
+        fields = reco_manifest_fields(trained, k=RECO_K, training_events=events)
+        holdout_seed = seed + DEFAULT_EVAL_SEED
+        result = _reco_evaluation(
+            _unregistered_handle(path, "reco", fields), holdout_seed, RECO_EVAL_EVENTS // 2
+        )
+        fields |= {
+            "metrics": result.metrics,
+            "metrics_holdout": {"seed": holdout_seed, "events": result.events},
+        }
+        return registry.register("reco", path, fields)
 
 
 def train(
@@ -148,21 +234,9 @@ def train(
     registry = registry or ModelRegistry()
     if name == "risk":
         return _train_risk(seed, registry, events=events or RISK_TRAIN_EVENTS, progress=progress)
+    if name == "reco":
+        return _train_reco(seed, registry, events=events or RECO_TRAIN_EVENTS, progress=progress)
     raise ValueError(f"train: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
-
-
-@dataclass
-class Evaluation:
-    """An evaluation run: the headline metrics plus what the report plots (curves, HR@k)."""
-
-    name: str
-    ref: str
-    seed: int
-    events: int
-    metrics: dict[str, float]
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    hit_rates: dict[str, list[float]] = field(default_factory=dict)
-    ks: tuple[int, ...] = ()
 
 
 def _evaluate_risk(handle: ModelHandle, seed: int, events: int, progress: bool) -> Evaluation:
@@ -195,6 +269,8 @@ def evaluation(
     handle = registry.load(name, version)
     if name == "risk":
         return _evaluate_risk(handle, seed, events or RISK_EVAL_EVENTS, progress)
+    if name == "reco":
+        return _reco_evaluation(handle, seed, events or RECO_EVAL_EVENTS)
     raise ValueError(f"evaluate: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
 
 
