@@ -1,0 +1,142 @@
+"""RocksVersionedStore specifics: opening rules (format record, locks, read-only), restore, key layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from rocksdict import Options, Rdict
+
+from state import (
+    IncompatibleStateError,
+    ReadOnlyStoreError,
+    RetentionPolicy,
+    RocksVersionedStore,
+    StateError,
+    StateStoreLockedError,
+    StateVersion,
+)
+from state.rocks import _INDEX, META_KEY, ROCKS_FORMAT
+
+
+def _raw_keys(path: Path) -> list[bytes]:
+    with Rdict(str(path), Options(raw_mode=True)) as db:
+        return list(db.keys())
+
+
+def test_new_store_writes_its_format_record(tmp_path: Path) -> None:
+    RocksVersionedStore(tmp_path / "db").close()
+    with Rdict(str(tmp_path / "db"), Options(raw_mode=True)) as db:
+        assert msgspec.msgpack.decode(db[META_KEY]) == {"format": ROCKS_FORMAT, "codec": "msgpack/1"}
+
+
+def test_refuses_a_rocksdb_directory_without_format_record(tmp_path: Path) -> None:
+    with Rdict(str(tmp_path / "foreign"), Options(raw_mode=True)) as db:
+        db[b"some"] = b"data"
+    with pytest.raises(IncompatibleStateError) as info:
+        RocksVersionedStore(tmp_path / "foreign")
+    message = str(info.value)
+    assert "without a streamscore format record" in message
+    assert f"expected streamscore rocks format {ROCKS_FORMAT}" in message
+    assert "--state-dir at an empty folder" in message
+
+
+def test_refuses_a_newer_format_on_open(tmp_path: Path) -> None:
+    RocksVersionedStore(tmp_path / "db").close()
+    with Rdict(str(tmp_path / "db"), Options(raw_mode=True)) as db:
+        db[META_KEY] = msgspec.msgpack.encode({"format": ROCKS_FORMAT + 1, "codec": "msgpack/1"})
+    with pytest.raises(IncompatibleStateError, match=f"found streamscore rocks format {ROCKS_FORMAT + 1}"):
+        RocksVersionedStore(tmp_path / "db")
+    # the refused open released the directory: a raw open works
+    Rdict(str(tmp_path / "db"), Options(raw_mode=True)).close()
+
+
+def test_refuses_an_unreadable_format_record(tmp_path: Path) -> None:
+    RocksVersionedStore(tmp_path / "db").close()
+    with Rdict(str(tmp_path / "db"), Options(raw_mode=True)) as db:
+        db[META_KEY] = b"\xc1\xc1"
+    with pytest.raises(IncompatibleStateError, match="unreadable format record"):
+        RocksVersionedStore(tmp_path / "db")
+
+
+def test_a_second_writer_is_refused(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db") as store:
+        store.key("a").put(1, event_time=1)
+        with pytest.raises(StateStoreLockedError, match="only one writer"):
+            RocksVersionedStore(tmp_path / "db")
+
+
+def test_read_only_mode_reads_next_to_a_live_writer_and_refuses_writes(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db") as writer:
+        writer.key("a").put("v1", event_time=1)
+        writer.key("a").put("v2", event_time=2)
+        with RocksVersionedStore(tmp_path / "db", read_only=True) as reader:
+            assert reader.read_only
+            assert reader.key("a").get() == StateVersion(2, 2, "v2", None)
+            assert reader.key("a").as_of_time(1) == StateVersion(1, 1, "v1", None)
+            assert list(reader.keys()) == ["a"]
+            with pytest.raises(ReadOnlyStoreError):
+                reader.key("a").put("v3", event_time=3)
+            with pytest.raises(ReadOnlyStoreError):
+                reader.delete("a")
+            with pytest.raises(ReadOnlyStoreError):
+                reader.write_batch()
+
+
+def test_read_only_open_of_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="nothing to open read-only"):
+        RocksVersionedStore(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StateError, match="is a file"):
+        RocksVersionedStore(tmp_path / "file")
+
+
+def test_restore_refuses_a_non_empty_target_and_a_non_checkpoint(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db") as store:
+        store.key("a").put(1, event_time=1)
+        store.checkpoint(tmp_path / "cp")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    with pytest.raises(StateError, match="not empty"):
+        RocksVersionedStore.restore(tmp_path / "cp", tmp_path / "busy")
+    with pytest.raises(StateError, match="not a RocksDB checkpoint"):
+        RocksVersionedStore.restore(tmp_path / "busy", tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    with RocksVersionedStore.restore(tmp_path / "cp", tmp_path / "empty") as restored:
+        assert restored.key("a").get() == StateVersion(1, 1, 1, None)
+
+
+def test_in_order_events_keep_one_index_entry_per_retained_version(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy(max_versions=3)) as store:
+        for t in range(10):
+            store.key("a").put(t, event_time=t)
+    index = [k for k in _raw_keys(tmp_path / "db") if k.startswith(_INDEX)]
+    assert len(index) == 3  # pruned versions take their index entries with them
+
+
+def test_late_events_remove_the_index_entries_they_dominate(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy()) as store:
+        for t in (10, 20, 30, 40):
+            store.key("a").put(t, event_time=t)
+        store.key("a").put("late", event_time=15)  # dominates versions 2..4 for every query time
+        assert store.key("a").as_of_time(35) == StateVersion(5, 15, "late", None)
+        assert store.key("a").as_of_time(12).version == 1  # type: ignore[union-attr]
+        assert [v.version for v in store.key("a").history(10)] == [5, 4, 3, 2, 1]  # history keeps them
+    index = [k for k in _raw_keys(tmp_path / "db") if k.startswith(_INDEX)]
+    assert len(index) == 2
+
+
+def test_delete_leaves_only_a_version_counter(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy()) as store:
+        for t in range(5):
+            store.key("a").put(t, event_time=t)
+        store.delete("a")
+    with Rdict(str(tmp_path / "db"), Options(raw_mode=True)) as db:
+        db.compact_range(None, None)
+        keys = list(db.keys())
+    assert keys == [META_KEY, b"\x04a"]
