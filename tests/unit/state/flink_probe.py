@@ -1,0 +1,82 @@
+"""Runs inside the PyFlink job of `test_state_flink.py` (and, for the reference, in the test itself).
+
+`observe` applies one operation to a versioned state and reads it back every way the contract allows;
+`VersionedStateProbe` is the KeyedProcessFunction that does this on `FlinkVersionedState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+import numpy as np
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+
+from state import MsgpackCodec, RetentionPolicy, SourceCoordinates, VersionedState
+from state.flink_state import FlinkVersionedState
+
+#: The two retentions the probe exercises: a short one with a horizon, and the default (last 16).
+SHORT = RetentionPolicy(max_versions=3, horizon_ms=40)
+DEFAULT = RetentionPolicy(max_versions=16)
+
+
+class Value(msgspec.Struct):
+    """A typed state value with a float32 vector."""
+
+    n: int
+    hidden: np.ndarray
+
+
+def _builtins(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return {"dtype": str(obj.dtype), "data": obj.tolist()}
+    raise NotImplementedError(type(obj))
+
+
+def observe(
+    state: VersionedState[Value], clear: Callable[[], None], op: str, n: int, event_time: int, offset: int
+) -> Any:
+    """Apply `op` ("put" or "clear") and return everything the state answers afterwards (plain data)."""
+    if op == "clear":
+        clear()
+        result: dict[str, Any] = {"op": op, "get": state.get(), "hist": state.history(4)}
+    else:
+        value = Value(n, np.full(3, n / 4, dtype=np.float32))
+        version = state.put(value, event_time=event_time, source=SourceCoordinates("probe", 0, offset))
+        result = {
+            "op": op,
+            "v": version,
+            "get": state.get(),
+            "prev": state.as_of(version - 1),
+            "old": state.as_of(version - 4),
+            "t": state.as_of_time(event_time),
+            "t_early": state.as_of_time(event_time - 7),
+            "t_late": state.as_of_time(event_time + 3),
+            "hist": state.history(4),
+        }
+    return msgspec.to_builtins(result, enc_hook=_builtins)
+
+
+class VersionedStateProbe(KeyedProcessFunction):
+    """For each (index, key, op, n, event_time), observes two FlinkVersionedStates; emits JSON lines."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        codec = MsgpackCodec(Value)
+        self.short = FlinkVersionedState(runtime_context, "short", codec, retention=SHORT)
+        self.default = FlinkVersionedState(runtime_context, "default", codec, retention=DEFAULT)
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[str]:
+        index, key, op, n, event_time = value
+        line = {
+            "index": index,
+            "key": key,
+            "short": observe(self.short, self.short.clear, op, n, event_time, index),
+            "default": observe(self.default, self.default.clear, op, n, event_time, index),
+        }
+        # older versions physically kept in the MapState (must match the retained range, no leaks)
+        line["short_stored"] = len(list(self.short._history.keys()))
+        if index == 0:  # where the state really lives: Python state wrapper and Java state class
+            head = self.short._head
+            line["runtime"] = [type(head).__module__, head._state.getClass().getName()]
+        yield msgspec.json.encode(line).decode()
