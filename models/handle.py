@@ -76,6 +76,7 @@ class ModelHandle:
         self.input_names: tuple[str, ...] = tuple(i.name for i in self._session.get_inputs())
         self.output_names: tuple[str, ...] = tuple(o.name for o in self._session.get_outputs())
         self._input_set = frozenset(self.input_names)
+        self._output_list = list(self.output_names)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on a batch; returns every output by name.
@@ -89,7 +90,8 @@ class ModelHandle:
                 f"running {self.ref}: expected inputs {list(self.input_names)}; "
                 f"missing {missing}, unexpected {extra}"
             )
-        outputs = self._session.run(list(self.output_names), dict(inputs))
+        feeds = inputs if isinstance(inputs, dict) else dict(inputs)
+        outputs = self._session.run(self._output_list, feeds)
         return dict(zip(self.output_names, outputs, strict=True))
 
     def __repr__(self) -> str:

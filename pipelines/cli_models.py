@@ -1,4 +1,4 @@
-"""`streamscore models …`: train, list, show, promote and evaluate registered models.
+"""`streamscore models …`: train, list, show, promote, quantize and evaluate registered models.
 
 `add_models_commands(subparsers)` adds the `models` command to an argparse sub-parser set; every leaf
 parser sets `func` to a callable taking the parsed args and returning the process exit code.
@@ -85,6 +85,21 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from models.quantization import quantize_registered
+
+    registry = _registry(args)
+    try:
+        name, version = parse_ref(args.ref)
+        new_version = quantize_registered(registry, name, version)
+    except (ValueError, ModelError) as exc:
+        return _fail(str(exc))
+    print(
+        f"registered INT8 {name}@{new_version} (from {name}@{version or registry.current(name)}); not current"
+    )
+    return EXIT_OK
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pipelines.training import DEFAULT_EVAL_SEED, evaluation, write_report
 
@@ -140,6 +155,10 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="make NAME@VERSION the current version")
     promote.add_argument("ref", metavar="NAME@VERSION")
     promote.set_defaults(func=_cmd_promote)
+
+    quantize = commands.add_parser("quantize", help="register an INT8 (dynamic) copy of NAME[@VERSION]")
+    quantize.add_argument("ref", metavar="NAME[@VERSION]")
+    quantize.set_defaults(func=_cmd_quantize)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a registered model on a fresh synthetic stream")
     evaluate.add_argument("name", choices=["risk", "reco"])
