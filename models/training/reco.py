@@ -15,6 +15,7 @@ event at a time: the exported ONNX graph computes the same GRU cell explicitly:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,16 +216,18 @@ def export_reco_step_onnx(model: SessionGRU, path: Path, k: int = 10) -> Path:
         torch.zeros(n, model.catalog_size, dtype=torch.float32),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        step,
-        dummy,
-        str(path),
-        input_names=list(RECO_INPUTS),
-        output_names=list(RECO_OUTPUTS),
-        dynamic_axes={name: {0: "N"} for name in (*RECO_INPUTS, *RECO_OUTPUTS)},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            step,
+            dummy,
+            str(path),
+            input_names=list(RECO_INPUTS),
+            output_names=list(RECO_OUTPUTS),
+            dynamic_axes={name: {0: "N"} for name in (*RECO_INPUTS, *RECO_OUTPUTS)},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     return path
 
 

@@ -8,6 +8,7 @@ in as constants) -> MLP -> Platt scaling (`a * logit + b`, fitted on a validatio
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,16 +176,18 @@ def export_risk_onnx(model: RiskMLP, path: Path) -> Path:
     model.eval()
     dummy = torch.zeros(2, int(model.mean.shape[0]), dtype=torch.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model,
-        (dummy,),
-        str(path),
-        input_names=[RISK_INPUT],
-        output_names=[RISK_OUTPUT],
-        dynamic_axes={RISK_INPUT: {0: "N"}, RISK_OUTPUT: {0: "N"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            input_names=[RISK_INPUT],
+            output_names=[RISK_OUTPUT],
+            dynamic_axes={RISK_INPUT: {0: "N"}, RISK_OUTPUT: {0: "N"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     return path
 
 

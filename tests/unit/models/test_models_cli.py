@@ -62,3 +62,26 @@ def test_evaluate_json_and_report(
     assert (report / "risk@1-seed77.json").is_file() and (report / "risk@1-seed77.png").is_file()
     written = json.loads((report / "risk@1-seed77.json").read_text())
     assert written["metrics"] == metrics and written["model"] == "risk@1"
+
+
+def test_train_registers_a_deterministic_new_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "registry"
+    argv = ["models", "--registry", str(root), "train", "risk", "--seed", "3", "--events", "20000", "--quiet"]
+    assert _run(argv) == 0
+    assert _run(argv) == 0
+    assert "registered risk@2 (current: 1)" in capsys.readouterr().out
+    registry = ModelRegistry(root)
+    first, second = registry.manifest("risk", 1), registry.manifest("risk", 2)
+    assert first["sha256"] == second["sha256"]  # same seed, same model, byte for byte
+    assert first["training_seed"] == 3 and first["training_events"] == 20_000
+
+
+def test_train_reco_small(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    argv = ["models", "--registry", str(root), "train", "reco", "--seed", "3", "--events", "8000", "--quiet"]
+    assert _run(argv) == 0
+    manifest = ModelRegistry(root).manifest("reco", 1)
+    assert manifest["hidden_size"] == 64 and manifest["catalog_size"] == 5000 and manifest["k"] == 10
+    assert set(manifest["metrics"]) == {"hr_at_10", "mrr_at_10", "popularity_hr_at_10"}
