@@ -34,7 +34,7 @@ _DTYPE_BY_CODE: dict[int, np.dtype[Any]] = {
 }
 _CODE_BY_KIND: dict[tuple[str, int], int] = {(dt.kind, dt.itemsize): c for c, dt in _DTYPE_BY_CODE.items()}
 _ND_HEADER = struct.Struct("<BB")
-_DIM = struct.Struct("<I")
+_DIM_SIZE = 4  # each dimension: little-endian uint32
 
 
 class Codec(Protocol[T]):
@@ -66,7 +66,7 @@ def _encode_ndarray(array: np.ndarray[Any, Any]) -> msgspec.msgpack.Ext:
     if array.ndim > 255:
         raise TypeError(f"MsgpackCodec cannot encode arrays with more than 255 dimensions, got {array.ndim}")
     dtype = _DTYPE_BY_CODE[code]
-    header = _ND_HEADER.pack(code, array.ndim) + b"".join(_DIM.pack(n) for n in array.shape)
+    header = _ND_HEADER.pack(code, array.ndim) + struct.pack(f"<{array.ndim}I", *array.shape)
     raw = np.ascontiguousarray(array, dtype=dtype).tobytes()
     return msgspec.msgpack.Ext(NDARRAY_EXT_CODE, header + raw)
 
@@ -78,10 +78,10 @@ def _decode_ndarray(data: memoryview) -> np.ndarray[Any, Any]:
     dtype = _DTYPE_BY_CODE.get(code)
     if dtype is None:
         raise StateDecodeError(f"unknown ndarray dtype code {code}, expected one of {sorted(_DTYPE_BY_CODE)}")
-    offset = _ND_HEADER.size + ndim * _DIM.size
+    offset = _ND_HEADER.size + ndim * _DIM_SIZE
     if len(data) < offset:
         raise StateDecodeError(f"ndarray payload of {len(data)} bytes is too short for {ndim} dimensions")
-    shape = tuple(_DIM.unpack_from(data, _ND_HEADER.size + i * _DIM.size)[0] for i in range(ndim))
+    shape: tuple[int, ...] = struct.unpack_from(f"<{ndim}I", data, _ND_HEADER.size)
     count = 1
     for n in shape:
         count *= n

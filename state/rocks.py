@@ -176,6 +176,9 @@ class RocksVersionedStore(Generic[T]):
         self._retention = retention
         self._read_only = read_only
         self._pending: PendingWrites | None = None
+        # the head last read or written outside a batch (a get() followed by a put() of the same key
+        # reads it once); valid because this instance is the only writer of the directory
+        self._head_cache: tuple[bytes, Head] | None = None
         self._closed = True
         self._write_options = WriteOptions()
         self._write_options.sync = sync_writes
@@ -294,6 +297,7 @@ class RocksVersionedStore(Generic[T]):
         writes.delete_range(*_range(_RECORD, kb))
         writes.delete_range(*_range(_INDEX, kb))
         self._commit(writes)
+        self._head_cache = None
 
     def write_batch(self) -> AbstractContextManager[None]:
         """A context in which puts and deletes commit as one atomic RocksDB write batch.
@@ -312,10 +316,12 @@ class RocksVersionedStore(Generic[T]):
             yield
             return
         pending = self._pending = PendingWrites(readable=True)
+        self._head_cache = None
         try:
             yield
         finally:
             self._pending = None
+            self._head_cache = None
         if len(pending):
             self._db.write(pending.batch, self._write_options)
 
@@ -385,6 +391,7 @@ class RocksVersionedStore(Generic[T]):
             return
         self._closed = True
         self._pending = None
+        self._head_cache = None
         self._db.close()
 
     def __enter__(self) -> RocksVersionedStore[T]:
@@ -439,6 +446,8 @@ class RocksVersionedStore(Generic[T]):
         )
         writes.put(_HEAD + kb, encode_head(new_head))
         self._commit(writes)
+        if self._pending is None:
+            self._head_cache = (kb, new_head)
         return plan.version
 
     def as_of(self, key: str, version: int) -> StateVersion[T] | None:
@@ -563,6 +572,9 @@ class RocksVersionedStore(Generic[T]):
             self._db.write(writes.batch, self._write_options)
 
     def _read_head(self, key: str, kb: bytes) -> Head | None:
+        cached = self._head_cache
+        if cached is not None and cached[0] == kb and self._pending is None:
+            return cached[1]
         raw = self._get(_HEAD + kb)
         if raw is None:
             return None
@@ -570,7 +582,11 @@ class RocksVersionedStore(Generic[T]):
             head = decode_head(raw)
         except (RecordFormatError, HeadFormatMismatch) as exc:
             raise CorruptStateError(key, None, str(exc)) from exc
-        return None if head.deleted else head
+        if head.deleted:
+            return None
+        if self._pending is None and not self._read_only:
+            self._head_cache = (kb, head)
+        return head
 
     def _retained_record(self, key: str, kb: bytes, head: Head, version: int) -> bytes:
         raw = self._get(_record_key(kb, version))
