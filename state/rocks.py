@@ -121,6 +121,26 @@ def _range(prefix: bytes, kb: bytes) -> tuple[bytes, bytes]:
     return prefix + kb + _SEP, prefix + kb + _END
 
 
+def _options(cache: Cache, write_buffer_bytes: int, *, create: bool) -> Options:
+    """RocksDB options for one writer: bloom filters for point reads, lz4, a shared block cache.
+
+    Index and filter blocks stay in the table readers' memory (RocksDB's default): putting them in a
+    sharded block cache makes large, unpartitioned index blocks miss on every read.
+    """
+    options = Options(raw_mode=True)
+    options.create_if_missing(create)
+    options.increase_parallelism(max(2, os.cpu_count() or 2))
+    options.set_max_background_jobs(2)
+    options.set_write_buffer_size(write_buffer_bytes)
+    options.set_compression_type(DBCompressionType.lz4())
+    options.set_keep_log_file_num(4)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    return options
+
+
 class RocksVersionedStore(Generic[T]):
     """A persistent `VersionedStore` in a RocksDB directory (see the module docstring for the layout).
 
@@ -195,22 +215,14 @@ class RocksVersionedStore(Generic[T]):
             raise StateError(f"state directory {self._path} is a file; expected a directory")
         if self._read_only and not (self._path / "CURRENT").exists():
             raise StateError(f"no RocksDB state at {self._path} (nothing to open read-only)")
-        options = Options(raw_mode=True)
-        options.create_if_missing(not self._read_only)
-        options.increase_parallelism(max(2, os.cpu_count() or 2))
-        options.set_max_background_jobs(2)
-        options.set_write_buffer_size(write_buffer_bytes)
-        options.set_compression_type(DBCompressionType.lz4())
-        options.set_keep_log_file_num(4)
-        table = BlockBasedOptions()
-        table.set_block_cache(Cache(block_cache_bytes))
-        table.set_bloom_filter(10, False)
-        table.set_cache_index_and_filter_blocks(True)
-        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
-        options.set_block_based_table_factory(table)
+        cache = Cache(block_cache_bytes)
+        options = _options(cache, write_buffer_bytes, create=not self._read_only)
+        # rocksdict applies `options` to the default column family of an *existing* database only if
+        # it is named here; otherwise that family is reopened with the options stored in the directory
+        families = {"default": _options(cache, write_buffer_bytes, create=not self._read_only)}
         access = AccessType.read_only(False) if self._read_only else AccessType.read_write()
         try:
-            return Rdict(str(self._path), options, access_type=access)
+            return Rdict(str(self._path), options, column_families=families, access_type=access)
         except Exception as exc:  # rocksdict raises plain Exception; re-raised with context, not hidden
             message = str(exc)
             if "lock" in message.lower():
