@@ -40,7 +40,7 @@ from state.contract import (
     check_event_time,
     check_limit,
 )
-from state.exceptions import CorruptStateError, IncompatibleStateError, StateDecodeError
+from state.exceptions import CorruptStateError, IncompatibleStateError, StateDecodeError, StateError
 
 if TYPE_CHECKING:
     from pyflink.datastream import RuntimeContext
@@ -78,6 +78,11 @@ def _pass_bytes_through(state: Any, attribute: str) -> None:
     converter = getattr(state, attribute, None)
     if converter is not None and type(converter).__name__ == "ArrayDataConverter":
         setattr(state, attribute, _BytesPassThrough())
+    elif converter is None and ".embedded." in type(state).__module__:
+        raise StateError(
+            f"cannot set up byte-array Flink state: thread-mode state {type(state).__qualname__} has no "
+            f"{attribute!r} converter (expected with apache-flink 2.2); check the PyFlink version"
+        )
 
 
 class FlinkVersionedState(Generic[T]):
