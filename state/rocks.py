@@ -19,7 +19,10 @@ per-key range below is prefix-free; integers are big-endian):
   at or before `t`. A put removes the entries it dominates (those with event time >= its own; none
   when events arrive in order), so each index entry is written once and deleted at most once.
 * Retention removes the oldest versions by point deletes, reading one record per pruned version.
-* Every put/delete is one `WriteBatch`; `write_batch()` gathers many into one, committed atomically.
+* Every put/delete is one `WriteBatch` (a steady-state put with retention writes ~5 entries: head,
+  previous version's record, index entry, and deletes of the pruned record and index entry);
+  `write_batch()` gathers many into one, committed atomically. A `put` right after a `get` of the
+  same key reuses the head that `get` read (one-entry cache, outside batches).
 
 Single-process, single-writer; not thread-safe. `read_only=True` opens for inspection (no writes, and
 no lock held, so it can run next to a live writer and sees its state as of open).
