@@ -1,0 +1,187 @@
+"""`streamscore`: the command line (broker, publishing, jobs, consuming, models, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipelines.exceptions import PipelineError
+
+DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
+EXIT_ERROR = 2
+
+
+def _cmd_kafka(args: argparse.Namespace) -> int:
+    from pipelines.infra import broker
+
+    if args.action == "up":
+        st = broker.up(args.port)
+        print(f"kafka running on {st.bootstrap} (pid {st.pid}, data in {st.folder})")
+    elif args.action == "down":
+        print("kafka stopped" if broker.down(args.port) else f"no project broker running on port {args.port}")
+    else:
+        st = broker.status(args.port)
+        print(f"kafka on {st.bootstrap}: {'running, pid ' + str(st.pid) if st.running else 'not running'}")
+        return 0 if st.running else 1
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.kafka_io import ensure_topics, file_records, publish_records
+    from pipelines.publishing import synthetic_records
+    from pipelines.specs import spec
+
+    pipeline = spec(args.pipeline)
+    topic = args.topic or pipeline.input_topic
+    ensure_topics(args.bootstrap, [topic], partitions=args.partitions)
+    if args.file is not None:
+        records = file_records(Path(args.file), pipeline.decode.key_field)
+    else:
+        records = synthetic_records(args.pipeline, args.events, args.seed)
+    report = publish_records(args.bootstrap, topic, records, rate=args.rate)
+    print(f"published {report.sent} records to {topic} in {report.seconds:.2f} s")
+    return 0
+
+
+def _job_options(args: argparse.Namespace) -> object:
+    from pipelines.flink.options import JobOptions
+    from pipelines.infra.home import subdir
+    from pipelines.specs import spec
+
+    pipeline = spec(args.pipeline)
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
+    return JobOptions(
+        pipeline=args.pipeline,
+        bootstrap=args.bootstrap,
+        input_topic=args.input_topic or pipeline.input_topic,
+        output_topic=args.output_topic or pipeline.output_topic,
+        dlq_topic=args.dlq_topic or pipeline.dlq_topic,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval_ms=args.checkpoint_interval,
+        bounded=args.bounded,
+        parallelism=args.parallelism,
+        model_ref=args.model,
+        delivery=args.delivery,
+        transactional_id_prefix=args.transactional_id_prefix,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.flink import job
+    from pipelines.flink.options import JobOptions
+    from pipelines.kafka_io import ensure_topics
+
+    options = _job_options(args)
+    assert isinstance(options, JobOptions)
+    ensure_topics(options.bootstrap, [options.input_topic, options.output_topic, options.dlq_topic])
+    print(
+        f"running {options.pipeline}: {options.input_topic} -> {options.output_topic} "
+        f"(dead letters: {options.dlq_topic}; {'bounded' if options.bounded else 'unbounded'}, "
+        f"{options.delivery}, checkpoints in {options.checkpoint_dir})",
+        flush=True,
+    )
+    job.run(options)
+    print("job finished", flush=True)
+    return 0
+
+
+def _cmd_consume(args: argparse.Namespace) -> int:
+    from pipelines.kafka_io import consume
+
+    out = sys.stdout
+    for record in consume(args.bootstrap, args.topic, max_records=args.max, timeout_s=args.timeout):
+        out.write(record.value.decode("utf-8", errors="backslashreplace") + "\n")
+    out.flush()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(port=args.port, latency_events=args.latency_events, burst_events=args.events,
+                    rate=args.rate, seed=args.seed)
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", choices=["risk"], help="which pipeline")
+    parser.add_argument("--input-topic")
+    parser.add_argument("--output-topic")
+    parser.add_argument("--dlq-topic")
+    parser.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
+    parser.add_argument("--checkpoint-interval", type=int, default=1000, metavar="MS",
+                        help="checkpoint interval in ms; with exactly-once, results become visible per checkpoint")
+    parser.add_argument("--bounded", action="store_true",
+                        help="process what is in the input topic now, then finish with a final checkpoint")
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--model", help="pin a model version NAME@V (default: the registry's current)")
+    parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
+    parser.add_argument("--transactional-id-prefix",
+                        help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the `streamscore` command."""
+    root = argparse.ArgumentParser(prog="streamscore", description=__doc__)
+    root.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
+                      help="Kafka bootstrap servers (env STREAMSCORE_BOOTSTRAP; default %(default)s)")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    kafka = commands.add_parser("kafka", help="the project's single-node KRaft broker")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.set_defaults(func=_cmd_kafka)
+
+    publish = commands.add_parser("publish", help="publish synthetic events or a JSONL file")
+    publish.add_argument("pipeline", choices=["risk"])
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=int, help="number of seeded synthetic events")
+    source.add_argument("--file", help="JSONL file; each line is sent as-is")
+    publish.add_argument("--seed", type=int, default=7)
+    publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    publish.add_argument("--topic", help="default: the pipeline's input topic")
+    publish.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
+    publish.set_defaults(func=_cmd_publish)
+
+    run = commands.add_parser("run", help="run a pipeline's streaming job on the embedded Flink mini-cluster")
+    _add_job_options(run)
+    run.set_defaults(func=_cmd_run)
+
+    consume = commands.add_parser("consume", help="print a topic's committed records as JSON lines")
+    consume.add_argument("topic")
+    consume.add_argument("--max", type=int, help="stop after N records")
+    consume.add_argument("--timeout", type=float, default=10.0, help="stop after S seconds without a record")
+    consume.set_defaults(func=_cmd_consume)
+
+    demo = commands.add_parser("demo", help="broker + risk job + synthetic load, then a summary")
+    demo.add_argument("--port", type=int, default=9092)
+    demo.add_argument("--events", type=int, default=20000, help="events in the throughput burst")
+    demo.add_argument("--latency-events", type=int, default=2000, help="events in the paced latency phase")
+    demo.add_argument("--rate", type=float, default=500.0, help="events/s in the latency phase")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=_cmd_demo)
+
+    try:
+        from pipelines.cli_models import add_models_commands
+
+        add_models_commands(commands)
+    except ImportError as exc:  # the models CLI needs nothing optional; an ImportError here is a bug
+        raise SystemExit(f"streamscore: cannot load the models commands: {exc}") from exc
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `streamscore` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PipelineError as exc:
+        print(f"streamscore: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

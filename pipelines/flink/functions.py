@@ -1,0 +1,166 @@
+"""The PyFlink functions of every pipeline: decode-or-dead-letter, and the keyed operator with versioned state.
+
+Both look their pipeline up by name in `open`, so only names and options are serialised with the job.
+Bad records never raise: they leave through the dead-letter side output with a stable reason code.
+
+Thread mode runs every Python operator in one embedded interpreter (pemja), and Flink opens operators
+concurrently. Importing onnxruntime's extension while another task thread is inside pemja's interpreter
+initialisation deadlocks both (seen here with PyFlink 2.2.1: one thread in `PythonInterpreter.init`, the
+other in onnxruntime's `create_module`, forever). So: the decode operator imports only msgspec-level
+modules; the keyed operator does its heavy imports (numpy, onnxruntime, the operator and model) on its first
+element, when every task of the job has finished initialising, one thread at a time (`_HEAVY_IMPORTS`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+
+from operators.dead_letter import DeadLetter, Reason, raw_as_text
+
+if TYPE_CHECKING:
+    from pipelines.specs import PipelineSpec
+
+_HEAVY_IMPORTS = threading.Lock()
+
+
+def _import_native_extensions() -> None:
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+
+def _run_in_python_thread(work: Any) -> None:
+    """Run `work` in a thread started by Python's `threading`, re-raising its exception here.
+
+    pemja's task threads have thread states that `PyGILState_Ensure` does not know, so pybind11 code
+    (onnxruntime's module initialisation and session creation) deadlocks on them; a `threading` thread
+    has a registered thread state and runs that code normally.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="streamscore-native-init", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+KEYED_ROW = Types.ROW_NAMED(
+    ["key", "value", "topic", "partition", "offset"],
+    [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+)
+OUTPUT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
+DEAD_LETTERS = OutputTag("dead-letters", OUTPUT_ROW)
+
+
+def dead_letter_row(
+    pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
+    offset: int | None,
+) -> Row:
+    """A dead-letter output row (no key) for `raw`."""
+    letter = DeadLetter(
+        pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
+        partition=partition, offset=offset, at=int(time.time() * 1000),
+    )
+    return Row(None, msgspec.json.encode(letter).decode())
+
+
+class DecodeFunction(ProcessFunction):  # type: ignore[misc]
+    """Validates raw values: valid events go on keyed by the pipeline's key, the rest become dead letters."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline = pipeline
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """Build the pipeline's decoder."""
+        from operators.decoding import Rejection
+        from pipelines.decoders import decode_spec
+
+        self._spec = decode_spec(self.pipeline)
+        self._decoder = self._spec.decoder()
+        self._rejection = Rejection
+
+    def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        """Emit `(key, value, topic, partition, offset)` or a dead letter."""
+        raw = bytes(row[0]) if row[0] is not None else b""
+        decoded = self._decoder.decode(raw)
+        if isinstance(decoded, self._rejection):
+            yield DEAD_LETTERS, dead_letter_row(
+                self.pipeline, decoded.reason, decoded.error, raw, row[1], row[2], row[3]
+            )
+            return
+        yield Row(self._spec.key_of(decoded), raw, row[1], row[2], row[3])
+
+
+class KeyedOperatorFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Runs the pipeline's operator on each event with the versioned state of the event's key."""
+
+    def __init__(self, pipeline: str, model_ref: str | None) -> None:
+        self.pipeline = pipeline
+        self.model_ref = model_ref
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """Remember the runtime context; the operator itself opens on the first element (see module doc)."""
+        self._runtime_context = runtime_context
+        self._operator: Any = None
+
+    def _open_operator(self) -> None:
+        with _HEAVY_IMPORTS:
+            _run_in_python_thread(_import_native_extensions)
+            from models.exceptions import ModelError
+            from operators.contract import OperatorContext
+            from pipelines.specs import spec
+            from state.contract import SourceCoordinates
+            from state.flink_state import FlinkVersionedState
+
+            self._spec: PipelineSpec = spec(self.pipeline)
+            operator = self._spec.operator()
+            _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
+        self._model_error = ModelError
+        self._coordinates = SourceCoordinates
+        self._decoder = self._spec.decode.decoder()
+        self._state = FlinkVersionedState(
+            self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
+        )
+        self._operator = operator
+
+    def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        """Emit `(result key, result JSON)` rows, or one dead letter if the operator or model fails."""
+        if self._operator is None:
+            self._open_operator()
+        raw = bytes(row[1])
+        event = self._decoder.decode(raw)
+        source = self._coordinates(row[2], row[3], row[4])
+        try:
+            results = list(self._operator.process(event, self._state, source))
+        except self._model_error as exc:
+            yield DEAD_LETTERS, dead_letter_row(
+                self.pipeline, Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - an operator bug on one record must not stop the job:
+            # it is reported in full as a dead letter (reason operator_error) and the record is kept.
+            yield DEAD_LETTERS, dead_letter_row(
+                self.pipeline, Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
+            )
+            return
+        for result in results:
+            yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
+
+    def close(self) -> None:
+        """Close the operator."""
+        operator = getattr(self, "_operator", None)
+        if operator is not None:
+            operator.close()

@@ -1,0 +1,100 @@
+"""Builds and runs a pipeline's streaming job on the embedded Flink mini-cluster.
+
+Kafka (SQL source, raw bytes + metadata) -> decode/validate (bad -> dead letters) -> key_by(key)
+-> keyed operator with versioned RocksDB state and ONNX -> results and dead letters to Kafka
+(transactional sinks for exactly-once). Checkpoints are retained on cancellation.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from pipelines.flink.environment import create_environment
+from pipelines.flink.kafka_tables import sink_ddl, source_ddl
+from pipelines.flink.options import JobOptions
+
+if TYPE_CHECKING:
+    from pyflink.common import JobClient
+    from pyflink.datastream import StreamExecutionEnvironment
+
+
+def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExecutionEnvironment:
+    """The environment with the pipeline's dataflow attached (not yet executed)."""
+    env = create_environment(options, restore_path=restore_path)
+    from pyflink.table import StreamTableEnvironment
+
+    from pipelines.flink.functions import (
+        DEAD_LETTERS,
+        KEYED_ROW,
+        OUTPUT_ROW,
+        DecodeFunction,
+        KeyedOperatorFunction,
+    )
+
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(source_ddl("source", options))
+    t_env.execute_sql(sink_ddl("results", options.output_topic, options, id_suffix="results"))
+    t_env.execute_sql(sink_ddl("dead_letters", options.dlq_topic, options, id_suffix="dlq"))
+
+    raw = t_env.to_data_stream(t_env.from_path("source"))
+    decoded = raw.process(DecodeFunction(options.pipeline), output_type=KEYED_ROW).name("decode")
+    scored = (
+        decoded.key_by(lambda row: row[0], key_type=KEYED_ROW.get_field_types()[0])
+        .process(KeyedOperatorFunction(options.pipeline, options.model_ref), output_type=OUTPUT_ROW)
+        .name(f"{options.pipeline}-operator")
+        .uid(f"{options.pipeline}-operator")
+    )
+    dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(DEAD_LETTERS))
+
+    statements = t_env.create_statement_set()
+    statements.add_insert("results", t_env.from_data_stream(scored))
+    statements.add_insert("dead_letters", t_env.from_data_stream(dead))
+    statements.attach_as_datastream()
+    return env
+
+
+def run(
+    options: JobOptions,
+    *,
+    restore_path: str | None = None,
+    on_started: Callable[[JobClient], None] | None = None,
+) -> None:
+    """Run the job until it finishes (bounded) or SIGINT/SIGTERM cancels it (checkpoints are retained)."""
+    env = build(options, restore_path=restore_path)
+    client = env.execute_async(f"streamscore-{options.pipeline}")
+    if on_started is not None:
+        on_started(client)
+    stop = threading.Event()
+
+    def cancel(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, cancel)
+    failures: list[BaseException] = []
+
+    def wait_for_end() -> None:
+        try:
+            client.get_job_execution_result().result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
+            failures.append(exc)
+        finally:
+            stop.set()
+
+    waiter = threading.Thread(target=wait_for_end, name="job-waiter", daemon=True)
+    waiter.start()
+    try:
+        stop.wait()
+        if waiter.is_alive():
+            client.cancel().result()
+        elif failures:
+            raise failures[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

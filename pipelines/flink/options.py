@@ -1,0 +1,55 @@
+"""Options of a streaming job run (what `streamscore run PIPELINE` accepts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.exceptions import ConfigError
+
+DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How to run one pipeline job: topics, checkpointing, bounded mode, parallelism, model and delivery."""
+
+    pipeline: str
+    bootstrap: str
+    input_topic: str
+    output_topic: str
+    dlq_topic: str
+    checkpoint_dir: Path
+    checkpoint_interval_ms: int = 1000
+    bounded: bool = False
+    parallelism: int = 1
+    model_ref: str | None = None
+    delivery: str = "exactly-once"
+    transactional_id_prefix: str | None = None
+    transaction_timeout_ms: int = 600_000
+
+    def __post_init__(self) -> None:
+        if self.delivery not in DELIVERY_GUARANTEES:
+            raise ConfigError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
+        if self.checkpoint_interval_ms < 100:
+            raise ConfigError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
+        if self.parallelism < 1:
+            raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
+        if len({self.input_topic, self.output_topic, self.dlq_topic}) != 3:
+            raise ConfigError(
+                "input, output and dead-letter topics must differ, got "
+                f"{self.input_topic!r}, {self.output_topic!r}, {self.dlq_topic!r}"
+            )
+        if not 60_000 <= self.transaction_timeout_ms <= 900_000:
+            raise ConfigError(
+                "--transaction-timeout must be between 60 s and the broker's transaction.max.timeout.ms "
+                f"(15 min by default), got {self.transaction_timeout_ms} ms"
+            )
+
+    @property
+    def id_prefix(self) -> str:
+        """The transactional id prefix: stable per pipeline and output topic, so a restarted job aborts the
+        transactions a crashed one left open (two jobs running at once need distinct prefixes)."""
+        if self.transactional_id_prefix:
+            return self.transactional_id_prefix
+        return f"streamscore-{self.pipeline}-{self.output_topic}"

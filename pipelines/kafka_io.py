@@ -1,0 +1,159 @@
+"""confluent-kafka tooling: topic admin, publishing (synthetic or from a file) and read_committed consuming."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipelines.exceptions import SetupError
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    if not wanted:
+        return
+    for topic, future in admin.create_topics(wanted, operation_timeout=10).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise SetupError(f"creating topic {topic!r} on {bootstrap} failed: {exc}") from exc
+
+
+def producer(bootstrap: str) -> Producer:
+    """An idempotent producer (acks=all) for publishing events."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+
+
+@dataclass
+class PublishReport:
+    """What a publish run did: records sent, keys used, seconds taken, and the send time of each event id."""
+
+    sent: int = 0
+    seconds: float = 0.0
+    sent_at_ms: dict[str, int] | None = None
+
+
+def publish_records(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    *,
+    rate: float | None = None,
+    track: Iterable[str] | None = None,
+) -> PublishReport:
+    """Send `(key, value)` records to `topic`, at most `rate` per second if given; wait until all are acked."""
+    prod = producer(bootstrap)
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    report = PublishReport(sent_at_ms={} if track is not None else None)
+    ids = iter(track) if track is not None else None
+    start = time.monotonic()
+    for i, (key, value) in enumerate(records):
+        if rate:
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        while True:
+            try:
+                prod.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                prod.poll(0.05)
+        if ids is not None and report.sent_at_ms is not None:
+            report.sent_at_ms[next(ids)] = int(time.time() * 1000)
+        prod.poll(0)
+        report.sent += 1
+    remaining = prod.flush(60)
+    report.seconds = time.monotonic() - start
+    if remaining or errors:
+        raise SetupError(f"publishing to {topic!r}: {remaining} unsent, errors: {errors[:5]}")
+    return report
+
+
+def file_records(path: Path, key_field: str) -> Iterator[tuple[bytes | None, bytes]]:
+    """Each line of a JSONL file as-is (malformed lines included), keyed by `key_field` when the line parses."""
+    with path.open("rb") as f:
+        for line in f:
+            value = line.rstrip(b"\r\n")
+            if not value:
+                continue
+            key: bytes | None = None
+            try:
+                parsed = json.loads(value)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+            if isinstance(parsed, dict) and isinstance(parsed.get(key_field), str):
+                key = parsed[key_field].encode()
+            yield key, value
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """A record read back from a topic, with its coordinates and timestamps."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+    timestamp_ms: int
+    received_ms: int
+
+
+def consume(
+    bootstrap: str, topic: str, *, max_records: int | None = None, timeout_s: float = 10.0
+) -> Iterator[ConsumedRecord]:
+    """Every committed record of `topic` from the beginning (read_committed), until `max_records` or no new
+    record for `timeout_s` seconds."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"streamscore-consume-{uuid.uuid4().hex[:12]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    count = 0
+    last_new = time.monotonic()
+    try:
+        while max_records is None or count < max_records:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if time.monotonic() - last_new > timeout_s:
+                    return
+                continue
+            if msg.error():
+                if msg.error().code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    continue
+                raise SetupError(f"consuming {topic!r}: {msg.error()}")
+            last_new = time.monotonic()
+            count += 1
+            yield ConsumedRecord(
+                msg.key(), msg.value() or b"", msg.partition(), msg.offset(), msg.timestamp()[1],
+                int(time.time() * 1000),
+            )
+    finally:
+        consumer.close()
