@@ -84,7 +84,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     job.run(options)
     print("job finished", flush=True)
-    return 0
+    # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
+    # errors for every Java object it can no longer release.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:

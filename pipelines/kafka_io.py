@@ -145,14 +145,15 @@ def consume(
                 if time.monotonic() - last_new > timeout_s:
                     return
                 continue
-            if msg.error():
-                if msg.error().code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            error = msg.error()
+            if error is not None:
+                if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     continue
-                raise SetupError(f"consuming {topic!r}: {msg.error()}")
+                raise SetupError(f"consuming {topic!r}: {error}")
             last_new = time.monotonic()
             count += 1
             yield ConsumedRecord(
-                msg.key(), msg.value() or b"", msg.partition(), msg.offset(), msg.timestamp()[1],
+                msg.key(), msg.value() or b"", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1],
                 int(time.time() * 1000),
             )
     finally:

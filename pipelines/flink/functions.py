@@ -48,7 +48,7 @@ def _run_in_python_thread(work: Any) -> None:
     def target() -> None:
         try:
             work()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=target, name="streamscore-native-init", daemon=True)
@@ -77,7 +77,7 @@ def dead_letter_row(
     return Row(None, msgspec.json.encode(letter).decode())
 
 
-class DecodeFunction(ProcessFunction):  # type: ignore[misc]
+class DecodeFunction(ProcessFunction):
     """Validates raw values: valid events go on keyed by the pipeline's key, the rest become dead letters."""
 
     def __init__(self, pipeline: str) -> None:
@@ -104,7 +104,7 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
         yield Row(self._spec.key_of(decoded), raw, row[1], row[2], row[3])
 
 
-class KeyedOperatorFunction(KeyedProcessFunction):  # type: ignore[misc]
+class KeyedOperatorFunction(KeyedProcessFunction):
     """Runs the pipeline's operator on each event with the versioned state of the event's key."""
 
     def __init__(self, pipeline: str, model_ref: str | None) -> None:
@@ -150,7 +150,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):  # type: ignore[misc]
                 self.pipeline, Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
             )
             return
-        except Exception as exc:  # noqa: BLE001 - an operator bug on one record must not stop the job:
+        except Exception as exc:
             # it is reported in full as a dead letter (reason operator_error) and the record is kept.
             yield DEAD_LETTERS, dead_letter_row(
                 self.pipeline, Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]

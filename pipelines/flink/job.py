@@ -73,7 +73,7 @@ def run(
     def cancel(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, cancel)
@@ -82,7 +82,7 @@ def run(
     def wait_for_end() -> None:
         try:
             client.get_job_execution_result().result()
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
+        except BaseException as exc:
             failures.append(exc)
         finally:
             stop.set()

@@ -147,7 +147,7 @@ def _wait_ready(port: int, pid: int, folder: Path, timeout_s: float) -> None:
             admin = admin or AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
             try:
                 metadata = admin.list_topics(timeout=2)
-            except Exception:  # noqa: BLE001 - KafkaException while the broker finishes starting; retried
+            except Exception:
                 metadata = None
             if metadata is not None and metadata.brokers:
                 return

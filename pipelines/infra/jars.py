@@ -55,7 +55,9 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 _DEPENDENCY = """    <dependency>
       <groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version>{exclusions}
     </dependency>"""
-_NO_TRANSITIVE = "\n      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+_NO_TRANSITIVE = (
+    "\n      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+)
 
 
 def render_pom(bundle: JarBundle) -> str:
