@@ -59,6 +59,9 @@ def flink_configuration(options: JobOptions, *, restore_path: str | None = None)
         "pipeline.jars": ";".join(p.resolve().as_uri() for p in jar_paths(FLINK_CONNECTORS)),
         "pipeline.name": f"streamscore-{options.pipeline}",
         "taskmanager.memory.managed.fraction": "0.2",
+        # Latency: flush network buffers and Python bundles quickly (defaults are 100 ms and 1 s).
+        "execution.buffer-timeout.interval": "10 ms",
+        "python.fn-execution.bundle.time": "10",
     }
     if restore_path is not None:
         config["execution.state-recovery.path"] = restore_path
