@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.exceptions import PipelineError
+from pipelines.exceptions import ConfigError, PipelineError
 
 DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
 EXIT_ERROR = 2
@@ -65,6 +65,7 @@ def _job_options(args: argparse.Namespace) -> object:
         model_ref=args.model,
         delivery=args.delivery,
         transactional_id_prefix=args.transactional_id_prefix,
+        state_changelog=args.state_changelog,
     )
 
 
@@ -75,7 +76,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     options = _job_options(args)
     assert isinstance(options, JobOptions)
-    ensure_topics(options.bootstrap, [options.input_topic, options.output_topic, options.dlq_topic])
+    topics = [options.input_topic, options.output_topic, options.dlq_topic]
+    ensure_topics(options.bootstrap, topics + ([options.state_changelog] if options.state_changelog else []))
     print(
         f"running {options.pipeline}: {options.input_topic} -> {options.output_topic} "
         f"(dead letters: {options.dlq_topic}; {'bounded' if options.bounded else 'unbounded'}, "
@@ -100,6 +102,47 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state_dir(args: argparse.Namespace) -> Path:
+    from pipelines.infra.home import subdir
+
+    return Path(args.state_dir) if args.state_dir else subdir("state") / args.pipeline
+
+
+def _cmd_state_sync(args: argparse.Namespace) -> int:
+    from pipelines.changelog import sync
+    from pipelines.specs import spec
+
+    topic = args.changelog_topic or f"{args.pipeline}.state-changelog"
+    state_type = spec(args.pipeline).state_codec.value_type  # type: ignore[attr-defined]
+    applied, skipped = sync(args.bootstrap, topic, _state_dir(args), state_type, timeout_s=args.timeout)
+    print(f"synced {topic} into {_state_dir(args)}: {applied} versions applied, {skipped} already present")
+    return 0
+
+
+def _cmd_state_get(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    import msgspec
+
+    from pipelines.changelog import read
+
+    as_of_ms = None
+    if args.as_of:
+        try:
+            as_of_ms = int(datetime.fromisoformat(args.as_of).timestamp() * 1000)
+        except ValueError:
+            raise ConfigError(
+                f"--as-of must be an ISO time like 2026-01-01T10:02:00+00:00, got {args.as_of!r}"
+            ) from None
+    versions = read(_state_dir(args), args.key, version=args.version, as_of_ms=as_of_ms, history=args.history)
+    if not versions:
+        print(f"no state for key {args.key!r} matching the request", file=sys.stderr)
+        return 1
+    for version in versions:
+        print(msgspec.json.encode({"key": args.key, **msgspec.structs.asdict(version)}).decode())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -120,6 +163,8 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--model", help="pin a model version NAME@V (default: the registry's current)")
     parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
+    parser.add_argument("--state-changelog", metavar="TOPIC",
+                        help="also publish every state version to TOPIC (read back with `streamscore state`)")
     parser.add_argument("--transactional-id-prefix",
                         help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
 
@@ -156,6 +201,24 @@ def parser() -> argparse.ArgumentParser:
     consume.add_argument("--max", type=int, help="stop after N records")
     consume.add_argument("--timeout", type=float, default=10.0, help="stop after S seconds without a record")
     consume.set_defaults(func=_cmd_consume)
+
+    state = commands.add_parser("state", help="read job state from outside the job (via its state changelog)")
+    state_commands = state.add_subparsers(dest="state_command", required=True)
+    sync_cmd = state_commands.add_parser("sync", help="materialise a state changelog topic into a local store")
+    sync_cmd.add_argument("pipeline", choices=["risk"])
+    sync_cmd.add_argument("--changelog-topic", help="default: PIPELINE.state-changelog")
+    sync_cmd.add_argument("--state-dir", help="default: $STREAMSCORE_HOME/state/PIPELINE")
+    sync_cmd.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")
+    sync_cmd.set_defaults(func=_cmd_state_sync)
+    get_cmd = state_commands.add_parser("get", help="print a key's state as JSON")
+    get_cmd.add_argument("pipeline", choices=["risk"])
+    get_cmd.add_argument("key")
+    which = get_cmd.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="exactly this version")
+    which.add_argument("--as-of", help="the state as of an event time (ISO 8601)")
+    which.add_argument("--history", type=int, metavar="N", help="the newest N versions")
+    get_cmd.add_argument("--state-dir", help="default: $STREAMSCORE_HOME/state/PIPELINE")
+    get_cmd.set_defaults(func=_cmd_state_get)
 
     demo = commands.add_parser("demo", help="broker + risk job + synthetic load, then a summary")
     demo.add_argument("--port", type=int, default=9092)

@@ -63,6 +63,7 @@ KEYED_ROW = Types.ROW_NAMED(
 )
 OUTPUT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 DEAD_LETTERS = OutputTag("dead-letters", OUTPUT_ROW)
+STATE_CHANGELOG = OutputTag("state-changelog", OUTPUT_ROW)
 
 
 def dead_letter_row(
@@ -107,9 +108,10 @@ class DecodeFunction(ProcessFunction):
 class KeyedOperatorFunction(KeyedProcessFunction):
     """Runs the pipeline's operator on each event with the versioned state of the event's key."""
 
-    def __init__(self, pipeline: str, model_ref: str | None) -> None:
+    def __init__(self, pipeline: str, model_ref: str | None, *, changelog: bool = False) -> None:
         self.pipeline = pipeline
         self.model_ref = model_ref
+        self.changelog = changelog
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """Remember the runtime context; the operator itself opens on the first element (see module doc)."""
@@ -128,8 +130,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             self._spec: PipelineSpec = spec(self.pipeline)
             operator = self._spec.operator()
             _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
+        from pipelines.changelog import changelog_record
+
         self._model_error = ModelError
         self._coordinates = SourceCoordinates
+        self._changelog_record = changelog_record
         self._decoder = self._spec.decode.decoder()
         self._state = FlinkVersionedState(
             self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
@@ -158,6 +163,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             return
         for result in results:
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
+        if self.changelog:
+            key = self._spec.decode.key_of(event)
+            latest = self._state.get()
+            if latest is not None:
+                yield STATE_CHANGELOG, Row(key, self._changelog_record(key, latest).decode())
 
     def close(self) -> None:
         """Close the operator."""

@@ -31,6 +31,7 @@ def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExec
         DEAD_LETTERS,
         KEYED_ROW,
         OUTPUT_ROW,
+        STATE_CHANGELOG,
         DecodeFunction,
         KeyedOperatorFunction,
     )
@@ -44,7 +45,10 @@ def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExec
     decoded = raw.process(DecodeFunction(options.pipeline), output_type=KEYED_ROW).name("decode")
     scored = (
         decoded.key_by(lambda row: row[0], key_type=KEYED_ROW.get_field_types()[0])
-        .process(KeyedOperatorFunction(options.pipeline, options.model_ref), output_type=OUTPUT_ROW)
+        .process(
+            KeyedOperatorFunction(options.pipeline, options.model_ref, changelog=options.state_changelog is not None),
+            output_type=OUTPUT_ROW,
+        )
         .name(f"{options.pipeline}-operator")
         .uid(f"{options.pipeline}-operator")
     )
@@ -53,6 +57,9 @@ def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExec
     statements = t_env.create_statement_set()
     statements.add_insert("results", t_env.from_data_stream(scored))
     statements.add_insert("dead_letters", t_env.from_data_stream(dead))
+    if options.state_changelog is not None:
+        t_env.execute_sql(sink_ddl("state_changelog", options.state_changelog, options, id_suffix="changelog"))
+        statements.add_insert("state_changelog", t_env.from_data_stream(scored.get_side_output(STATE_CHANGELOG)))
     statements.attach_as_datastream()
     return env
 

@@ -27,6 +27,7 @@ class JobOptions:
     delivery: str = "exactly-once"
     transactional_id_prefix: str | None = None
     transaction_timeout_ms: int = 600_000
+    state_changelog: str | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -35,10 +36,12 @@ class JobOptions:
             raise ConfigError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
         if self.parallelism < 1:
             raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
-        if len({self.input_topic, self.output_topic, self.dlq_topic}) != 3:
+        topics = [self.input_topic, self.output_topic, self.dlq_topic]
+        if self.state_changelog is not None:
+            topics.append(self.state_changelog)
+        if len(set(topics)) != len(topics):
             raise ConfigError(
-                "input, output and dead-letter topics must differ, got "
-                f"{self.input_topic!r}, {self.output_topic!r}, {self.dlq_topic!r}"
+                f"input, output, dead-letter and changelog topics must all differ, got {topics}"
             )
         if not 60_000 <= self.transaction_timeout_ms <= 900_000:
             raise ConfigError(
