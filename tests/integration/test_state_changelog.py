@@ -13,7 +13,6 @@ import pytest
 from models.registry import ModelRegistry
 from operators.risk.schemas import RiskResult
 from pipelines.kafka_io import consume, ensure_topics
-from pipelines.publishing import synthetic_events
 
 from .conftest import Topics, run_bounded, streamscore
 
