@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 import msgspec
@@ -44,5 +45,23 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def raw_as_text(raw: bytes) -> str:
-    """The original bytes as text, lossless: invalid UTF-8 sequences become backslash escapes."""
-    return raw.decode("utf-8", errors="backslashreplace")
+    """The original bytes as text, lossless together with the reason code.
+
+    UTF-8 values are returned verbatim. For values that are not UTF-8 (reason `not_utf8`), backslashes are
+    doubled and each invalid byte becomes `\\xNN`, so `raw_from_text(text, not_utf8=True)` restores the bytes.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.replace(b"\\", b"\\\\").decode("utf-8", errors="backslashreplace")
+
+
+_ESCAPE = re.compile(rb"\\(\\|x[0-9a-f]{2})")
+
+
+def raw_from_text(text: str, *, not_utf8: bool) -> bytes:
+    """The original bytes of a dead letter's `raw` (the inverse of `raw_as_text`)."""
+    data = text.encode("utf-8")
+    if not not_utf8:
+        return data
+    return _ESCAPE.sub(lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]), data)

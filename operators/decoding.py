@@ -67,6 +67,8 @@ class EventDecoder(Generic[E]):
             return self._classify(str(exc))
         except msgspec.DecodeError as exc:
             return Rejection(Reason.INVALID_JSON, f"value is not valid JSON: {exc}")
+        except RecursionError:
+            return Rejection(Reason.INVALID_JSON, "value is nested too deeply to decode")
         for check in self._checks:
             rejection = check(event)
             if rejection is not None:

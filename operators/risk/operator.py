@@ -56,17 +56,19 @@ class RiskOperator:
 
     def open(self, ctx: OperatorContext) -> None:
         """Load the risk model (the registry's current version unless `ctx.model_ref` names one)."""
+        self._model = None
         if ctx.model_ref is not None:
-            self._model = ctx.registry.load_ref(ctx.model_ref)
+            model = ctx.registry.load_ref(ctx.model_ref)
         else:
-            self._model = ctx.registry.load(MODEL_NAME)
+            model = ctx.registry.load(MODEL_NAME)
         expected = list(FEATURE_NAMES)
-        if self._model.manifest.get("feature_names") != expected:
+        if model.manifest.get("feature_names") != expected:
             raise OperatorError(
-                f"model {self._model.ref} was trained on features {self._model.manifest.get('feature_names')}, "
+                f"model {model.ref} was trained on features {model.manifest.get('feature_names')}, "
                 f"but this operator computes {expected}; train a model for this version "
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
+        self._model = model
 
     def process(
         self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None

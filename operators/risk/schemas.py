@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
-Country = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}\\Z")]
+Country = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
 Decision = Literal["approve", "review", "block"]
 
 

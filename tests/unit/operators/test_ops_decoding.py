@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.synthetic import generate_transactions
-from operators.dead_letter import DeadLetter, Reason, raw_as_text
+from operators.dead_letter import DeadLetter, Reason, raw_as_text, raw_from_text
 from operators.decoding import DEFAULT_MAX_MESSAGE_BYTES, MAX_TS_MS, MIN_TS_MS, Rejection
 from operators.risk.decoding import transaction_decoder
 from operators.risk.schemas import Transaction
@@ -185,12 +185,6 @@ def test_malformed_record_gets_its_reason_and_a_message_naming_the_field(case: C
         assert case.mentions is not None and case.mentions in result.error, result.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG operators/risk/schemas.py:11-12 Currency/Country patterns '^[A-Z]{3}$'/'^[A-Z]{2}$' end in "
-    "`$`, which (Python re.search) also matches before a trailing newline: currency 'EUR\\n' and country "
-    "'DE\\n' decode as valid Transactions instead of bad_currency/bad_country (use \\Z or fullmatch)",
-)
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
     [("currency", "EUR\n", Reason.BAD_CURRENCY), ("country", "DE\n", Reason.BAD_COUNTRY)],
@@ -318,13 +312,6 @@ def test_single_byte_mutations_of_a_valid_record(position: int, byte: int, delet
     _check_outcome(DECODER.decode(bytes(raw)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG operators/decoding.py:64-69 EventDecoder.decode catches only msgspec.ValidationError/"
-    "DecodeError; a ~4 KB record nested 2000 deep (even in an unknown field) makes msgspec raise "
-    "RecursionError, so decode raises instead of returning a Rejection (a poison message for the job)",
-)
 @pytest.mark.parametrize("depth", [2000])
 def test_deeply_nested_value_is_rejected_not_raised(depth: int) -> None:
     nested = b"[" * depth + b"]" * depth
@@ -372,18 +359,17 @@ def test_raw_as_text_of_a_rejected_record_shows_the_bad_byte() -> None:
     assert "\\xff" in text and _unescape(text) == case.raw
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG operators/dead_letter.py:46-48 raw_as_text uses errors='backslashreplace', which does not "
-    "escape literal backslashes: b'\\\\xff' (4 valid chars) and b'\\xff' (1 invalid byte) both become the text "
-    "'\\\\xff', so the dead letter's `raw` cannot be turned back into the original bytes (not lossless)",
-)
 @pytest.mark.parametrize(
     ("first", "second"),
     [(b"\\xff", b"\xff"), (b'{"m": "a\\xc3"}\xc3', b'{"m": "a\xc3"}\xc3')],
 )
-def test_raw_as_text_is_injective(first: bytes, second: bytes) -> None:
-    assert first != second
-    assert raw_as_text(first) != raw_as_text(second)
+def test_raw_as_text_round_trips_with_the_reason(first: bytes, second: bytes) -> None:
+    for raw in (first, second):
+        try:
+            raw.decode("utf-8")
+            not_utf8 = False
+        except UnicodeDecodeError:
+            not_utf8 = True
+        assert raw_from_text(raw_as_text(raw), not_utf8=not_utf8) == raw
 
 

@@ -245,12 +245,6 @@ def test_compatible_copy_opens_and_a_pinned_incompatible_version_is_refused(tmp_
     assert pinned.model.ref == "risk@1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG operators/risk/operator.py:59-69 RiskOperator.open assigns self._model before checking "
-    "feature_names; when the check raises, the refused model stays loaded and a later process() scores "
-    "with it instead of raising OperatorError",
-)
 def test_refused_model_is_not_left_loaded(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "registry")
     _register_copy(registry, ALTERED["reversed"])
