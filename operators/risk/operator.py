@@ -57,10 +57,7 @@ class RiskOperator:
     def open(self, ctx: OperatorContext) -> None:
         """Load the risk model (the registry's current version unless `ctx.model_ref` names one)."""
         self._model = None
-        if ctx.model_ref is not None:
-            model = ctx.registry.load_ref(ctx.model_ref)
-        else:
-            model = ctx.registry.load(MODEL_NAME)
+        model = ctx.registry.load_ref(ctx.model_ref) if ctx.model_ref else ctx.registry.load(MODEL_NAME)
         expected = list(FEATURE_NAMES)
         if model.manifest.get("feature_names") != expected:
             raise OperatorError(
