@@ -324,7 +324,7 @@ def generate_transactions(
     for a in np.flatnonzero(rng.random(n_accounts) < 0.3).tolist():
         if budget < n // 2:
             break
-        spree = _spree_rows(world, a, seq)
+        spree = _spree_rows(world, a, seq)[:budget]  # a no-op unless n is tiny
         rows.extend(spree)
         budget -= len(spree)
     counts = rng.multinomial(budget, rates)

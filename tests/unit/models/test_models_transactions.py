@@ -60,3 +60,10 @@ def test_default_fraud_rate_and_accounts(stream: list[dict[str, object]]) -> Non
 
 def test_rules_feature_names_match_the_operator() -> None:
     assert tuple(FEATURE_NAMES) == RISK_FEATURE_NAMES
+
+
+def test_tiny_streams_generate_exactly_n_events() -> None:
+    from models.synthetic import generate_transactions
+
+    for n in range(0, 12):
+        assert len(generate_transactions(n, seed=11)) == n
