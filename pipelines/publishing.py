@@ -14,8 +14,8 @@ LABEL_FIELDS = ("label", "pattern")
 
 def synthetic_events(pipeline: str, n: int, seed: int) -> list[dict[str, object]]:
     """`n` seeded synthetic events of `pipeline`, without ground-truth fields."""
-    if n < 0:
-        raise ConfigError(f"--events must be >= 0, got {n}")
+    if n < 1:
+        raise ConfigError(f"--events must be >= 1, got {n}")
     if pipeline != "risk":
         raise ConfigError(f"no synthetic generator for pipeline {pipeline!r}")
     events = generate_transactions(n, seed)

@@ -65,5 +65,5 @@ def test_rules_feature_names_match_the_operator() -> None:
 def test_tiny_streams_generate_exactly_n_events() -> None:
     from models.synthetic import generate_transactions
 
-    for n in range(0, 12):
+    for n in range(1, 12):
         assert len(generate_transactions(n, seed=11)) == n
