@@ -193,6 +193,7 @@ def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bo
     from models.training.reco import (
         RecoTrainingConfig,
         export_reco_step_onnx,
+        popular_items,
         reco_manifest_fields,
         train_reco,
     )
@@ -209,7 +210,9 @@ def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bo
         trained = train_reco(sessions, RECO_CATALOG_SIZE, seed=seed, config=config, progress=on_epoch)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_reco_step_onnx(trained.model, Path(tmp) / "reco.onnx", k=RECO_K)
-        fields = reco_manifest_fields(trained, k=RECO_K, training_events=events)
+        stream_items = [int(e["item_id"]) for e in stream]  # type: ignore[call-overload]
+        popular = popular_items(stream_items, RECO_CATALOG_SIZE)
+        fields = reco_manifest_fields(trained, k=RECO_K, popular=popular, training_events=events)
         holdout_seed = seed + DEFAULT_EVAL_SEED
         result = _reco_evaluation(
             _unregistered_handle(path, "reco", fields), holdout_seed, RECO_EVAL_EVENTS // 2

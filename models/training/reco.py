@@ -25,11 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.evaluation import popularity_top_k
 from models.training.risk import set_determinism
 
 RECO_INPUTS = ("item", "hidden", "seen")
 RECO_OUTPUTS = ("new_hidden", "top_items", "top_scores")
 OPSET = 17
+POPULAR_ITEMS = 100  # length of the manifest's `popular_items` (the serving operator's cold-start list)
 
 
 @dataclass(frozen=True)
@@ -231,10 +233,25 @@ def export_reco_step_onnx(model: SessionGRU, path: Path, k: int = 10) -> Path:
     return path
 
 
-def reco_manifest_fields(trained: TrainedReco, k: int = 10, **extra: Any) -> dict[str, Any]:
-    """The manifest fields describing a trained session model (the registry adds sha256, schema, opset …)."""
+def popular_items(items: Sequence[int] | np.ndarray, catalog_size: int, n: int = POPULAR_ITEMS) -> list[int]:
+    """The `n` most frequent in-catalogue items of a (training) click stream, best first, ties by the lower id.
+
+    Written to the manifest as `popular_items`: the serving operator's cold-start list.
+    """
+    ids = np.asarray(items, dtype=np.int64).reshape(-1)
+    ids = ids[(ids >= 0) & (ids < catalog_size)]
+    return [int(i) for i in popularity_top_k(ids, catalog_size, k=min(n, catalog_size))]
+
+
+def reco_manifest_fields(
+    trained: TrainedReco, k: int = 10, *, popular: Sequence[int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The manifest fields describing a trained session model (the registry adds sha256, schema, opset …).
+
+    `popular`: the training stream's most popular items (`popular_items`), written as `popular_items`.
+    """
     model = trained.model
-    return {
+    fields: dict[str, Any] = {
         "kind": "session_gru_step",
         "catalog_size": model.catalog_size,
         "hidden_size": model.hidden_size,
@@ -247,3 +264,6 @@ def reco_manifest_fields(trained: TrainedReco, k: int = 10, **extra: Any) -> dic
         "final_train_loss": round(trained.history[-1]["train_loss"], 5) if trained.history else None,
         **extra,
     }
+    if popular is not None:
+        fields["popular_items"] = [int(i) for i in popular]
+    return fields

@@ -1,0 +1,296 @@
+"""`RecoOperator`: one click in, one top-k recommendation out; one GRU step per click on the session's state.
+
+The state key is the session (`Click.session_id`). Each click advances the session's recurrent hidden vector by
+exactly one step of the registered step model (`reco@<v>`, see `models.training.reco`), O(1) in the length of the
+session: the history is never replayed.
+
+Semantics
+---------
+* **Seen items.** The state keeps the session's distinct in-catalogue items (at most `MAX_SEEN_ITEMS`, the
+  least recently clicked one is forgotten first). The model's `seen` mask is built from them for every click
+  (the click's own item included), so the graph never ranks them; the operator re-checks the model's answer
+  anyway and drops any seen, out-of-catalogue, repeated or non-finite-scored item.
+* **Session start and reset.** A session starts fresh (hidden vector of zeros, no seen items, event count 0)
+  on its first click, and again when a click comes more than `idle_timeout_ms` of *event time* after the
+  newest click of the session. A hidden vector written by another model version, or of another size, is not
+  reused: the step starts from zeros (the seen items are kept).
+* **Out-of-order clicks** (`ts` earlier than the newest click of the session) are scored and folded in like any
+  other click; they never reset the session, and `last_ts` stays the newest event time.
+* **Cold start.** The model's answer is completed from the manifest's `popular_items` (the catalogue's most
+  popular items in the training stream, best first), skipping seen items and items already listed, when
+  (a) the model yields fewer than `k` valid items, or (b) the click starts a fresh session with an item outside
+  the catalogue: the model has then seen nothing it knows (the OOV row on a zero state), so the whole list is
+  taken from `popular_items`. The step still runs in case (b) so the hidden vector carries the click. Items
+  filled in from `popular_items` have score exactly 0.0 (they have no model score).
+* **Determinism.** The same click, state and model give the same result except `scored_at`; scores are the
+  model's float32 scores rounded to 6 decimals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from models.handle import ModelHandle
+from operators.contract import OperatorContext
+from operators.exceptions import OperatorConfigError, OperatorError
+from operators.reco.schemas import Click, RecoResult
+from state.codec import MsgpackCodec
+from state.contract import SourceCoordinates, VersionedState
+
+MODEL_NAME = "reco"
+MODEL_KIND = "session_gru_step"
+MODEL_INPUTS: tuple[tuple[str, str], ...] = (("item", "int64"), ("hidden", "float32"), ("seen", "float32"))
+MODEL_OUTPUTS: tuple[tuple[str, str], ...] = (
+    ("new_hidden", "float32"),
+    ("top_items", "int64"),
+    ("top_scores", "float32"),
+)
+MAX_SEEN_ITEMS = 200
+DEFAULT_K = 10
+DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000
+POPULARITY_SCORE = 0.0  # the score reported for an item filled in from the popularity list
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    """One session's versioned state: everything the next click needs, nothing of the history itself.
+
+    `hidden`: the GRU hidden vector after the session's last click (float32 values; empty means zeros).
+    `seen`: the session's distinct in-catalogue items, least recently clicked first, at most `MAX_SEEN_ITEMS`.
+    `last_ts`: the newest event time of the session. `events`: clicks since the session (re)started.
+    `model`: the model ("reco@<v>") that computed `hidden`.
+    """
+
+    hidden: list[float] = msgspec.field(default_factory=list)
+    seen: list[int] = msgspec.field(default_factory=list)
+    last_ts: int = 0
+    events: int = 0
+    model: str = ""
+
+
+RECO_STATE_CODEC: MsgpackCodec[SessionState] = MsgpackCodec(SessionState)
+
+
+def remember(seen: Sequence[int], item: int, catalog_size: int, limit: int = MAX_SEEN_ITEMS) -> list[int]:
+    """A copy of `seen` with `item` as the most recent entry (moved there if present), bounded to `limit` items.
+
+    Items outside `[0, catalog_size)` are not remembered: the model can never recommend them.
+    """
+    out = list(seen)
+    if not 0 <= item < catalog_size:
+        return out
+    if item in out:
+        out.remove(item)
+    out.append(item)
+    if len(out) > limit:
+        del out[: len(out) - limit]
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _io_problems(
+    where: str, declared: Any, expected: tuple[tuple[str, str], ...], widths: dict[str, int | None]
+) -> list[str]:
+    """What is wrong with the manifest's `inputs`/`outputs` list (names, dtypes, second dimension)."""
+    if not isinstance(declared, list) or not all(isinstance(d, dict) for d in declared):
+        return [f"manifest `{where}` must be a list of {{name, dtype, shape}}, got {declared!r}"]
+    names = [d.get("name") for d in declared]
+    wanted = [name for name, _ in expected]
+    if sorted(map(str, names)) != sorted(wanted):
+        return [f"{where} are {names}, expected {wanted}"]
+    problems = []
+    by_name = {d["name"]: d for d in declared}
+    for name, dtype in expected:
+        spec = by_name[name]
+        if spec.get("dtype") != dtype:
+            problems.append(f"{where[:-1]} `{name}` has dtype {spec.get('dtype')!r}, expected {dtype!r}")
+        width = widths.get(name)
+        shape = spec.get("shape")
+        if width is not None and (not isinstance(shape, list) or len(shape) != 2 or shape[1] != width):
+            problems.append(f"{where[:-1]} `{name}` has shape {shape!r}, expected [N, {width}]")
+    return problems
+
+
+def manifest_problems(model: ModelHandle, k: int) -> list[str]:
+    """Why `model` cannot serve a `RecoOperator(k=k)`; empty when it can."""
+    manifest = model.manifest
+    problems: list[str] = []
+    if manifest.get("kind") != MODEL_KIND:
+        problems.append(f"kind is {manifest.get('kind')!r}, expected {MODEL_KIND!r}")
+    catalog = _int(manifest.get("catalog_size"))
+    hidden = _int(manifest.get("hidden_size"))
+    model_k = _int(manifest.get("k"))
+    if catalog is None or catalog < 1:
+        problems.append(f"catalog_size is {manifest.get('catalog_size')!r}, expected an int >= 1")
+        catalog = None
+    if hidden is None or hidden < 1:
+        problems.append(f"hidden_size is {manifest.get('hidden_size')!r}, expected an int >= 1")
+        hidden = None
+    if model_k is None or model_k < k:
+        problems.append(f"k is {manifest.get('k')!r}, expected an int >= {k} (the operator's k)")
+        model_k = None
+    problems += _io_problems(
+        "inputs", manifest.get("inputs"), MODEL_INPUTS, {"hidden": hidden, "seen": catalog}
+    )
+    problems += _io_problems(
+        "outputs",
+        manifest.get("outputs"),
+        MODEL_OUTPUTS,
+        {"new_hidden": hidden, "top_items": model_k, "top_scores": model_k},
+    )
+    if set(model.input_names) != {n for n, _ in MODEL_INPUTS}:
+        problems.append(f"the ONNX file's inputs are {list(model.input_names)}")
+    if set(model.output_names) != {n for n, _ in MODEL_OUTPUTS}:
+        problems.append(f"the ONNX file's outputs are {list(model.output_names)}")
+    popular = manifest.get("popular_items")
+    if not isinstance(popular, list) or any(_int(p) is None for p in popular):
+        problems.append(f"popular_items is {type(popular).__name__}, expected a list of item ids")
+    else:
+        valid = {p for p in popular if catalog is None or 0 <= p < catalog}
+        if len(valid) != len(popular) or len(valid) < k:
+            problems.append(
+                f"popular_items must hold at least {k} distinct ids in [0, catalog_size), "
+                f"got {len(popular)} entries with {len(valid)} distinct valid ids"
+            )
+    return problems
+
+
+class RecoOperator:
+    """Recommends the next items of a session: one ONNX GRU step per click, top-k without the session's items.
+
+    See the module docstring for seen items, session reset, out-of-order clicks and cold start.
+    """
+
+    def __init__(self, k: int = DEFAULT_K, idle_timeout_ms: int = DEFAULT_IDLE_TIMEOUT_MS) -> None:
+        if _int(k) is None or k < 1:
+            raise OperatorConfigError(f"RecoOperator: k must be an int >= 1, got {k!r}")
+        if _int(idle_timeout_ms) is None or idle_timeout_ms < 1:
+            raise OperatorConfigError(
+                f"RecoOperator: idle_timeout_ms must be an int >= 1 (event-time ms), got {idle_timeout_ms!r}"
+            )
+        self.k = k
+        self.idle_timeout_ms = idle_timeout_ms
+        self._model: ModelHandle | None = None
+        self._catalog = 0
+        self._hidden_size = 0
+        self._popular: tuple[int, ...] = ()
+        self._seen_mask = np.zeros((1, 0), dtype=np.float32)
+
+    @property
+    def model(self) -> ModelHandle:
+        """The loaded model (after `open`)."""
+        if self._model is None:
+            raise OperatorError("RecoOperator.process called before open(): no model is loaded")
+        return self._model
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Load the recommender (the registry's current `reco` unless `ctx.model_ref` names one) and check that its
+        manifest fits this operator; raises `OperatorError` listing every mismatch (nothing stays loaded then)."""
+        self.close()
+        model = ctx.registry.load_ref(ctx.model_ref) if ctx.model_ref else ctx.registry.load(MODEL_NAME)
+        problems = manifest_problems(model, self.k)
+        if problems:
+            raise OperatorError(
+                f"model {model.ref} cannot serve RecoOperator(k={self.k}): " + "; ".join(problems) + ". "
+                "Train a session model with `streamscore models train reco` or pin a compatible one with --model"
+            )
+        self._catalog = int(model.manifest["catalog_size"])
+        self._hidden_size = int(model.manifest["hidden_size"])
+        self._popular = tuple(int(p) for p in model.manifest["popular_items"])
+        self._seen_mask = np.zeros((1, self._catalog), dtype=np.float32)
+        self._model = model
+
+    def process(
+        self, event: Click, state: VersionedState[SessionState], source: SourceCoordinates | None
+    ) -> Iterator[RecoResult]:
+        """Advance the session's state by `event` (one model step), write it, and yield one `RecoResult`."""
+        model = self.model
+        latest = state.get()
+        previous = latest.value if latest is not None else None
+        fresh = (
+            previous is None
+            or previous.events == 0
+            or event.ts - previous.last_ts > self.idle_timeout_ms
+        )
+        if fresh or previous is None:
+            hidden = np.zeros((1, self._hidden_size), dtype=np.float32)
+            seen: list[int] = []
+            events, last_ts = 0, event.ts
+        else:
+            hidden = self._hidden_of(previous, model.ref)
+            seen, events, last_ts = previous.seen, previous.events, max(previous.last_ts, event.ts)
+        seen = remember(seen, event.item_id, self._catalog)
+        new_hidden, top_items, top_scores = self._step(event.item_id, hidden, seen)
+        cold = fresh and not 0 <= event.item_id < self._catalog
+        items, scores = self._top_k(event.item_id, seen, [] if cold else top_items, top_scores)
+        version = state.put(
+            SessionState(hidden=new_hidden, seen=seen, last_ts=last_ts, events=events + 1, model=model.ref),
+            event_time=event.ts,
+            source=source,
+        )
+        yield RecoResult(
+            event_id=event.event_id,
+            user_id=event.user_id,
+            session_id=event.session_id,
+            items=items,
+            scores=scores,
+            model=model.ref,
+            state_version=version,
+            ts=event.ts,
+            scored_at=int(time.time() * 1000),
+        )
+
+    def _hidden_of(self, previous: SessionState, ref: str) -> np.ndarray:
+        if previous.model != ref or len(previous.hidden) != self._hidden_size:
+            return np.zeros((1, self._hidden_size), dtype=np.float32)
+        return np.asarray(previous.hidden, dtype=np.float32).reshape(1, self._hidden_size)
+
+    def _step(self, item: int, hidden: np.ndarray, seen: list[int]) -> tuple[list[float], list[int], list[float]]:
+        """One model step: (new hidden vector, the model's top items, their scores)."""
+        mask = self._seen_mask
+        mask[0, seen] = 1.0
+        try:
+            out = self.model.run({"item": np.array([item], dtype=np.int64), "hidden": hidden, "seen": mask})
+        finally:
+            mask[0, seen] = 0.0
+        return (
+            out["new_hidden"].reshape(-1).tolist(),
+            out["top_items"].reshape(-1).tolist(),
+            out["top_scores"].reshape(-1).tolist(),
+        )
+
+    def _top_k(
+        self, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
+    ) -> tuple[list[int], list[float]]:
+        """The first k valid model items, completed from the popularity list (see the module docstring)."""
+        excluded = set(seen)
+        excluded.add(item)
+        items: list[int] = []
+        scores: list[float] = []
+        for candidate, score in zip(top_items, top_scores, strict=False):
+            if len(items) == self.k:
+                break
+            if 0 <= candidate < self._catalog and candidate not in excluded and math.isfinite(score):
+                excluded.add(candidate)
+                items.append(candidate)
+                scores.append(round(score, 6))
+        for candidate in self._popular:
+            if len(items) == self.k:
+                break
+            if candidate not in excluded:
+                excluded.add(candidate)
+                items.append(candidate)
+                scores.append(POPULARITY_SCORE)
+        return items, scores
+
+    def close(self) -> None:
+        """Drop the model session."""
+        self._model = None
