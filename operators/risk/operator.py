@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import msgspec
 import numpy as np
 
 from models.handle import ModelHandle
 from operators.contract import OperatorContext
-from operators.exceptions import OperatorError
+from operators.exceptions import OperatorConfigError, OperatorError
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
-from operators.risk.policy import DEFAULT_RULES, FeatureRule, RiskThresholds, decide
+from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
+from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import RiskResult, Transaction
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
@@ -21,11 +22,14 @@ MODEL_NAME = "risk"
 
 
 class RiskState(msgspec.Struct, kw_only=True):
-    """One account's versioned state: the incremental features and the vector the last score was computed on."""
+    """One account's versioned state: the incremental features, the vector the last score was computed on,
+    and the rule state (`recent_ts`: sorted recent event times, bounded; empty unless a `count_in_window`
+    rule is configured). Fields added later have defaults, so older versions still decode."""
 
     features: RiskFeatureState = msgspec.field(default_factory=RiskFeatureState)
     scored_features: list[float] = msgspec.field(default_factory=list)
     last_event_id: str = ""
+    recent_ts: list[int] = msgspec.field(default_factory=list)
 
 
 RISK_STATE_CODEC: MsgpackCodec[RiskState] = MsgpackCodec(RiskState)
@@ -35,16 +39,23 @@ class RiskOperator:
     """Scores transactions: incremental features -> ONNX model -> rules + thresholds -> decision and reasons.
 
     The result's `state_version` is the version written for this event, whose `scored_features` are
-    exactly the vector the model scored.
+    exactly the vector the model scored. `rules` (a `RuleSet` or rules in order) are evaluated together on
+    every event; `top_factors` is how many `model:<feature>` reasons follow a model verdict.
     """
 
     def __init__(
         self,
         thresholds: RiskThresholds | None = None,
-        rules: tuple[FeatureRule, ...] = DEFAULT_RULES,
+        rules: RuleSet | Iterable[Rule] = DEFAULT_RULES,
+        *,
+        top_factors: int = DEFAULT_TOP_FACTORS,
     ) -> None:
+        if top_factors < 0:
+            raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
         self.thresholds = thresholds or RiskThresholds()
-        self.rules = rules
+        self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
+        self.top_factors = top_factors
+        self.feature_stats: FeatureStats = POPULATION_STATS
         self._model: ModelHandle | None = None
 
     @property
@@ -65,6 +76,7 @@ class RiskOperator:
                 f"but this operator computes {expected}; train a model for this version "
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
+        self.feature_stats = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
         self._model = model
 
     def process(
@@ -76,12 +88,16 @@ class RiskOperator:
         view = TransactionView(event.amount, event.merchant_id, event.country, event.device_id, event.ts)
         features_state, vector = update(previous.features, view)
         score = self._score(vector)
-        decision, reasons = decide(score, vector, self.thresholds, self.rules)
+        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, vector)
+        decision, reasons = decide(
+            score, vector, self.thresholds, outcome.fired, stats=self.feature_stats, top_k=self.top_factors
+        )
         version = state.put(
             RiskState(
                 features=features_state,
                 scored_features=[float(x) for x in vector],
                 last_event_id=event.event_id,
+                recent_ts=outcome.recent_ts,
             ),
             event_time=event.ts,
             source=source,
@@ -90,7 +106,7 @@ class RiskOperator:
             event_id=event.event_id,
             account_id=event.account_id,
             score=score,
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             reasons=reasons,
             model=self.model.ref,
             state_version=version,

@@ -1,4 +1,7 @@
-"""Risk policy: threshold validation, rule firing, and the escalation order of `decide`."""
+"""Risk policy: threshold validation, rule firing, and the escalation order of `decide`.
+
+`decide` takes the rules that fired (`_fired`), and a model verdict is followed by the top model factors
+(`_model`)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from hypothesis import strategies as st
 
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.risk.features import FEATURE_NAMES
-from operators.risk.policy import DEFAULT_RULES, FeatureRule, RiskThresholds, decide
+from operators.risk.policy import DEFAULT_RULES, POPULATION_STATS, RiskThresholds, decide
+from operators.risk.rules import FeatureAtLeast as FeatureRule
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 SEVERITY = {"approve": 0, "review": 1, "block": 2}
@@ -19,7 +23,16 @@ QUIET = np.zeros(len(FEATURE_NAMES), dtype=np.float32)  # fires no default rule
 
 
 def _checks(rule: FeatureRule) -> tuple[tuple[str, float], ...]:
-    return ((rule.feature, rule.threshold), *rule.also)
+    return ((rule.feature, rule.threshold), *rule.also.items())
+
+
+def _fired(vector: np.ndarray, rules: tuple[FeatureRule, ...] = DEFAULT_RULES) -> tuple[FeatureRule, ...]:
+    return tuple(rule for rule in rules if rule.fires_on(vector))
+
+
+def _model(verdict: str, vector: np.ndarray) -> list[str]:
+    """The model's reasons: its verdict, then the top factors of `vector`."""
+    return [verdict, *(f"model:{name}" for name in POPULATION_STATS.top_factors(vector))]
 
 
 def _at_threshold(rule: FeatureRule, below: str | None = None) -> np.ndarray:
@@ -81,14 +94,14 @@ def test_default_rules_reference_real_features_and_have_unique_codes() -> None:
     assert len({rule.code for rule in DEFAULT_RULES}) == len(DEFAULT_RULES)
     for rule in DEFAULT_RULES:
         assert all(name in IDX for name, _ in _checks(rule)), rule
-    assert not any(rule.fires(QUIET) for rule in DEFAULT_RULES)
+    assert not any(rule.fires_on(QUIET) for rule in DEFAULT_RULES)
 
 
 @pytest.mark.parametrize("rule", DEFAULT_RULES, ids=[r.code for r in DEFAULT_RULES])
 def test_each_rule_fires_at_its_thresholds_and_not_below_any_of_them(rule: FeatureRule) -> None:
-    assert rule.fires(_at_threshold(rule))
+    assert rule.fires_on(_at_threshold(rule))
     for name, _ in _checks(rule):
-        assert not rule.fires(_at_threshold(rule, below=name)), name
+        assert not rule.fires_on(_at_threshold(rule, below=name)), name
 
 
 # ----------------------------------------------------------------------------------------- decide
@@ -98,23 +111,25 @@ def test_each_rule_fires_at_its_thresholds_and_not_below_any_of_them(rule: Featu
 def test_a_fired_rule_means_at_least_review_and_is_listed(rule: FeatureRule) -> None:
     thresholds = RiskThresholds()
     vector = _at_threshold(rule)
-    decision, reasons = decide(0.0, vector, thresholds, DEFAULT_RULES)
+    decision, reasons = decide(0.0, vector, thresholds, _fired(vector))
     assert decision == "review" and rule.code in reasons
     assert "model_high_score" not in reasons and "model_elevated_score" not in reasons
-    decision, reasons = decide(thresholds.block, vector, thresholds, DEFAULT_RULES)
-    assert decision == "block" and reasons[-1] == "model_high_score" and rule.code in reasons
+    assert not any(reason.startswith("model:") for reason in reasons)
+    decision, reasons = decide(thresholds.block, vector, thresholds, _fired(vector))
+    assert decision == "block" and reasons[-3:] == _model("model_high_score", vector) and rule.code in reasons
 
 
 def test_score_alone_escalates_at_the_thresholds() -> None:
     thresholds = RiskThresholds(review=0.25, block=0.8)
     below_review = math.nextafter(thresholds.review, 0.0)
     below_block = math.nextafter(thresholds.block, 0.0)
-    assert decide(0.0, QUIET, thresholds, DEFAULT_RULES) == ("approve", [])
-    assert decide(below_review, QUIET, thresholds, DEFAULT_RULES) == ("approve", [])
-    assert decide(thresholds.review, QUIET, thresholds, DEFAULT_RULES) == ("review", ["model_elevated_score"])
-    assert decide(below_block, QUIET, thresholds, DEFAULT_RULES) == ("review", ["model_elevated_score"])
-    assert decide(thresholds.block, QUIET, thresholds, DEFAULT_RULES) == ("block", ["model_high_score"])
-    assert decide(1.0, QUIET, thresholds, DEFAULT_RULES) == ("block", ["model_high_score"])
+    fired = _fired(QUIET)
+    assert decide(0.0, QUIET, thresholds, fired) == ("approve", [])
+    assert decide(below_review, QUIET, thresholds, fired) == ("approve", [])
+    assert decide(thresholds.review, QUIET, thresholds, fired) == ("review", _model("model_elevated_score", QUIET))
+    assert decide(below_block, QUIET, thresholds, fired) == ("review", _model("model_elevated_score", QUIET))
+    assert decide(thresholds.block, QUIET, thresholds, fired) == ("block", _model("model_high_score", QUIET))
+    assert decide(1.0, QUIET, thresholds, fired) == ("block", _model("model_high_score", QUIET))
 
 
 def test_no_rules_means_the_score_decides() -> None:
@@ -127,9 +142,9 @@ def test_all_rules_listed_in_rule_order() -> None:
     for rule in DEFAULT_RULES:
         for name, limit in _checks(rule):
             vector[IDX[name]] = max(vector[IDX[name]], np.float32(limit) + np.float32(1.0))
-    decision, reasons = decide(0.9, vector, RiskThresholds(), DEFAULT_RULES)
+    decision, reasons = decide(0.9, vector, RiskThresholds(), _fired(vector))
     assert decision == "block"
-    assert reasons == [*(rule.code for rule in DEFAULT_RULES), "model_high_score"]
+    assert reasons == [*(rule.code for rule in DEFAULT_RULES), *_model("model_high_score", vector)]
 
 
 VECTORS = st.lists(
@@ -145,7 +160,7 @@ THRESHOLDS = st.tuples(st.floats(0.001, 1.0), st.floats(0.001, 1.0)).map(
 def test_decide_escalation_properties(
     score: float, vector: np.ndarray, thresholds: RiskThresholds, bump: float
 ) -> None:
-    decision, reasons = decide(score, vector, thresholds, DEFAULT_RULES)
+    decision, reasons = decide(score, vector, thresholds, _fired(vector))
     fired = [
         rule.code
         for rule in DEFAULT_RULES
@@ -154,9 +169,9 @@ def test_decide_escalation_properties(
     assert reasons[: len(fired)] == fired
     model_reasons = reasons[len(fired):]
     if score >= thresholds.block:
-        assert decision == "block" and model_reasons == ["model_high_score"]
+        assert decision == "block" and model_reasons == _model("model_high_score", vector)
     elif score >= thresholds.review:
-        assert decision == "review" and model_reasons == ["model_elevated_score"]
+        assert decision == "review" and model_reasons == _model("model_elevated_score", vector)
     else:
         assert model_reasons == []
         assert decision == ("review" if fired else "approve")
@@ -164,6 +179,6 @@ def test_decide_escalation_properties(
         assert decision in ("review", "block")
     # A higher score never gives a milder decision, and the rule reasons do not depend on the score.
     higher = min(1.0, score + bump)
-    decision_higher, reasons_higher = decide(higher, vector, thresholds, DEFAULT_RULES)
+    decision_higher, reasons_higher = decide(higher, vector, thresholds, _fired(vector))
     assert SEVERITY[decision_higher] >= SEVERITY[decision]
     assert reasons_higher[: len(fired)] == fired

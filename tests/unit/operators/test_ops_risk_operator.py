@@ -112,6 +112,7 @@ def test_stored_version_records_the_event_and_the_scored_vector(
 ) -> None:
     operator, _, scored = run
     replayed: dict[str, RiskFeatureState] = defaultdict(RiskFeatureState)
+    recent: dict[str, list[int]] = defaultdict(list)
     for offset, s in enumerate(scored):
         stored, result, event = s.stored, s.results[0], s.event
         assert stored is not None and stored.version == result.state_version
@@ -120,14 +121,19 @@ def test_stored_version_records_the_event_and_the_scored_vector(
         assert stored.value.last_event_id == event.event_id
         # Recompute the vector independently from the account's events so far.
         view = TransactionView(event.amount, event.merchant_id, event.country, event.device_id, event.ts)
-        replayed[event.account_id], vector = update(replayed[event.account_id], view)
+        before = replayed[event.account_id]
+        replayed[event.account_id], vector = update(before, view)
         assert stored.value.scored_features == vector.tolist()
         assert msgspec.msgpack.encode(stored.value.features) == msgspec.msgpack.encode(replayed[event.account_id])
         # The model on the stored vector gives the reported score; the decision follows the policy.
         features = stored.value.scored_features
         out = operator.model.run({"features": np.array([features], dtype=np.float32)})
         assert abs(float(out["probability"].reshape(-1)[0]) - result.score) <= 1e-6
-        expected = decide(result.score, np.array(features, dtype=np.float32), operator.thresholds, operator.rules)
+        vector32 = np.array(features, dtype=np.float32)
+        outcome = operator.rules.evaluate(event, before, recent[event.account_id], vector32)
+        recent[event.account_id] = outcome.recent_ts
+        assert stored.value.recent_ts == outcome.recent_ts
+        expected = decide(result.score, vector32, operator.thresholds, outcome.fired, stats=operator.feature_stats)
         assert (result.decision, result.reasons) == expected
 
 
