@@ -1,0 +1,450 @@
+"""Pipeline configuration files: one YAML per pipeline, validated once at start-up (msgspec, no unknown fields).
+
+A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
+
+    pipeline: risk
+    topics: {input: risk.transactions, output: risk.scores, dlq: risk.dlq}
+    model: risk                  # the registry's current version; `risk@1` pins one
+    thresholds: {review: 0.3, block: 0.7}
+    rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
+      - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
+    state: {retention_versions: 16, ttl_hours: 720}   # optional; ttl_hours optional
+
+A reco config has `pipeline: reco`, `topics`, `model: reco[@N]`, `k`, `idle_timeout_minutes` and `state`.
+
+`load_config(path)` returns a `RiskPipelineConfig` or `RecoPipelineConfig`; anything wrong raises
+`ConfigError` whose message names the file and the field path and says what was expected and what was
+found, e.g. `risk.yaml: rules[2].window_minutes: expected int >= 1, got -5. Fix ...`.
+`risk_operator_from_config(cfg)` builds the `RiskOperator` a risk config describes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Union
+
+import msgspec
+import yaml
+
+from operators.exceptions import OperatorConfigError
+from operators.risk.operator import RiskOperator
+from operators.risk.policy import RiskThresholds
+from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
+from pipelines.exceptions import ConfigError
+from state.contract import RetentionPolicy
+
+#: The folder of the shipped pipeline configs (package data).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: The shipped risk config: the defaults (`DEFAULT_RULES`, `RiskThresholds()`, the default topics).
+RISK_CONFIG_PATH = CONFIG_DIR / "risk.yaml"
+_EXAMPLE = "pipelines/configs/risk.yaml"
+
+TopicName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9._-]{1,249}\\Z")]
+ModelRef = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]*(@[1-9][0-9]*)?\\Z")]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class FieldError(ValueError):
+    """A semantic check of one config section failed; the message starts with the field (`review: ...`)."""
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the config sections: immutable, no unknown fields."""
+
+
+class TopicsConfig(_Section, frozen=True):
+    """The pipeline's Kafka topics: input, output (results) and dlq (dead letters); all distinct."""
+
+    input: TopicName
+    output: TopicName
+    dlq: TopicName
+
+    def __post_init__(self) -> None:
+        if self.output == self.input:
+            raise FieldError(f"output: must differ from input, both are {self.input!r}")
+        if self.dlq in (self.input, self.output):
+            raise FieldError(f"dlq: must differ from input and output, got {self.dlq!r}")
+
+
+class ThresholdsConfig(_Section, frozen=True):
+    """Score thresholds of the risk decision: `0 < review <= block <= 1`."""
+
+    review: float
+    block: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.review <= self.block <= 1.0:
+            raise FieldError(
+                f"review: expected 0 < review <= block <= 1, got review={self.review}, block={self.block}"
+            )
+
+    def to_risk_thresholds(self) -> RiskThresholds:
+        """The operator's `RiskThresholds`."""
+        return RiskThresholds(review=self.review, block=self.block)
+
+
+class StateConfig(_Section, frozen=True):
+    """Per-key state retention: the newest `retention_versions` versions are kept; `ttl_hours` (optional)
+    is how long an idle key's state lives (for the runtime's state TTL)."""
+
+    retention_versions: PositiveInt = 16
+    ttl_hours: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        if self.retention_versions < 1:
+            raise FieldError(f"retention_versions: expected int >= 1, got {self.retention_versions}")
+        if self.ttl_hours is not None and self.ttl_hours < 1:
+            raise FieldError(f"ttl_hours: expected int >= 1 or no value, got {self.ttl_hours}")
+
+    def retention_policy(self) -> RetentionPolicy:
+        """The store's `RetentionPolicy` (the newest `retention_versions` versions per key)."""
+        return RetentionPolicy(max_versions=self.retention_versions)
+
+    @property
+    def ttl_ms(self) -> int | None:
+        """`ttl_hours` in milliseconds, None when not set."""
+        return None if self.ttl_hours is None else self.ttl_hours * 3_600_000
+
+
+class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="pipeline"):
+    """What every pipeline config has: topics, the model (`name` or `name@version`) and state retention."""
+
+    MODEL_NAME: ClassVar[str] = ""
+
+    topics: TopicsConfig
+    model: ModelRef
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
+
+    def __post_init__(self) -> None:
+        name = self.model.partition("@")[0]
+        if name != self.MODEL_NAME:
+            raise FieldError(
+                f"model: expected {self.MODEL_NAME!r} or {self.MODEL_NAME + '@<version>'!r}, got {self.model!r}"
+            )
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline name (the `pipeline:` tag)."""
+        return str(type(self).__struct_config__.tag)
+
+    @property
+    def model_ref(self) -> str | None:
+        """The pinned model (`name@version`) for `OperatorContext.model_ref`, None for the current version."""
+        return self.model if "@" in self.model else None
+
+
+class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
+    """The risk pipeline: decision thresholds and rules (in evaluation and reason order)."""
+
+    MODEL_NAME: ClassVar[str] = "risk"
+
+    thresholds: ThresholdsConfig
+    rules: tuple[AnyRule, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_rules(self.rules)
+
+    def rule_set(self) -> RuleSet:
+        """The rules as the operator's `RuleSet`."""
+        return RuleSet(self.rules)
+
+
+class RecoPipelineConfig(_PipelineBase, frozen=True, tag="reco"):
+    """The session recommendation pipeline: `k` items per click, sessions end after `idle_timeout_minutes`."""
+
+    MODEL_NAME: ClassVar[str] = "reco"
+
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+    idle_timeout_minutes: PositiveInt
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.k <= 1000:
+            raise FieldError(f"k: expected int in [1, 1000], got {self.k}")
+        if self.idle_timeout_minutes < 1:
+            raise FieldError(f"idle_timeout_minutes: expected int >= 1, got {self.idle_timeout_minutes}")
+
+    @property
+    def idle_timeout_ms(self) -> int:
+        """`idle_timeout_minutes` in milliseconds."""
+        return self.idle_timeout_minutes * 60_000
+
+
+PipelineConfig = RiskPipelineConfig | RecoPipelineConfig
+PIPELINES: tuple[str, ...] = ("risk", "reco")
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate mapping keys (plain PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) -> PipelineConfig:
+    """Read and validate the pipeline config at `path` (expecting `pipeline` if given); `ConfigError` if bad."""
+    where = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{where}: cannot read the pipeline config ({exc}); pass the path of a UTF-8 YAML file "
+            f"(the shipped defaults: {RISK_CONFIG_PATH})"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}; fix the YAML and start again") from None
+    return parse_config(data, where, pipeline=pipeline)
+
+
+def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = None) -> PipelineConfig:
+    """Validate already-parsed YAML/JSON `data` (as read from `where`) into a pipeline config."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: expected a mapping at the top level (`pipeline: risk`, `topics: ...`), "
+            f"got {_kind(data)}; see {_EXAMPLE} for a complete, valid example"
+        )
+    try:
+        config: PipelineConfig = msgspec.convert(data, PipelineConfig)
+    except msgspec.ValidationError as exc:
+        field, detail = _explain(str(exc), data)
+        raise ConfigError(
+            f"{where}: {field or '(top level)'}: {detail}. Fix `{field or 'the top level'}` in {where} and start "
+            f"again ({_EXAMPLE} is a complete, valid example)"
+        ) from None
+    except OperatorConfigError as exc:  # a check outside msgspec's reach; should not happen, but name it
+        raise ConfigError(f"{where}: {exc}") from None
+    if pipeline is not None and config.pipeline != pipeline:
+        raise ConfigError(
+            f"{where}: pipeline: expected {pipeline!r}, got {config.pipeline!r}; pass the config of the "
+            f"{pipeline} pipeline"
+        )
+    return config
+
+
+def default_config_path(pipeline: str) -> Path:
+    """The shipped config of `pipeline` (`pipelines/configs/<pipeline>.yaml`); `ConfigError` if none."""
+    path = CONFIG_DIR / f"{pipeline}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"no shipped config for pipeline {pipeline!r} in {CONFIG_DIR}; shipped: {shipped}")
+    return path
+
+
+def load_risk_config(path: str | os.PathLike[str] | None = None) -> RiskPipelineConfig:
+    """The risk config at `path` (default: the shipped `risk.yaml`); `ConfigError` if bad or not a risk one."""
+    config = load_config(RISK_CONFIG_PATH if path is None else path, pipeline="risk")
+    assert isinstance(config, RiskPipelineConfig)
+    return config
+
+
+def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
+    """The `RiskOperator` of a risk config (thresholds and rules; the model is chosen at `open` via
+    `OperatorContext(model_ref=cfg.model_ref)`)."""
+    if not isinstance(cfg, RiskPipelineConfig):
+        raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
+    return RiskOperator(thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set())
+
+
+# ---------------------------------------------------------------------------------- error messages
+
+_AT = re.compile(r"^(?P<what>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?\Z", re.S)
+_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\.\.\.)\]")
+_FIELD_PREFIX = re.compile(
+    r"^(?P<field>[A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z0-9_]\w*(?:\[\d+\])*)*): (?P<rest>.*)\Z", re.S
+)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`\Z")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`\Z")
+_INVALID = re.compile(r"^Invalid (?:enum )?value (?P<value>.+)\Z")
+_MISSING_VALUE = object()
+
+
+def _pattern(annotated: Any) -> str:
+    return str(typing.get_args(annotated)[1].pattern)
+
+
+_PATTERNS = {  # msgspec names a pattern by its regex; say what it means instead
+    _pattern(Code): "a lower-case identifier ([a-z][a-z0-9_]*, at most 64 characters)",
+    _pattern(ModelRef): "a model name, optionally with @version (version >= 1)",
+    _pattern(Currency): "a currency code (3 upper-case letters)",
+    _pattern(TopicName): "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)",
+}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(problem)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "an empty document"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _render(tokens: list[str | int]) -> str:
+    out = ""
+    for token in tokens:
+        out += f"[{token}]" if isinstance(token, int) else (f".{token}" if out else token)
+    return out
+
+
+def _tokens(path: str) -> list[str | int]:
+    tokens: list[str | int] = []
+    for name, index in _TOKEN.findall(path):
+        if name:
+            tokens.append(name)
+        elif index != "...":
+            tokens.append(int(index))
+        else:
+            break  # msgspec does not name the dict key
+    return tokens
+
+
+def _value_at(data: Any, tokens: list[str | int]) -> Any:
+    value = data
+    for token in tokens:
+        in_list = isinstance(token, int) and isinstance(value, list) and 0 <= token < len(value)
+        in_dict = isinstance(token, str) and isinstance(value, dict) and token in value
+        if not (in_list or in_dict):
+            return _MISSING_VALUE
+        value = value[token]
+    return value
+
+
+def _strip(tp: Any) -> Any:
+    """`tp` without `Annotated` and without `None` in an optional."""
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _strip(args[0])
+    return tp
+
+
+def _members(tp: Any) -> list[type[msgspec.Struct]]:
+    """The struct types `tp` stands for (one struct, or the members of a union of structs)."""
+    tp = _strip(tp)
+    candidates = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return [c for c in candidates if isinstance(c, type) and issubclass(c, msgspec.Struct)]
+
+
+def _pick(tp: Any, value: Any) -> Any:
+    """Resolve a tagged union of structs to the member `value`'s tag names (else `tp` unchanged)."""
+    members = _members(tp)
+    if len(members) > 1 and isinstance(value, dict):
+        for member in members:
+            config = member.__struct_config__
+            if config.tag_field is not None and value.get(config.tag_field) == config.tag:
+                return member
+    return _strip(tp)
+
+
+def _expected_at(data: Any, tokens: list[str | int]) -> tuple[Any, str | None]:
+    """The declared type at `tokens` (unions resolved by the data's tags) and, if the last token is a tag
+    field, that field's name."""
+    tp: Any = PipelineConfig
+    value = data
+    for token in tokens:
+        tp = _pick(tp, value)
+        members = _members(tp)
+        if isinstance(token, str) and members:
+            tag_fields = {m.__struct_config__.tag_field for m in members}
+            if token in tag_fields:
+                return tp, token
+            if len(members) != 1:
+                return None, None
+            fields = {f.encode_name: f.type for f in msgspec.structs.fields(members[0])}
+            if token not in fields:
+                return None, None
+            tp = fields[token]
+        elif typing.get_origin(tp) in (list, tuple) and isinstance(token, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict and isinstance(token, str):
+            tp = typing.get_args(tp)[1]
+        else:
+            return None, None
+        value = _value_at(value, [token])
+    return _pick(tp, value), None
+
+
+def _allowed(data: Any, tokens: list[str | int]) -> str:
+    """What is allowed at `tokens`: the fields of the struct there, the tags of a union, or literal values."""
+    tp, tag_field = _expected_at(data, tokens)
+    if tag_field is not None:
+        tags = [str(m.__struct_config__.tag) for m in _members(tp)]
+        return "one of: " + ", ".join(tags)
+    tp = _strip(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of: " + ", ".join(str(a) for a in typing.get_args(tp))
+    members = _members(tp)
+    if len(members) == 1:
+        config = members[0].__struct_config__
+        names = [f.encode_name for f in msgspec.structs.fields(members[0])]
+        if config.tag_field is not None:
+            names.insert(0, config.tag_field)
+        return "allowed fields: " + ", ".join(names)
+    return ""
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is None else repr(value)
+
+
+def _explain(message: str, data: Any) -> tuple[str, str]:
+    """(field path, detail) of a msgspec validation error on `data`."""
+    match = _AT.match(message)
+    what = match.group("what") if match else message
+    tokens = _tokens(match.group("path") or "") if match else []
+    key_error = bool(match and match.group("key"))
+    prefixed = _FIELD_PREFIX.match(what)
+    if prefixed:  # a semantic check: "field: detail" relative to the struct at `tokens`
+        tokens += _tokens("." + prefixed.group("field"))
+        return _render(tokens), prefixed.group("rest")
+    if missing := _MISSING.match(what):
+        tokens.append(missing.group("name"))
+        allowed = _allowed(data, tokens)
+        return _render(tokens), "required field is missing" + (f" ({allowed})" if allowed else "")
+    if unknown := _UNKNOWN.match(what):
+        allowed = _allowed(data, tokens)
+        tokens.append(unknown.group("name"))
+        return _render(tokens), "unknown field" + (f"; {allowed}" if allowed else "")
+    detail = what.replace("`", "")
+    detail = detail[:1].lower() + detail[1:]
+    for pattern, meaning in _PATTERNS.items():
+        detail = detail.replace(f"str matching regex {pattern!r}", meaning)
+    if invalid := _INVALID.match(what):
+        allowed = _allowed(data, tokens)
+        detail = f"unknown value {invalid.group('value')}" + (f"; expected {allowed}" if allowed else "")
+        return _render(tokens), detail
+    value = _value_at(data, tokens)
+    if key_error and isinstance(value, dict):
+        return _render(tokens), f"every key must be: {detail.removeprefix('expected ')}; got keys {list(value)}"
+    if value is not _MISSING_VALUE and not isinstance(value, dict | list):
+        detail += f" ({_shown(value)})" if ", got " in detail else f", got {_shown(value)}"
+    return _render(tokens), detail
