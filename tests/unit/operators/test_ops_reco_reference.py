@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -84,3 +85,20 @@ def test_hidden_after_n_clicks_equals_the_full_sequence_reference(
             assert min(result.scores) >= np.sort(scores[n][unseen])[::-1][9] - 1e-5  # they are the top 10
             checked += 1
     assert checked >= 150
+
+
+def test_a_model_trained_by_the_pipeline_opens_with_its_popular_items(tmp_path: Path) -> None:
+    """`streamscore models train reco` writes `popular_items` from its own training stream (seed, events)."""
+    from pipelines.training import RECO_CATALOG_SIZE, train
+
+    registry = ModelRegistry(tmp_path / "registry")
+    version = train("reco", seed=3, registry=registry, events=8_000, progress=False)
+    stream = generate_clicks(8_000, 3, catalog_size=RECO_CATALOG_SIZE)
+    expected = popular_items([int(e["item_id"]) for e in stream], RECO_CATALOG_SIZE)  # type: ignore[call-overload]
+    assert registry.manifest("reco", version)["popular_items"] == expected
+    operator = RecoOperator()
+    operator.open(OperatorContext(registry=registry, model_ref=f"reco@{version}"))
+    store: MemoryVersionedStore[SessionState] = MemoryVersionedStore(codec=RECO_STATE_CODEC)
+    first = msgspec.convert({**stream[0], "item_id": 10**9}, Click)  # out of vocabulary: cold start
+    [result] = operator.process(first, store.key(first.session_id), None)
+    assert result.items == expected[:10] and result.model == f"reco@{version}"
