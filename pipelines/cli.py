@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+from pipelines.decoders import DECODERS
 from pipelines.exceptions import ConfigError, PipelineError
 
 DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
 EXIT_ERROR = 2
+PIPELINES = sorted(DECODERS)
 
 
 def _cmd_kafka(args: argparse.Namespace) -> int:
@@ -69,27 +73,79 @@ def _job_options(args: argparse.Namespace) -> object:
     )
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_job(options: object, restore: Path | None) -> int:
     from pipelines.flink import job
     from pipelines.flink.options import JobOptions
     from pipelines.kafka_io import ensure_topics
 
-    options = _job_options(args)
     assert isinstance(options, JobOptions)
     topics = [options.input_topic, options.output_topic, options.dlq_topic]
     ensure_topics(options.bootstrap, topics + ([options.state_changelog] if options.state_changelog else []))
+    origin = f"restoring {restore}" if restore else f"fresh state, input from {options.start_from}"
     print(
         f"running {options.pipeline}: {options.input_topic} -> {options.output_topic} "
         f"(dead letters: {options.dlq_topic}; {'bounded' if options.bounded else 'unbounded'}, "
-        f"{options.delivery}, checkpoints in {options.checkpoint_dir})",
+        f"{options.delivery}, {origin}, checkpoints in {options.checkpoint_dir})",
         flush=True,
     )
-    job.run(options)
+    job.run(options, restore_path=str(restore) if restore else None)
     print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.
     sys.stderr.flush()
     os._exit(0)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.flink.checkpoints import latest_checkpoint
+    from pipelines.flink.options import JobOptions
+
+    options = _job_options(args)
+    assert isinstance(options, JobOptions)
+    latest = None if args.fresh else latest_checkpoint(options.checkpoint_dir)
+    return _run_job(options, latest.path if latest else None)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    from datetime import datetime
+
+    from pipelines.flink.checkpoints import resolve_checkpoint
+    from pipelines.flink.options import JobOptions
+
+    options = _job_options(args)
+    assert isinstance(options, JobOptions)
+    restore: Path | None = None
+    changes: dict[str, Any] = {
+        "checkpoint_dir": options.checkpoint_dir / "replays" / time.strftime("%Y%m%d-%H%M%S"),
+        "transactional_id_prefix": args.transactional_id_prefix or f"{options.id_prefix}-replay",
+    }
+    if args.from_checkpoint or args.from_savepoint:
+        restore = resolve_checkpoint(args.from_checkpoint or args.from_savepoint, options.checkpoint_dir)
+    elif args.from_timestamp:
+        try:
+            moment = datetime.fromisoformat(args.from_timestamp)
+        except ValueError:
+            raise ConfigError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
+        changes |= {"start_from": "timestamp", "start_timestamp_ms": int(moment.timestamp() * 1000)}
+    else:
+        changes |= {"start_from": "specific-offsets", "start_offsets": args.from_offsets}
+    return _run_job(dataclasses.replace(options, **changes), restore)
+
+
+def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    from pipelines.flink.checkpoints import list_checkpoints
+    from pipelines.infra.home import subdir
+
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
+    checkpoints = list_checkpoints(folder)
+    if not checkpoints:
+        print(f"no completed checkpoints under {folder}")
+        return 1
+    for checkpoint in checkpoints:
+        print(f"{checkpoint.completed_at.isoformat(timespec='seconds')}  job {checkpoint.job_id}  "
+              f"chk-{checkpoint.number}  {checkpoint.path}")
+    return 0
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
@@ -151,7 +207,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", choices=["risk"], help="which pipeline")
+    parser.add_argument("pipeline", choices=PIPELINES, help="which pipeline")
     parser.add_argument("--input-topic")
     parser.add_argument("--output-topic")
     parser.add_argument("--dlq-topic")
@@ -182,7 +238,7 @@ def parser() -> argparse.ArgumentParser:
     kafka.set_defaults(func=_cmd_kafka)
 
     publish = commands.add_parser("publish", help="publish synthetic events or a JSONL file")
-    publish.add_argument("pipeline", choices=["risk"])
+    publish.add_argument("pipeline", choices=PIPELINES)
     source = publish.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", type=int, help="number of seeded synthetic events")
     source.add_argument("--file", help="JSONL file; each line is sent as-is")
@@ -194,7 +250,25 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline's streaming job on the embedded Flink mini-cluster")
     _add_job_options(run)
+    run.add_argument("--fresh", action="store_true",
+                     help="ignore retained checkpoints (default: resume from the newest one)")
     run.set_defaults(func=_cmd_run)
+
+    replay = commands.add_parser("replay", help="re-run a pipeline from a checkpoint, savepoint, time or offsets")
+    _add_job_options(replay)
+    origin = replay.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from-checkpoint", metavar="latest|PATH")
+    origin.add_argument("--from-savepoint", metavar="PATH")
+    origin.add_argument("--from-timestamp", metavar="ISO-TIME", help="fresh state, input from this time")
+    origin.add_argument("--from-offsets", metavar="SPEC",
+                        help="fresh state; e.g. partition:0,offset:42;partition:1,offset:7")
+    replay.set_defaults(func=_cmd_replay)
+
+    checkpoints = commands.add_parser("checkpoints", help="list a pipeline's retained checkpoints")
+    checkpoints.add_argument("action", choices=["list"])
+    checkpoints.add_argument("pipeline", choices=PIPELINES)
+    checkpoints.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
+    checkpoints.set_defaults(func=_cmd_checkpoints)
 
     consume = commands.add_parser("consume", help="print a topic's committed records as JSON lines")
     consume.add_argument("topic")
@@ -205,13 +279,13 @@ def parser() -> argparse.ArgumentParser:
     state = commands.add_parser("state", help="read job state from outside the job (via its state changelog)")
     state_commands = state.add_subparsers(dest="state_command", required=True)
     sync_cmd = state_commands.add_parser("sync", help="materialise a state changelog topic into a local store")
-    sync_cmd.add_argument("pipeline", choices=["risk"])
+    sync_cmd.add_argument("pipeline", choices=PIPELINES)
     sync_cmd.add_argument("--changelog-topic", help="default: PIPELINE.state-changelog")
     sync_cmd.add_argument("--state-dir", help="default: $STREAMSCORE_HOME/state/PIPELINE")
     sync_cmd.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")
     sync_cmd.set_defaults(func=_cmd_state_sync)
     get_cmd = state_commands.add_parser("get", help="print a key's state as JSON")
-    get_cmd.add_argument("pipeline", choices=["risk"])
+    get_cmd.add_argument("pipeline", choices=PIPELINES)
     get_cmd.add_argument("key")
     which = get_cmd.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="exactly this version")

@@ -3,13 +3,14 @@
 Flink owns the storage (RocksDB state backend), checkpoints and restores, and the atomicity of an
 operator's state updates; this adapter only lays versioned state out on two Flink keyed states:
 
-* a `ValueState` of bytes holding the key's head: latest version and its record (event time, source,
-  encoded value), the retained range and the key's event-time watermark (layout: `state._records`);
-* a `MapState[int, bytes]` holding the records of the older retained versions, keyed by version.
-
-Both use `Types.PRIMITIVE_ARRAY(Types.BYTE())`, so nothing is pickled. History must be bounded
-(`retention.max_versions` is required; default keep the last 16): `as_of_time` scans it from newest
-down when the requested time is before the latest version's event time.
+ONE `ValueState` of bytes per key holds everything: the key's head (latest version and its record, the
+retained range, the event-time watermark; layout in `state._records`) and the records of the older retained
+versions, oldest first, as a msgpack pair. One state read and one write per put: in PyFlink thread mode each
+state call crosses into the JVM, and a head + MapState layout (six calls per put) measured ~6x slower
+end to end (`benchmarks/job_bench.py`, `StateOnly` variant). History must be bounded
+(`retention.max_versions` is required; default keep the last 16) since it is rewritten on every put;
+`as_of_time` scans it from newest down when the requested time is before the latest version's event time.
+The state uses `Types.PRIMITIVE_ARRAY(Types.BYTE())`, so nothing is pickled.
 
 PyFlink must run in thread mode with the RocksDB state backend (`flink_state_configuration()`).
 pyflink is imported only inside this module, and only when the adapter is constructed.
@@ -18,6 +19,8 @@ pyflink is imported only inside this module, and only when the adapter is constr
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import msgspec
 
 from state._records import (
     Head,
@@ -88,8 +91,8 @@ def _pass_bytes_through(state: Any, attribute: str) -> None:
 class FlinkVersionedState(Generic[T]):
     """`VersionedState` of the current key of a PyFlink `KeyedProcessFunction` (or other keyed function).
 
-    Construct it in the function's `open(runtime_context)`; `name` prefixes the two Flink state names
-    (`<name>/head`, `<name>/history`), so one function can hold several versioned states. `codec`
+    Construct it in the function's `open(runtime_context)` (or lazily, before the first access); `name`
+    names the Flink state (`<name>/versions`), so one function can hold several versioned states. `codec`
     defaults to `MsgpackCodec()`; `retention` must bound the number of versions (`max_versions`).
     Every call acts on the key of the element being processed.
     """
@@ -128,22 +131,19 @@ class FlinkVersionedState(Generic[T]):
                 f"got {retention}"
             )
         from pyflink.common.typeinfo import Types
-        from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+        from pyflink.datastream.state import ValueStateDescriptor
 
         self._name = name
         self._codec: Codec[T] = codec if codec is not None else MsgpackCodec()
         self._retention = retention
-        bytes_type = Types.PRIMITIVE_ARRAY(Types.BYTE())
-        self._head = runtime_context.get_state(ValueStateDescriptor(f"{name}/head", bytes_type))
-        self._history = runtime_context.get_map_state(
-            MapStateDescriptor(f"{name}/history", Types.LONG(), bytes_type)
+        self._state = runtime_context.get_state(
+            ValueStateDescriptor(f"{name}/versions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
         )
-        _pass_bytes_through(self._head, "_value_converter")
-        _pass_bytes_through(self._history, "_v_converter")
+        _pass_bytes_through(self._state, "_value_converter")
 
     @property
     def name(self) -> str:
-        """The prefix of the Flink state names."""
+        """The name of the Flink state."""
         return self._name
 
     @property
@@ -153,46 +153,55 @@ class FlinkVersionedState(Generic[T]):
 
     def get(self) -> StateVersion[T] | None:
         """The latest version of the current key, or None."""
-        head = self._read_head()
-        return None if head is None else self._decode(head.latest, head.record)
+        current = self._read()
+        return None if current is None else self._decode(current[0].latest, current[0].record)
 
     def put(self, value: T, *, event_time: int, source: SourceCoordinates | None = None) -> int:
         """Store a new version for the current key; returns its version number."""
         check_event_time(event_time)
         record = encode_record(event_time, source, self._codec.encode(value))
-        head = self._read_head(include_deleted=True)
-        plan = plan_put(head, event_time, self._retention, self._event_time_of)
-        if head is not None and not head.deleted:
-            if plan.keep_previous:
-                self._history.put(head.latest, head.record)
-            for version, _ in plan.pruned:
-                if version != head.latest:
-                    self._history.remove(version)
+        current = self._read(include_deleted=True)
+        head, older = current if current is not None else (None, [])
+        live = head is not None and not head.deleted
+
+        def read_event_time(version: int) -> int:
+            assert head is not None
+            return self._record_time(version, older[version - head.oldest])
+
+        plan = plan_put(head, event_time, self._retention, read_event_time)
+        kept: list[bytes] = []
+        if live:
+            assert head is not None
+            kept = [*older, head.record][plan.oldest - head.oldest :]
         new_head = Head(
             plan.version, event_time, plan.oldest, plan.oldest_event_time, plan.max_event_time, record
         )
-        self._head.update(encode_head(new_head))
+        self._state.update(_BLOB_ENCODER.encode((encode_head(new_head), kept)))
         return plan.version
 
     def as_of(self, version: int) -> StateVersion[T] | None:
         """The current key exactly at `version`, or None."""
-        head = self._read_head()
-        if head is None or not head.oldest <= version <= head.latest:
+        current = self._read()
+        if current is None:
+            return None
+        head, older = current
+        if not head.oldest <= version <= head.latest:
             return None
         if version == head.latest:
             return self._decode(version, head.record)
-        return self._decode(version, self._retained_record(head, version))
+        return self._decode(version, self._retained_record(head, older, version))
 
     def as_of_time(self, event_time: int) -> StateVersion[T] | None:
         """The highest retained version with event time <= `event_time`, or None (scans the history)."""
         check_event_time(event_time)
-        head = self._read_head()
-        if head is None:
+        current = self._read()
+        if current is None:
             return None
+        head, older = current
         if event_time >= head.latest_event_time:
             return self._decode(head.latest, head.record)
         for version in range(head.latest - 1, head.oldest - 1, -1):
-            raw = self._retained_record(head, version)
+            raw = self._retained_record(head, older, version)
             if self._record_time(version, raw) <= event_time:
                 return self._decode(version, raw)
         return None
@@ -200,30 +209,36 @@ class FlinkVersionedState(Generic[T]):
     def history(self, limit: int) -> list[StateVersion[T]]:
         """Up to `limit` retained versions of the current key, newest first."""
         check_limit(limit)
-        head = self._read_head()
-        if head is None or limit == 0:
+        current = self._read()
+        if current is None or limit == 0:
             return []
+        head, older = current
         result = [self._decode(head.latest, head.record)]
         for version in range(head.latest - 1, max(head.oldest, head.latest - limit + 1) - 1, -1):
-            result.append(self._decode(version, self._retained_record(head, version)))
+            result.append(self._decode(version, self._retained_record(head, older, version)))
         return result
 
     def clear(self) -> None:
         """Remove every version of the current key; its version counter is kept."""
-        head = self._read_head()
-        if head is None:
+        current = self._read()
+        if current is None:
             return
-        self._history.clear()
-        self._head.update(encode_head(deleted_head(head.latest)))
+        self._state.update(_BLOB_ENCODER.encode((encode_head(deleted_head(current[0].latest)), [])))
+
+    def stored_versions(self) -> int:
+        """How many versions of the current key are physically stored (a diagnostic for retention)."""
+        current = self._read()
+        return 0 if current is None else len(current[1]) + 1
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _read_head(self, *, include_deleted: bool = False) -> Head | None:
-        raw = self._head.value()
+    def _read(self, *, include_deleted: bool = False) -> tuple[Head, list[bytes]] | None:
+        raw = self._state.value()
         if raw is None:
             return None
         try:
-            head = decode_head(raw)
+            head_bytes, older = _BLOB_DECODER.decode(raw)
+            head = decode_head(head_bytes)
         except HeadFormatMismatch as exc:
             raise IncompatibleStateError(
                 f"Flink state {self._name!r}", found=f"key header format {exc.found}",
@@ -231,25 +246,19 @@ class FlinkVersionedState(Generic[T]):
                 remedy="Start the job without restoring this operator's state, or run "
                 "`streamscore state migrate` on the savepoint",
             ) from exc
-        except RecordFormatError as exc:
+        except (RecordFormatError, msgspec.DecodeError) as exc:
             raise CorruptStateError(CURRENT_KEY, None, str(exc)) from exc
         if head.deleted and not include_deleted:
             return None
-        return head
+        return head, older
 
-    def _retained_record(self, head: Head, version: int) -> bytes:
-        raw = self._history.get(version)
-        if raw is None:
+    def _retained_record(self, head: Head, older: list[bytes], version: int) -> bytes:
+        index = version - head.oldest
+        if not 0 <= index < len(older):
             raise CorruptStateError(
                 CURRENT_KEY, version, f"record missing; versions {head.oldest}..{head.latest} are retained"
             )
-        return bytes(raw)
-
-    def _event_time_of(self, version: int) -> int:
-        raw = self._history.get(version)
-        if raw is None:
-            raise CorruptStateError(CURRENT_KEY, version, "record missing while applying retention")
-        return self._record_time(version, bytes(raw))
+        return older[index]
 
     def _record_time(self, version: int, raw: bytes) -> int:
         try:
@@ -267,3 +276,7 @@ class FlinkVersionedState(Generic[T]):
 
     def __repr__(self) -> str:
         return f"FlinkVersionedState({self._name!r}, retention={self._retention})"
+
+
+_BLOB_ENCODER = msgspec.msgpack.Encoder()
+_BLOB_DECODER = msgspec.msgpack.Decoder(tuple[bytes, list[bytes]])

@@ -21,16 +21,26 @@ def _with(options: dict[str, str]) -> str:
 
 
 def source_ddl(table: str, options: JobOptions) -> str:
-    """CREATE TABLE for the input topic: `value BYTES` plus `topic`, `partition`, `offset` metadata."""
+    """CREATE TABLE for the input topic: `value BYTES` plus `topic`, `partition`, `offset` metadata.
+
+    Without a checkpoint to restore, the source starts where `options.start_from` says; the default,
+    `group-offsets`, continues from the offsets the job's consumer group committed at its last completed
+    checkpoint (earliest when it has none). Restored jobs take their offsets from the checkpoint.
+    """
     props = {
         "connector": "kafka",
         "topic": options.input_topic,
         "properties.bootstrap.servers": options.bootstrap,
-        "properties.group.id": f"streamscore-{options.pipeline}",
+        "properties.group.id": options.id_prefix,
         "properties.isolation.level": "read_committed",
-        "scan.startup.mode": "earliest-offset",
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": options.start_from,
         "format": "raw",
     }
+    if options.start_timestamp_ms is not None:
+        props["scan.startup.timestamp-millis"] = str(options.start_timestamp_ms)
+    if options.start_offsets is not None:
+        props["scan.startup.specific-offsets"] = options.start_offsets
     if options.bounded:
         props["scan.bounded.mode"] = "latest-offset"
     return f"""CREATE TEMPORARY TABLE `{table}` (

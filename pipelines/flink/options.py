@@ -8,6 +8,7 @@ from pathlib import Path
 from pipelines.exceptions import ConfigError
 
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
+START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class JobOptions:
     transactional_id_prefix: str | None = None
     transaction_timeout_ms: int = 600_000
     state_changelog: str | None = None
+    start_from: str = "group-offsets"
+    start_timestamp_ms: int | None = None
+    start_offsets: str | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -43,6 +47,12 @@ class JobOptions:
             raise ConfigError(
                 f"input, output, dead-letter and changelog topics must all differ, got {topics}"
             )
+        if self.start_from not in START_MODES:
+            raise ConfigError(f"start mode must be one of {START_MODES}, got {self.start_from!r}")
+        if (self.start_from == "timestamp") != (self.start_timestamp_ms is not None):
+            raise ConfigError("a timestamp start needs --from-timestamp (and only then)")
+        if (self.start_from == "specific-offsets") != (self.start_offsets is not None):
+            raise ConfigError("a specific-offsets start needs --from-offsets (and only then)")
         if not 60_000 <= self.transaction_timeout_ms <= 900_000:
             raise ConfigError(
                 "--transaction-timeout must be between 60 s and the broker's transaction.max.timeout.ms "

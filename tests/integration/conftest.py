@@ -67,3 +67,14 @@ def run_bounded(bootstrap: str, topics: Topics, checkpoint_dir: Path, *extra: st
         "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
         "--checkpoint-dir", str(checkpoint_dir), *extra,
     )
+
+
+def start_job(bootstrap: str, topics: Topics, checkpoint_dir: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start an unbounded risk job in its own process group (the Flink mini-cluster JVM is its child)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", "risk",
+             "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
+             "--checkpoint-dir", str(checkpoint_dir), *extra],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )

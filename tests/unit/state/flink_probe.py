@@ -74,9 +74,9 @@ class VersionedStateProbe(KeyedProcessFunction):
             "short": observe(self.short, self.short.clear, op, n, event_time, index),
             "default": observe(self.default, self.default.clear, op, n, event_time, index),
         }
-        # older versions physically kept in the MapState (must match the retained range, no leaks)
-        line["short_stored"] = len(list(self.short._history.keys()))
+        # versions physically kept in the Flink state (must match the retained range, no leaks)
+        line["short_stored"] = max(0, self.short.stored_versions() - 1)
         if index == 0:  # where the state really lives: Python state wrapper and Java state class
-            head = self.short._head
+            head = self.short._state
             line["runtime"] = [type(head).__module__, head._state.getClass().getName()]
         yield msgspec.json.encode(line).decode()

@@ -1,0 +1,139 @@
+"""Job-level throughput of the risk pipeline on the local Flink mini-cluster, against its own limits.
+
+Peers in one run (same broker, same input topics):
+- `offline`: the operator chain in a plain Python loop (decode, features, model, memory state, encode);
+- `Passthrough`: the Flink job with a keyed function that only forwards the value (the engine's limit);
+- `StateOnly`: the Flink job with one versioned-state read+write per event, no model;
+- `NoFlinkState`: the Flink job with operator + model but an in-memory store;
+- `full`: the real job (`streamscore run risk --bounded`).
+Each Flink variant runs bounded over N1 and N2 events; throughput is (N2 - N1) / (T2 - T1), which cancels
+JVM start-up and job deployment. Writes JSON and a PNG under benchmarks/results/.
+
+Usage: python benchmarks/job_bench.py [--small 5000] [--large 25000] [--port 19192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+VARIANTS = ("Passthrough", "StateOnly", "NoFlinkState", "full")
+
+_RUNNER = """
+import sys, time
+from pathlib import Path
+import pipelines.flink.functions as functions
+variant, bootstrap, topic, out = sys.argv[1:5]
+if variant != "full":
+    import job_variants
+    functions.KeyedOperatorFunction = getattr(job_variants, variant)
+from pipelines.flink import job
+from pipelines.flink.options import JobOptions
+options = JobOptions(pipeline="risk", bootstrap=bootstrap, input_topic=topic, output_topic=out + ".out",
+                     dlq_topic=out + ".dlq", checkpoint_dir=Path("/tmp/streamscore-bench") / out, bounded=True)
+start = time.perf_counter()
+job.run(options)
+print("SECONDS", time.perf_counter() - start, flush=True)
+import os
+os._exit(0)
+"""
+
+
+def _offline_rate(events: list[bytes]) -> float:
+    from operators.contract import OperatorContext
+    from operators.risk.decoding import transaction_decoder
+    from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
+    from state import MemoryVersionedStore
+
+    operator = RiskOperator()
+    operator.open(OperatorContext())
+    store = MemoryVersionedStore(codec=RISK_STATE_CODEC)
+    decoder = transaction_decoder()
+    start = time.perf_counter()
+    for raw in events:
+        tx = decoder.decode(raw)
+        for result in operator.process(tx, store.key(tx.account_id), None):  # type: ignore[union-attr]
+            msgspec.json.encode(result)
+    return len(events) / (time.perf_counter() - start)
+
+
+def _run_variant(variant: str, bootstrap: str, topic: str) -> float:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)]))
+    out = f"bench-{uuid.uuid4().hex[:8]}-{variant}"
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, variant, bootstrap, topic, out],
+                          capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("SECONDS"):
+            return float(line.split()[1])
+    raise RuntimeError(f"{variant} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    """Run every peer and write the JSON + PNG report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=5000)
+    parser.add_argument("--large", type=int, default=25000)
+    parser.add_argument("--port", type=int, default=19192)
+    args = parser.parse_args()
+
+    from pipelines.infra import broker
+    from pipelines.kafka_io import ensure_topics, publish_records
+    from pipelines.publishing import synthetic_records
+
+    bootstrap = broker.up(args.port).bootstrap
+    run = uuid.uuid4().hex[:8]
+    topics = {}
+    for n in (args.small, args.large):
+        topics[n] = f"bench-{run}-{n}.in"
+        ensure_topics(bootstrap, [topics[n]])
+        publish_records(bootstrap, topics[n], synthetic_records("risk", n, 5))
+
+    events = [value for _, value in synthetic_records("risk", args.large, 5)]
+    rates = {"offline": _offline_rate(events)}
+    seconds: dict[str, dict[int, float]] = {}
+    for variant in VARIANTS:
+        seconds[variant] = {n: _run_variant(variant, bootstrap, topics[n]) for n in (args.small, args.large)}
+        delta = seconds[variant][args.large] - seconds[variant][args.small]
+        rates[variant] = (args.large - args.small) / delta if delta > 0 else float("nan")
+        print(f"{variant:>13}: {rates[variant]:8,.0f} events/s", flush=True)
+    print(f"{'offline':>13}: {rates['offline']:8,.0f} events/s")
+    report = {
+        "benchmark": "risk job throughput (events/s)",
+        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "events": [args.small, args.large],
+        "events_per_second": rates,
+        "ratio_to_passthrough": {k: v / rates["Passthrough"] for k, v in rates.items()},
+        "seconds": {k: {str(n): s for n, s in v.items()} for k, v in seconds.items()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "job_bench.json").write_text(json.dumps(report, indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(rates)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar(names, [rates[n] for n in names], color=["#888", "#4a7", "#69c", "#c96", "#c44"])
+        ax.set_ylabel("events/s")
+        ax.set_title("risk pipeline throughput (one run, same broker)")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "job_bench.png", dpi=120)
+    except ImportError:
+        pass
+    print(f"wrote {RESULTS / 'job_bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
