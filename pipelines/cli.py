@@ -56,17 +56,25 @@ def _job_options(args: argparse.Namespace) -> object:
 
     pipeline = spec(args.pipeline)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
+    config = None
+    if args.config:
+        from pipelines.config import load_config
+
+        config = load_config(args.config, pipeline=args.pipeline)  # refuses a bad config before Flink starts
+        pipeline.operator(Path(args.config))
+    topics = config.topics if config is not None else None
     return JobOptions(
         pipeline=args.pipeline,
         bootstrap=args.bootstrap,
-        input_topic=args.input_topic or pipeline.input_topic,
-        output_topic=args.output_topic or pipeline.output_topic,
-        dlq_topic=args.dlq_topic or pipeline.dlq_topic,
+        input_topic=args.input_topic or (topics.input if topics else pipeline.input_topic),
+        output_topic=args.output_topic or (topics.output if topics else pipeline.output_topic),
+        dlq_topic=args.dlq_topic or (topics.dlq if topics else pipeline.dlq_topic),
+        config_path=Path(args.config).resolve() if args.config else None,
         checkpoint_dir=checkpoint_dir,
         checkpoint_interval_ms=args.checkpoint_interval,
         bounded=args.bounded,
         parallelism=args.parallelism,
-        model_ref=args.model,
+        model_ref=args.model or (config.model_ref if config is not None else None),
         delivery=args.delivery,
         transactional_id_prefix=args.transactional_id_prefix,
         state_changelog=args.state_changelog,
@@ -208,6 +216,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", choices=PIPELINES, help="which pipeline")
+    parser.add_argument("--config", help="pipeline YAML (topics, model, rules, thresholds, k ...); validated at start")
     parser.add_argument("--input-topic")
     parser.add_argument("--output-topic")
     parser.add_argument("--dlq-topic")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.decoding import EventDecoder
+from operators.reco.decoding import click_decoder
 from operators.risk.decoding import transaction_decoder
 from pipelines.exceptions import ConfigError
 
@@ -26,6 +27,7 @@ class DecodeSpec:
 
 DECODERS: dict[str, DecodeSpec] = {
     "risk": DecodeSpec(transaction_decoder, lambda tx: tx.account_id, "account_id"),
+    "reco": DecodeSpec(click_decoder, lambda click: click.session_id, "session_id"),
 }
 
 

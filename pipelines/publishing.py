@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import msgspec
 
-from models.synthetic import generate_transactions
+from models.synthetic import generate_clicks, generate_transactions
+from pipelines.decoders import decode_spec
 from pipelines.exceptions import ConfigError
 
 LABEL_FIELDS = ("label", "pattern")
@@ -16,13 +17,17 @@ def synthetic_events(pipeline: str, n: int, seed: int) -> list[dict[str, object]
     """`n` seeded synthetic events of `pipeline`, without ground-truth fields."""
     if n < 1:
         raise ConfigError(f"--events must be >= 1, got {n}")
-    if pipeline != "risk":
+    if pipeline == "risk":
+        events = generate_transactions(n, seed)
+    elif pipeline == "reco":
+        events = generate_clicks(n, seed)
+    else:
         raise ConfigError(f"no synthetic generator for pipeline {pipeline!r}")
-    events = generate_transactions(n, seed)
     return [{k: v for k, v in e.items() if k not in LABEL_FIELDS} for e in events]
 
 
 def synthetic_records(pipeline: str, n: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
-    """`(account_id, JSON)` records of `n` seeded synthetic events."""
+    """`(key, JSON)` records of `n` seeded synthetic events (keyed by the pipeline's key field)."""
+    key_field = decode_spec(pipeline).key_field
     for event in synthetic_events(pipeline, n, seed):
-        yield str(event["account_id"]).encode(), msgspec.json.encode(event)
+        yield str(event[key_field]).encode(), msgspec.json.encode(event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -108,10 +109,13 @@ class DecodeFunction(ProcessFunction):
 class KeyedOperatorFunction(KeyedProcessFunction):
     """Runs the pipeline's operator on each event with the versioned state of the event's key."""
 
-    def __init__(self, pipeline: str, model_ref: str | None, *, changelog: bool = False) -> None:
+    def __init__(
+        self, pipeline: str, model_ref: str | None, *, changelog: bool = False, config_path: str | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.model_ref = model_ref
         self.changelog = changelog
+        self.config_path = config_path
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """Remember the runtime context; the operator itself opens on the first element (see module doc)."""
@@ -128,7 +132,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             from state.flink_state import FlinkVersionedState
 
             self._spec: PipelineSpec = spec(self.pipeline)
-            operator = self._spec.operator()
+            operator = self._spec.operator(Path(self.config_path) if self.config_path else None)
             _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
         from pipelines.changelog import changelog_record
 

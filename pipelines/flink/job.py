@@ -46,7 +46,12 @@ def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExec
     scored = (
         decoded.key_by(lambda row: row[0], key_type=KEYED_ROW.get_field_types()[0])
         .process(
-            KeyedOperatorFunction(options.pipeline, options.model_ref, changelog=options.state_changelog is not None),
+            KeyedOperatorFunction(
+                options.pipeline,
+                options.model_ref,
+                changelog=options.state_changelog is not None,
+                config_path=str(options.config_path) if options.config_path else None,
+            ),
             output_type=OUTPUT_ROW,
         )
         .name(f"{options.pipeline}-operator")

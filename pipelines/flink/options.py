@@ -32,6 +32,7 @@ class JobOptions:
     start_from: str = "group-offsets"
     start_timestamp_ms: int | None = None
     start_offsets: str | None = None
+    config_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:

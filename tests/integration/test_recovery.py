@@ -51,9 +51,9 @@ def _wait_for_results(bootstrap: str, topic: str, at_least: int, job: subprocess
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert job.poll() is None, f"job exited early:\n{log.read_text()[-3000:]}"
-        if sum(1 for _ in consume(bootstrap, topic, timeout_s=1)) >= at_least:
+        if sum(1 for _ in consume(bootstrap, topic, timeout_s=0.5)) >= at_least:
             return
-        time.sleep(1)
+        time.sleep(0.2)
     raise AssertionError(f"fewer than {at_least} results on {topic} after 180 s")
 
 
@@ -93,7 +93,7 @@ def _crash_and_resume(bootstrap: str, topics: Topics, tmp_path: Path, events: in
 def test_sigkilled_job_resumes_from_its_checkpoint_without_loss_or_duplicates(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
-    _crash_and_resume(bootstrap, topics, tmp_path, events=3000, kills=1, seed=31)
+    _crash_and_resume(bootstrap, topics, tmp_path, events=100_000, kills=1, seed=31)
 
 
 @pytest.mark.slow
@@ -102,12 +102,12 @@ def test_crash_test_200k_events_three_kills(bootstrap: str, topics: Topics, tmp_
 
 
 def test_replay_from_checkpoint_reproduces_the_first_run(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
-    stream = synthetic_events("risk", 2000, 41)
+    stream = synthetic_events("risk", 60_000, 41)
     _publish(bootstrap, topics.input, stream)
     checkpoints = tmp_path / "checkpoints"
     log = tmp_path / "job.log"
     job = start_job(bootstrap, topics, checkpoints, log, "--bounded")
-    _wait_for_results(bootstrap, topics.output, 500, job, log)
+    _wait_for_results(bootstrap, topics.output, 10_000, job, log)
     _kill(job, signal.SIGKILL)
     listed = streamscore("checkpoints", "list", "risk", "--checkpoint-dir", str(checkpoints))
     assert "chk-" in listed.stdout
