@@ -96,7 +96,20 @@ def _run_job(options: object, restore: Path | None) -> int:
         f"{options.delivery}, {origin}, checkpoints in {options.checkpoint_dir})",
         flush=True,
     )
-    job.run(options, restore_path=str(restore) if restore else None)
+    done = None
+    if options.bounded:
+        from pipelines.flink.bounded import reached, record_end_offsets, saved_end_offsets
+
+        if restore is None:
+            record_end_offsets(options)
+        else:  # FLINK-31006: a restored bounded Kafka source never finishes by itself
+            ends = saved_end_offsets(restore.parent.parent) or saved_end_offsets(options.checkpoint_dir)
+            if ends is None:
+                from pipelines.kafka_io import end_offsets
+
+                ends = end_offsets(options.bootstrap, options.input_topic)
+            done = reached(options, ends)
+    job.run(options, restore_path=str(restore) if restore else None, done=done)
     print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.exceptions import SetupError
@@ -156,5 +156,26 @@ def consume(
                 msg.key(), msg.value() or b"", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1],
                 int(time.time() * 1000),
             )
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The current end offset (high watermark) of every partition of `topic`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in metadata.partitions}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The offsets consumer group `group` committed for `topic` (-1 where it committed none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed}
     finally:
         consumer.close()

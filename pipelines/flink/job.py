@@ -74,8 +74,14 @@ def run(
     *,
     restore_path: str | None = None,
     on_started: Callable[[JobClient], None] | None = None,
+    done: Callable[[], bool] | None = None,
+    poll_s: float = 1.0,
 ) -> None:
-    """Run the job until it finishes (bounded) or SIGINT/SIGTERM cancels it (checkpoints are retained)."""
+    """Run the job until it finishes (bounded), `done()` turns true, or SIGINT/SIGTERM cancels it.
+
+    Checkpoints are retained when the job is cancelled. `done` lets a caller end a job that cannot finish
+    by itself (see `pipelines.flink.bounded`); it is polled every `poll_s` seconds.
+    """
     env = build(options, restore_path=restore_path)
     client = env.execute_async(f"streamscore-{options.pipeline}")
     if on_started is not None:
@@ -102,7 +108,9 @@ def run(
     waiter = threading.Thread(target=wait_for_end, name="job-waiter", daemon=True)
     waiter.start()
     try:
-        stop.wait()
+        while not stop.wait(poll_s):
+            if done is not None and done():
+                break
         if waiter.is_alive():
             client.cancel().result()
         elif failures:

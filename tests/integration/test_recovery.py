@@ -111,19 +111,21 @@ def test_replay_from_checkpoint_reproduces_the_first_run(bootstrap: str, topics:
     _kill(job, signal.SIGKILL)
     listed = streamscore("checkpoints", "list", "risk", "--checkpoint-dir", str(checkpoints))
     assert "chk-" in listed.stdout
+    killed_at = str(list_checkpoints(checkpoints)[-1].path)  # mid-run: the replay starts from here
 
     run_bounded(bootstrap, topics, checkpoints)  # the first run, completed from its checkpoint
     original = {r.event_id: r for r in _results(bootstrap, topics.output)}
     assert len(original) == len(stream)
 
     replayed_topic = topics.output + ".replay"
-    streamscore("--bootstrap", bootstrap, "replay", "risk", "--from-checkpoint", "latest", "--bounded",
+    streamscore("--bootstrap", bootstrap, "replay", "risk", "--from-checkpoint", killed_at, "--bounded",
                 "--input-topic", topics.input, "--output-topic", replayed_topic, "--dlq-topic", topics.dlq + ".r",
                 "--checkpoint-dir", str(checkpoints))
     replayed = _results(bootstrap, replayed_topic)
     assert replayed, "the replay produced nothing"
     assert {r.event_id for r in replayed} <= set(original)
     assert str(stream[-1]["event_id"]) in {r.event_id for r in replayed}
+    assert len(replayed) < len(stream)  # it started from the checkpoint, not from the beginning
     for result in replayed:
         want = msgspec.structs.replace(original[result.event_id], scored_at=result.scored_at)
         assert msgspec.json.encode(result) == msgspec.json.encode(want)

@@ -1,0 +1,61 @@
+"""Finishing bounded runs that were restored from a checkpoint.
+
+flink-connector-kafka 5.0.0 has an open bug (FLINK-31006, apache/flink-connector-kafka#318): a bounded
+Kafka source restored from a checkpoint or savepoint reads up to its stopping offsets and then waits forever
+for a "no more splits" signal that never comes, so the job never finishes. A fresh bounded run records the
+input's end offsets next to its checkpoints; a restored bounded run is ended by streamscore once the job's
+consumer group has committed those offsets (Flink commits them when a checkpoint completes, the same moment
+the transactional sinks commit), after one more checkpoint interval so the last results are committed.
+The job is cancelled, which keeps its checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines.flink.options import JobOptions
+from pipelines.kafka_io import committed_offsets, end_offsets
+
+END_OFFSETS_FILE = "bounded-end-offsets.json"
+
+
+def record_end_offsets(options: JobOptions) -> dict[int, int]:
+    """Save the input topic's current end offsets for later restored runs; returns them."""
+    ends = end_offsets(options.bootstrap, options.input_topic)
+    options.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (options.checkpoint_dir / END_OFFSETS_FILE).write_text(json.dumps({str(p): o for p, o in ends.items()}))
+    return ends
+
+
+def saved_end_offsets(checkpoint_dir: Path) -> dict[int, int] | None:
+    """The end offsets a fresh bounded run recorded under `checkpoint_dir`, if any."""
+    path = checkpoint_dir / END_OFFSETS_FILE
+    if not path.exists():
+        return None
+    return {int(p): int(o) for p, o in json.loads(path.read_text()).items()}
+
+
+def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
+    """A `done` callback: true once the job's group committed `ends` and two checkpoint intervals passed.
+
+    A checkpoint whose splits had all finished restores readers with nothing to read and nothing to commit;
+    when the group has committed nothing at all after `idle_s`, the restored job had no input left.
+    """
+    started = time.monotonic()
+    idle_s = max(30.0, 10 * options.checkpoint_interval_ms / 1000)
+    since: list[float] = []
+
+    def done() -> bool:
+        if since:
+            return time.monotonic() - since[0] >= 2 * options.checkpoint_interval_ms / 1000
+        committed = committed_offsets(options.bootstrap, options.id_prefix, options.input_topic, ends)
+        if all(end == 0 or committed.get(p, -1) >= end for p, end in ends.items()):
+            since.append(time.monotonic())
+        elif all(offset < 0 for offset in committed.values()) and time.monotonic() - started > idle_s:
+            return True
+        return False
+
+    return done
