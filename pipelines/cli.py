@@ -220,6 +220,26 @@ def _cmd_state_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from pipelines.offline import score_file
+
+    config = Path(args.config) if args.config else None
+    if config is not None:
+        from pipelines.config import load_config
+
+        load_config(config, pipeline=args.pipeline)
+    out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 - closed below when it is a file
+    letters = open(args.dead_letters, "w") if args.dead_letters else sys.stderr  # noqa: SIM115
+    try:
+        results, bad = score_file(args.pipeline, Path(args.file), out, letters, config=config, model_ref=args.model)
+    finally:
+        for stream in (out, letters):
+            if stream not in (sys.stdout, sys.stderr):
+                stream.close()
+    print(f"scored {results} results, {bad} dead letters", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -297,6 +317,15 @@ def parser() -> argparse.ArgumentParser:
     consume.add_argument("--max", type=int, help="stop after N records")
     consume.add_argument("--timeout", type=float, default=10.0, help="stop after S seconds without a record")
     consume.set_defaults(func=_cmd_consume)
+
+    score = commands.add_parser("score", help="run a pipeline's operator chain over a JSONL file (offline)")
+    score.add_argument("pipeline", choices=PIPELINES)
+    score.add_argument("--file", required=True, help="JSONL events, one per line")
+    score.add_argument("--out", help="results JSONL (default: stdout)")
+    score.add_argument("--dead-letters", help="dead letters JSONL (default: stderr)")
+    score.add_argument("--config", help="pipeline YAML, as for `run`")
+    score.add_argument("--model", help="pin a model version NAME@V")
+    score.set_defaults(func=_cmd_score)
 
     state = commands.add_parser("state", help="read job state from outside the job (via its state changelog)")
     state_commands = state.add_subparsers(dest="state_command", required=True)

@@ -79,11 +79,24 @@ def test_risk_job_scores_every_valid_event_once_and_dead_letters_the_rest(
         versions[result.account_id].append(result.state_version)
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
 
-    # The streaming job computes exactly what the same operator computes offline (scored_at aside).
+    # The streaming job computes exactly what the same operator computes offline (scored_at aside),
+    # in process and through `streamscore score --file`.
     offline = {r.event_id: r for r in _offline_results(events)}
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"\n".join([msgspec.json.encode(e) for e in events] + [raw for raw, _ in MALFORMED]))
+    scored_file, letters_file = tmp_path / "scored.jsonl", tmp_path / "letters.jsonl"
+    streamscore("score", "risk", "--file", str(events_file), "--out", str(scored_file),
+                "--dead-letters", str(letters_file))
+    scored = {r.event_id: r for r in (msgspec.json.decode(line, type=RiskResult)
+                                      for line in scored_file.read_bytes().splitlines())}
+    assert scored.keys() == offline.keys()
+    assert sorted(msgspec.json.decode(line)["reason"] for line in letters_file.read_bytes().splitlines()) == sorted(
+        reason for _, reason in MALFORMED
+    )
     for result in results:
-        expected = msgspec.structs.replace(offline[result.event_id], scored_at=result.scored_at)
-        assert msgspec.json.encode(result) == msgspec.json.encode(expected)
+        for reference in (offline, scored):
+            expected = msgspec.structs.replace(reference[result.event_id], scored_at=result.scored_at)
+            assert msgspec.json.encode(result) == msgspec.json.encode(expected)
 
     letters = [msgspec.json.decode(r.value, type=DeadLetter)
                for r in consume(bootstrap, topics.dlq, timeout_s=5)]
