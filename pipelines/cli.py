@@ -240,6 +240,29 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    import msgspec
+
+    from operators.dead_letter import DeadLetter
+    from pipelines.kafka_io import consume
+    from pipelines.specs import spec
+
+    topic = args.topic or spec(args.pipeline).dlq_topic
+    counts: Counter[str] = Counter()
+    for record in consume(args.bootstrap, topic, max_records=args.max, timeout_s=args.timeout):
+        letter = msgspec.json.decode(record.value, type=DeadLetter)
+        if args.action == "tail":
+            print(record.value.decode())
+        counts[letter.reason] += 1
+    if args.action == "count":
+        for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+            print(f"{count:8d}  {reason}")
+        print(f"{sum(counts.values()):8d}  total ({topic})")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -326,6 +349,14 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--config", help="pipeline YAML, as for `run`")
     score.add_argument("--model", help="pin a model version NAME@V")
     score.set_defaults(func=_cmd_score)
+
+    dlq = commands.add_parser("dlq", help="read a pipeline's dead letters")
+    dlq.add_argument("action", choices=["tail", "count"])
+    dlq.add_argument("--pipeline", choices=PIPELINES, default="risk")
+    dlq.add_argument("--topic", help="default: the pipeline's dead-letter topic")
+    dlq.add_argument("--max", type=int, help="stop after N records")
+    dlq.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")
+    dlq.set_defaults(func=_cmd_dlq)
 
     state = commands.add_parser("state", help="read job state from outside the job (via its state changelog)")
     state_commands = state.add_subparsers(dest="state_command", required=True)

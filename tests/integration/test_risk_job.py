@@ -104,6 +104,8 @@ def test_risk_job_scores_every_valid_event_once_and_dead_letters_the_rest(
     for letter in letters:
         assert letter.pipeline == "risk" and letter.topic == topics.input and letter.offset is not None
         assert letter.error
+    counted = streamscore("--bootstrap", bootstrap, "dlq", "count", "--topic", topics.dlq, "--timeout", "3")
+    assert f"{len(MALFORMED):8d}  total" in counted.stdout and "absurd_ts" in counted.stdout
     by_offset = sorted(letters, key=lambda letter: letter.offset or 0)
     assert [letter.raw for letter in by_offset] == [
         raw.decode("utf-8", errors="backslashreplace") for raw, _ in MALFORMED
