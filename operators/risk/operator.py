@@ -30,7 +30,11 @@ class RiskState(msgspec.Struct, kw_only=True):
     scored_features: list[float] = msgspec.field(default_factory=list)
     last_event_id: str = ""
     recent_ts: list[int] = msgspec.field(default_factory=list)
+    recent_event_ids: list[str] = msgspec.field(default_factory=list)
 
+
+#: How many of an account's latest event ids are remembered to drop producer retries (idempotency).
+RECENT_EVENT_IDS = 32
 
 RISK_STATE_CODEC: MsgpackCodec[RiskState] = MsgpackCodec(RiskState)
 
@@ -57,6 +61,8 @@ class RiskOperator:
         self.top_factors = top_factors
         self.feature_stats: FeatureStats = POPULATION_STATS
         self._model: ModelHandle | None = None
+        #: Events dropped as retries of an event id the account already saw (a metric).
+        self.duplicates = 0
 
     @property
     def model(self) -> ModelHandle:
@@ -82,9 +88,17 @@ class RiskOperator:
     def process(
         self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None
     ) -> Iterator[RiskResult]:
-        """Update the account's state with `event`, score it and yield one `RiskResult`."""
+        """Update the account's state with `event`, score it and yield one `RiskResult`.
+
+        An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, yields
+        nothing and is counted in `duplicates`.
+        """
+        model = self.model  # raises OperatorError before open() / after close()
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
+        if event.event_id in previous.recent_event_ids or event.event_id == previous.last_event_id:
+            self.duplicates += 1
+            return
         view = TransactionView(event.amount, event.merchant_id, event.country, event.device_id, event.ts)
         features_state, vector = update(previous.features, view)
         score = self._score(vector)
@@ -98,6 +112,7 @@ class RiskOperator:
                 scored_features=[float(x) for x in vector],
                 last_event_id=event.event_id,
                 recent_ts=outcome.recent_ts,
+                recent_event_ids=[*previous.recent_event_ids, event.event_id][-RECENT_EVENT_IDS:],
             ),
             event_time=event.ts,
             source=source,
@@ -108,7 +123,7 @@ class RiskOperator:
             score=score,
             decision=decision,
             reasons=reasons,
-            model=self.model.ref,
+            model=model.ref,
             state_version=version,
             ts=event.ts,
             scored_at=int(time.time() * 1000),

@@ -144,6 +144,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
         )
         self._operator = operator
+        self._duplicates_metric = self._runtime_context.get_metrics_group().counter("duplicate_events")
+        self._duplicates_seen = 0
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         """Emit `(result key, result JSON)` rows, or one dead letter if the operator or model fails."""
@@ -165,6 +167,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
                 self.pipeline, Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
             )
             return
+        duplicates = getattr(self._operator, "duplicates", 0)
+        if duplicates != self._duplicates_seen:
+            self._duplicates_metric.inc(duplicates - self._duplicates_seen)
+            self._duplicates_seen = duplicates
         for result in results:
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self.changelog:

@@ -43,6 +43,9 @@ MALFORMED: list[tuple[bytes, str]] = [
 def _publish(bootstrap: str, topics: Topics, tmp_path: Path, events: int, seed: int) -> None:
     streamscore("--bootstrap", bootstrap, "publish", "risk", "--events", str(events), "--seed", str(seed),
                 "--topic", topics.input)
+    retries = tmp_path / "retries.jsonl"  # producer retries of the newest events: applied once, scored once
+    retries.write_bytes(b"\n".join(msgspec.json.encode(e) for e in synthetic_events("risk", events, seed)[-10:]))
+    streamscore("--bootstrap", bootstrap, "publish", "risk", "--file", str(retries), "--topic", topics.input)
     corpus = tmp_path / "malformed.jsonl"
     corpus.write_bytes(b"\n".join(raw for raw, _ in MALFORMED) + b"\n")
     streamscore("--bootstrap", bootstrap, "publish", "risk", "--file", str(corpus), "--topic", topics.input)
