@@ -40,9 +40,7 @@ class _Collected:
 
 
 def _collect(bootstrap: str, topic: str, into: _Collected, stop: threading.Event, *, dlq: bool) -> None:
-    for record in consume(bootstrap, topic, timeout_s=3600):
-        if stop.is_set():
-            return
+    for record in consume(bootstrap, topic, timeout_s=3600, stop=stop):
         if dlq:
             into.dead_letters += 1
             continue
@@ -89,9 +87,12 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
 
     collected = _Collected()
     stop = threading.Event()
-    for topic, dlq in ((topics[1], False), (topics[2], True)):
-        threading.Thread(target=_collect, args=(bootstrap, topic, collected, stop), kwargs={"dlq": dlq},
-                         daemon=True).start()
+    collectors = [
+        threading.Thread(target=_collect, args=(bootstrap, topic, collected, stop), kwargs={"dlq": dlq}, daemon=True)
+        for topic, dlq in ((topics[1], False), (topics[2], True))
+    ]
+    for collector in collectors:
+        collector.start()
     with open(log_path, "wb") as log:
         job = subprocess.Popen(
             [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", "risk",
@@ -123,6 +124,8 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
         time.sleep(1.5)  # let the dead letters of the last checkpoint arrive
     finally:
         stop.set()
+        for collector in collectors:
+            collector.join(10)
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGTERM)
             try:

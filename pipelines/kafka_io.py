@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -122,10 +123,15 @@ class ConsumedRecord:
 
 
 def consume(
-    bootstrap: str, topic: str, *, max_records: int | None = None, timeout_s: float = 10.0
+    bootstrap: str,
+    topic: str,
+    *,
+    max_records: int | None = None,
+    timeout_s: float = 10.0,
+    stop: threading.Event | None = None,
 ) -> Iterator[ConsumedRecord]:
-    """Every committed record of `topic` from the beginning (read_committed), until `max_records` or no new
-    record for `timeout_s` seconds."""
+    """Every committed record of `topic` from the beginning (read_committed), until `max_records`, no new
+    record for `timeout_s` seconds, or `stop` is set."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -139,7 +145,7 @@ def consume(
     count = 0
     last_new = time.monotonic()
     try:
-        while max_records is None or count < max_records:
+        while (max_records is None or count < max_records) and not (stop is not None and stop.is_set()):
             msg = consumer.poll(0.2)
             if msg is None:
                 if time.monotonic() - last_new > timeout_s:

@@ -34,6 +34,7 @@ def source_ddl(table: str, options: JobOptions) -> str:
         "properties.group.id": options.id_prefix,
         "properties.isolation.level": "read_committed",
         "properties.auto.offset.reset": "earliest",
+        "properties.fetch.max.wait.ms": "50",  # latency: don't hold a fetch 500 ms when traffic is light
         "scan.startup.mode": options.start_from,
         "format": "raw",
     }
