@@ -140,6 +140,7 @@ class FlinkVersionedState(Generic[T]):
             ValueStateDescriptor(f"{name}/versions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
         )
         _pass_bytes_through(self._state, "_value_converter")
+        self._last_written: StateVersion[T] | None = None
 
     @property
     def name(self) -> str:
@@ -177,7 +178,13 @@ class FlinkVersionedState(Generic[T]):
             plan.version, event_time, plan.oldest, plan.oldest_event_time, plan.max_event_time, record
         )
         self._state.update(_BLOB_ENCODER.encode((encode_head(new_head), kept)))
+        self._last_written = StateVersion(plan.version, event_time, value, source)
         return plan.version
+
+    @property
+    def last_written(self) -> StateVersion[T] | None:
+        """The version the latest `put` wrote (any key), without reading the state back."""
+        return self._last_written
 
     def as_of(self, version: int) -> StateVersion[T] | None:
         """The current key exactly at `version`, or None."""

@@ -175,8 +175,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self.changelog:
             key = self._spec.decode.key_of(event)
-            latest = self._state.get()
-            if latest is not None:
+            latest = self._state.last_written  # written by this event's put: no second state read
+            if latest is not None and results:
                 yield STATE_CHANGELOG, Row(key, self._changelog_record(key, latest).decode())
 
     def close(self) -> None:
