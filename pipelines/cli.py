@@ -390,6 +390,9 @@ def parser() -> argparse.ArgumentParser:
         add_models_commands(commands)
     except ImportError as exc:  # the models CLI needs nothing optional; an ImportError here is a bug
         raise SystemExit(f"streamscore: cannot load the models commands: {exc}") from exc
+    from pipelines.cli_backtest import add_backtest_command
+
+    add_backtest_command(commands)
     return root
 
 

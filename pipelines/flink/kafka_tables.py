@@ -42,7 +42,10 @@ def source_ddl(table: str, options: JobOptions) -> str:
         props["scan.startup.timestamp-millis"] = str(options.start_timestamp_ms)
     if options.start_offsets is not None:
         props["scan.startup.specific-offsets"] = options.start_offsets
-    if options.bounded:
+    if options.stop_timestamp_ms is not None:  # bounded: stop at the first record at or after this time
+        props["scan.bounded.mode"] = "timestamp"
+        props["scan.bounded.timestamp-millis"] = str(options.stop_timestamp_ms)
+    elif options.bounded:
         props["scan.bounded.mode"] = "latest-offset"
     return f"""CREATE TEMPORARY TABLE `{table}` (
   `value` BYTES,

@@ -32,6 +32,7 @@ class JobOptions:
     start_from: str = "group-offsets"
     start_timestamp_ms: int | None = None
     start_offsets: str | None = None
+    stop_timestamp_ms: int | None = None
     config_path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class JobOptions:
             raise ConfigError("a timestamp start needs --from-timestamp (and only then)")
         if (self.start_from == "specific-offsets") != (self.start_offsets is not None):
             raise ConfigError("a specific-offsets start needs --from-offsets (and only then)")
+        if self.stop_timestamp_ms is not None and not self.bounded:
+            raise ConfigError("a stop timestamp (--to-timestamp) needs a bounded run")
         if not 60_000 <= self.transaction_timeout_ms <= 900_000:
             raise ConfigError(
                 "--transaction-timeout must be between 60 s and the broker's transaction.max.timeout.ms "
