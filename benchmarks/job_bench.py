@@ -62,7 +62,7 @@ def _offline_rate(events: list[bytes]) -> float:
     start = time.perf_counter()
     for raw in events:
         tx = decoder.decode(raw)
-        for result in operator.process(tx, store.key(tx.account_id), None):  # type: ignore[union-attr]
+        for result in operator.process(tx, store.key(tx.account_id), None):  # type: ignore[union-attr,arg-type]
             msgspec.json.encode(result)
     return len(events) / (time.perf_counter() - start)
 

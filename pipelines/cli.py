@@ -56,13 +56,10 @@ def _job_options(args: argparse.Namespace) -> object:
 
     pipeline = spec(args.pipeline)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
-    config = None
-    if args.config:
-        from pipelines.config import load_config
-
-        config = load_config(args.config, pipeline=args.pipeline)  # refuses a bad config before Flink starts
-        pipeline.operator(Path(args.config))
-    topics = config.topics if config is not None else None
+    # Refuses a bad config (and routes on unknown attributes) before Flink starts.
+    config = pipeline.load_config(Path(args.config) if args.config else None)
+    pipeline.operator_from_config(config)
+    topics = config.topics if args.config else None
     return JobOptions(
         pipeline=args.pipeline,
         bootstrap=args.bootstrap,
@@ -74,7 +71,7 @@ def _job_options(args: argparse.Namespace) -> object:
         checkpoint_interval_ms=args.checkpoint_interval,
         bounded=args.bounded,
         parallelism=args.parallelism,
-        model_ref=args.model or (config.model_ref if config is not None else None),
+        model_ref=args.model,  # pins every event; otherwise the config's model and routes decide
         delivery=args.delivery,
         transactional_id_prefix=args.transactional_id_prefix,
         state_changelog=args.state_changelog,

@@ -5,6 +5,9 @@ A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
     pipeline: risk
     topics: {input: risk.transactions, output: risk.scores, dlq: risk.dlq}
     model: risk                  # the registry's current version; `risk@1` pins one
+    routes:                      # optional: the first matching route picks the model (operators.routing)
+      - {code: high_value, when: {amount: {at_least: 2000}}, model: risk@2}
+    model_refresh_seconds: 2     # follow promotions of unpinned models (hot-swap); 0: never
     thresholds: {review: 0.3, block: 0.7}
     rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
       - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
@@ -32,9 +35,13 @@ import msgspec
 import yaml
 
 from operators.exceptions import OperatorConfigError
+from operators.reco.operator import RecoOperator
+from operators.reco.schemas import Click
 from operators.risk.operator import RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
+from operators.risk.schemas import Transaction
+from operators.routing import ModelRef, Route, check_routes
 from pipelines.exceptions import ConfigError
 from state.contract import RetentionPolicy
 
@@ -42,10 +49,11 @@ from state.contract import RetentionPolicy
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: The shipped risk config: the defaults (`DEFAULT_RULES`, `RiskThresholds()`, the default topics).
 RISK_CONFIG_PATH = CONFIG_DIR / "risk.yaml"
+#: The shipped reco config (`RecoOperator` defaults and the default topics).
+RECO_CONFIG_PATH = CONFIG_DIR / "reco.yaml"
 _EXAMPLE = "pipelines/configs/risk.yaml"
 
 TopicName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9._-]{1,249}\\Z")]
-ModelRef = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]*(@[1-9][0-9]*)?\\Z")]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -112,12 +120,16 @@ class StateConfig(_Section, frozen=True):
 
 
 class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="pipeline"):
-    """What every pipeline config has: topics, the model (`name` or `name@version`) and state retention."""
+    """What every pipeline config has: topics, the model (`name` or `name@version`), routes to other models,
+    how often promotions are followed (`model_refresh_seconds`, 0 = never) and state retention."""
 
     MODEL_NAME: ClassVar[str] = ""
+    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = msgspec.Struct
 
     topics: TopicsConfig
     model: ModelRef
+    routes: tuple[Route, ...] = ()
+    model_refresh_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
     state: StateConfig = msgspec.field(default_factory=StateConfig)
 
     def __post_init__(self) -> None:
@@ -126,6 +138,7 @@ class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise FieldError(
                 f"model: expected {self.MODEL_NAME!r} or {self.MODEL_NAME + '@<version>'!r}, got {self.model!r}"
             )
+        check_routes(self.routes, self.EVENT_TYPE)
 
     @property
     def pipeline(self) -> str:
@@ -134,7 +147,7 @@ class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     @property
     def model_ref(self) -> str | None:
-        """The pinned model (`name@version`) for `OperatorContext.model_ref`, None for the current version."""
+        """The default model when it pins a version (`name@version`), None when it follows the current one."""
         return self.model if "@" in self.model else None
 
 
@@ -142,6 +155,7 @@ class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
     """The risk pipeline: decision thresholds and rules (in evaluation and reason order)."""
 
     MODEL_NAME: ClassVar[str] = "risk"
+    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
 
     thresholds: ThresholdsConfig
     rules: tuple[AnyRule, ...]
@@ -159,6 +173,7 @@ class RecoPipelineConfig(_PipelineBase, frozen=True, tag="reco"):
     """The session recommendation pipeline: `k` items per click, sessions end after `idle_timeout_minutes`."""
 
     MODEL_NAME: ClassVar[str] = "reco"
+    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Click
 
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)]
     idle_timeout_minutes: PositiveInt
@@ -258,11 +273,27 @@ def load_risk_config(path: str | os.PathLike[str] | None = None) -> RiskPipeline
 
 
 def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
-    """The `RiskOperator` of a risk config (thresholds and rules; the model is chosen at `open` via
-    `OperatorContext(model_ref=cfg.model_ref)`)."""
+    """The `RiskOperator` of a risk config: thresholds, rules, the default model and routes (a `--model`
+    given at `open` via `OperatorContext.model_ref` pins one model instead)."""
     if not isinstance(cfg, RiskPipelineConfig):
         raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
-    return RiskOperator(thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set())
+    return RiskOperator(
+        thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes
+    )
+
+
+def load_reco_config(path: str | os.PathLike[str] | None = None) -> RecoPipelineConfig:
+    """The reco config at `path` (default: the shipped `reco.yaml`); `ConfigError` if bad or not a reco one."""
+    config = load_config(RECO_CONFIG_PATH if path is None else path, pipeline="reco")
+    assert isinstance(config, RecoPipelineConfig)
+    return config
+
+
+def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
+    """The `RecoOperator` of a reco config: k, idle timeout, the default model and routes."""
+    if not isinstance(cfg, RecoPipelineConfig):
+        raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
+    return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes)
 
 
 # ---------------------------------------------------------------------------------- error messages

@@ -13,9 +13,15 @@ from typing import Any
 
 import msgspec
 
-from operators.reco.operator import RECO_STATE_CODEC, RecoOperator
-from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
-from pipelines.config import RecoPipelineConfig, load_config, load_risk_config, risk_operator_from_config
+from operators.reco.operator import RECO_STATE_CODEC
+from operators.risk.operator import RISK_STATE_CODEC
+from pipelines.config import (
+    PipelineConfig,
+    load_reco_config,
+    load_risk_config,
+    reco_operator_from_config,
+    risk_operator_from_config,
+)
 from pipelines.decoders import DecodeSpec, decode_spec
 from pipelines.exceptions import ConfigError
 from state.codec import Codec
@@ -28,7 +34,8 @@ class PipelineSpec:
 
     name: str
     decode: DecodeSpec
-    operator: Callable[[Path | None], Any]
+    load_config: Callable[[Path | None], PipelineConfig]
+    operator_from_config: Callable[[Any], Any]
     state_codec: Codec[Any]
     result_key: Callable[[Any], str]
     retention: RetentionPolicy
@@ -36,27 +43,20 @@ class PipelineSpec:
     output_topic: str
     dlq_topic: str
 
+    def operator(self, config: Path | None = None) -> Any:
+        """A new (unopened) operator as the config at `config` describes it (default: the shipped config)."""
+        return self.operator_from_config(self.load_config(config))
+
     def encode_result(self, result: msgspec.Struct) -> bytes:
         """The result as JSON bytes (field order fixed by the schema, so identical results are identical bytes)."""
         return msgspec.json.encode(result)
 
 
-def _risk_operator(config: Path | None) -> RiskOperator:
-    return risk_operator_from_config(load_risk_config(config))
-
-
-def _reco_operator(config: Path | None) -> RecoOperator:
-    if config is None:
-        return RecoOperator()
-    cfg = load_config(config, pipeline="reco")
-    assert isinstance(cfg, RecoPipelineConfig)
-    return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms)
-
-
 RISK = PipelineSpec(
     name="risk",
     decode=decode_spec("risk"),
-    operator=_risk_operator,
+    load_config=load_risk_config,
+    operator_from_config=risk_operator_from_config,
     state_codec=RISK_STATE_CODEC,
     result_key=lambda result: result.account_id,
     retention=RetentionPolicy(max_versions=16),
@@ -68,7 +68,8 @@ RISK = PipelineSpec(
 RECO = PipelineSpec(
     name="reco",
     decode=decode_spec("reco"),
-    operator=_reco_operator,
+    load_config=load_reco_config,
+    operator_from_config=reco_operator_from_config,
     state_codec=RECO_STATE_CODEC,
     result_key=lambda result: result.session_id,
     retention=RetentionPolicy(max_versions=8),

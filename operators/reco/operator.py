@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -40,6 +41,7 @@ from models.handle import ModelHandle
 from operators.contract import OperatorContext
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.reco.schemas import Click, RecoResult
+from operators.routing import ModelSelector, ModelSwap, Route, check_routes
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
@@ -52,6 +54,8 @@ MODEL_OUTPUTS: tuple[tuple[str, str], ...] = (
     ("top_scores", "float32"),
 )
 MAX_SEEN_ITEMS = 200
+#: How many of a session's latest event ids are remembered to drop producer retries (idempotency).
+RECENT_EVENT_IDS = 32
 DEFAULT_K = 10
 DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000
 POPULARITY_SCORE = 0.0  # the score reported for an item filled in from the popularity list
@@ -63,7 +67,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     `hidden`: the GRU hidden vector after the session's last click (float32 values; empty means zeros).
     `seen`: the session's distinct in-catalogue items, least recently clicked first, at most `MAX_SEEN_ITEMS`.
     `last_ts`: the newest event time of the session. `events`: clicks since the session (re)started.
-    `model`: the model ("reco@<v>") that computed `hidden`.
+    `model`: the model ("reco@<v>") that computed `hidden`. `recent_event_ids`: the session's latest event ids
+    (at most `RECENT_EVENT_IDS`, kept across resets), so a producer retry is not applied twice.
     """
 
     hidden: list[float] = msgspec.field(default_factory=list)
@@ -71,6 +76,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     last_ts: int = 0
     events: int = 0
     model: str = ""
+    recent_event_ids: list[str] = msgspec.field(default_factory=list)
 
 
 RECO_STATE_CODEC: MsgpackCodec[SessionState] = MsgpackCodec(SessionState)
@@ -163,76 +169,130 @@ def manifest_problems(model: ModelHandle, k: int) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class _ModelFacts:
+    """What the operator reads from a model's manifest once: sizes, the popularity list, a reusable mask."""
+
+    catalog: int
+    hidden_size: int
+    popular: tuple[int, ...]
+    seen_mask: np.ndarray
+
+
 class RecoOperator:
     """Recommends the next items of a session: one ONNX GRU step per click, top-k without the session's items.
 
-    See the module docstring for seen items, session reset, out-of-order clicks and cold start.
+    See the module docstring for seen items, session reset, out-of-order clicks and cold start. `model` is
+    the default model reference (`reco` follows the registry's current version) and `routes` send matching
+    clicks to other models (`operators.routing`); a session whose hidden vector came from another model
+    continues from zeros with its seen items kept. A retried `event_id` (among the session's last
+    `RECENT_EVENT_IDS`) changes nothing, yields nothing and is counted in `duplicates`.
     """
 
-    def __init__(self, k: int = DEFAULT_K, idle_timeout_ms: int = DEFAULT_IDLE_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        k: int = DEFAULT_K,
+        idle_timeout_ms: int = DEFAULT_IDLE_TIMEOUT_MS,
+        *,
+        model: str = MODEL_NAME,
+        routes: Sequence[Route] = (),
+    ) -> None:
         if _int(k) is None or k < 1:
             raise OperatorConfigError(f"RecoOperator: k must be an int >= 1, got {k!r}")
         if _int(idle_timeout_ms) is None or idle_timeout_ms < 1:
             raise OperatorConfigError(
                 f"RecoOperator: idle_timeout_ms must be an int >= 1 (event-time ms), got {idle_timeout_ms!r}"
             )
+        check_routes(routes, Click)
         self.k = k
         self.idle_timeout_ms = idle_timeout_ms
-        self._model: ModelHandle | None = None
-        self._catalog = 0
-        self._hidden_size = 0
-        self._popular: tuple[int, ...] = ()
-        self._seen_mask = np.zeros((1, 0), dtype=np.float32)
+        self._selector = ModelSelector(model, routes, accept=self._accept)
+        self._facts: dict[str, _ModelFacts] = {}
+        self._open = False
+        #: Clicks dropped as retries of an event id the session already saw (a metric).
+        self.duplicates = 0
 
     @property
     def model(self) -> ModelHandle:
-        """The loaded model (after `open`)."""
-        if self._model is None:
+        """The default model (after `open`); routes may serve some clicks with others (`models`)."""
+        if not self._open:
             raise OperatorError("RecoOperator.process called before open(): no model is loaded")
-        return self._model
+        return self._selector.loaded[self._selector.default]
 
-    def open(self, ctx: OperatorContext) -> None:
-        """Load the recommender (the registry's current `reco` unless `ctx.model_ref` names one) and check that its
-        manifest fits this operator; raises `OperatorError` listing every mismatch (nothing stays loaded then)."""
-        self.close()
-        model = ctx.registry.load_ref(ctx.model_ref) if ctx.model_ref else ctx.registry.load(MODEL_NAME)
+    @property
+    def models(self) -> ModelSelector:
+        """The model selector (routes, loaded models)."""
+        return self._selector
+
+    def _accept(self, model: ModelHandle) -> None:
         problems = manifest_problems(model, self.k)
         if problems:
             raise OperatorError(
                 f"model {model.ref} cannot serve RecoOperator(k={self.k}): " + "; ".join(problems) + ". "
                 "Train a session model with `streamscore models train reco` or pin a compatible one with --model"
             )
-        self._catalog = int(model.manifest["catalog_size"])
-        self._hidden_size = int(model.manifest["hidden_size"])
-        self._popular = tuple(int(p) for p in model.manifest["popular_items"])
-        self._seen_mask = np.zeros((1, self._catalog), dtype=np.float32)
-        self._model = model
+        catalog = int(model.manifest["catalog_size"])
+        self._facts[model.ref] = _ModelFacts(
+            catalog=catalog,
+            hidden_size=int(model.manifest["hidden_size"]),
+            popular=tuple(int(p) for p in model.manifest["popular_items"]),
+            seen_mask=np.zeros((1, catalog), dtype=np.float32),
+        )
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Load the recommenders (default and routed, or only `ctx.model_ref` when it pins one) and check that
+        each manifest fits this operator; raises `OperatorError` listing every mismatch (nothing stays loaded)."""
+        self.close()
+        try:
+            self._selector.open(ctx.registry, ctx.model_ref)
+        except BaseException:
+            self.close()
+            raise
+        self._open = True
+
+    def refresh_models(self) -> list[ModelSwap]:
+        """Swap in promoted versions of unpinned models (between clicks); see `ModelSelector.refresh`."""
+        return self._selector.refresh()
 
     def process(
         self, event: Click, state: VersionedState[SessionState], source: SourceCoordinates | None
     ) -> Iterator[RecoResult]:
         """Advance the session's state by `event` (one model step), write it, and yield one `RecoResult`."""
-        model = self.model
+        if not self._open:
+            raise OperatorError("RecoOperator.process called before open(): no model is loaded")
+        model = self._selector.for_event(event)
+        facts = self._facts[model.ref]
         latest = state.get()
         previous = latest.value if latest is not None else None
+        recent = previous.recent_event_ids if previous is not None else []
+        if event.event_id in recent:
+            self.duplicates += 1
+            return
         fresh = (
             previous is None
             or previous.events == 0
             or event.ts - previous.last_ts > self.idle_timeout_ms
         )
         if fresh or previous is None:
-            hidden = np.zeros((1, self._hidden_size), dtype=np.float32)
+            hidden = np.zeros((1, facts.hidden_size), dtype=np.float32)
             seen: list[int] = []
             events, last_ts = 0, event.ts
         else:
-            hidden = self._hidden_of(previous, model.ref)
+            hidden = _hidden_of(previous, model.ref, facts.hidden_size)
             seen, events, last_ts = previous.seen, previous.events, max(previous.last_ts, event.ts)
-        seen = remember(seen, event.item_id, self._catalog)
-        new_hidden, top_items, top_scores = self._step(event.item_id, hidden, seen)
-        cold = fresh and not 0 <= event.item_id < self._catalog
-        items, scores = self._top_k(event.item_id, seen, [] if cold else top_items, top_scores)
+        seen = remember(seen, event.item_id, facts.catalog)
+        new_hidden, top_items, top_scores = _step(model, facts, event.item_id, hidden, seen)
+        cold = fresh and not 0 <= event.item_id < facts.catalog
+        items, scores = self._top_k(facts, event.item_id, seen, [] if cold else top_items, top_scores)
         version = state.put(
-            SessionState(hidden=new_hidden, seen=seen, last_ts=last_ts, events=events + 1, model=model.ref),
+            SessionState(
+                hidden=new_hidden,
+                seen=seen,
+                last_ts=last_ts,
+                events=events + 1,
+                model=model.ref,
+                recent_event_ids=[*recent, event.event_id][-RECENT_EVENT_IDS:],
+            ),
             event_time=event.ts,
             source=source,
         )
@@ -248,27 +308,8 @@ class RecoOperator:
             scored_at=int(time.time() * 1000),
         )
 
-    def _hidden_of(self, previous: SessionState, ref: str) -> np.ndarray:
-        if previous.model != ref or len(previous.hidden) != self._hidden_size:
-            return np.zeros((1, self._hidden_size), dtype=np.float32)
-        return np.asarray(previous.hidden, dtype=np.float32).reshape(1, self._hidden_size)
-
-    def _step(self, item: int, hidden: np.ndarray, seen: list[int]) -> tuple[list[float], list[int], list[float]]:
-        """One model step: (new hidden vector, the model's top items, their scores)."""
-        mask = self._seen_mask
-        mask[0, seen] = 1.0
-        try:
-            out = self.model.run({"item": np.array([item], dtype=np.int64), "hidden": hidden, "seen": mask})
-        finally:
-            mask[0, seen] = 0.0
-        return (
-            out["new_hidden"].reshape(-1).tolist(),
-            out["top_items"].reshape(-1).tolist(),
-            out["top_scores"].reshape(-1).tolist(),
-        )
-
     def _top_k(
-        self, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
+        self, facts: _ModelFacts, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
     ) -> tuple[list[int], list[float]]:
         """The first k valid model items, completed from the popularity list (see the module docstring)."""
         excluded = set(seen)
@@ -278,11 +319,11 @@ class RecoOperator:
         for candidate, score in zip(top_items, top_scores, strict=False):
             if len(items) == self.k:
                 break
-            if 0 <= candidate < self._catalog and candidate not in excluded and math.isfinite(score):
+            if 0 <= candidate < facts.catalog and candidate not in excluded and math.isfinite(score):
                 excluded.add(candidate)
                 items.append(candidate)
                 scores.append(round(score, 6))
-        for candidate in self._popular:
+        for candidate in facts.popular:
             if len(items) == self.k:
                 break
             if candidate not in excluded:
@@ -292,5 +333,31 @@ class RecoOperator:
         return items, scores
 
     def close(self) -> None:
-        """Drop the model session."""
-        self._model = None
+        """Drop the model sessions."""
+        self._open = False
+        self._selector.close()
+        self._facts = {}
+
+
+def _hidden_of(previous: SessionState, ref: str, size: int) -> np.ndarray:
+    """The session's hidden vector, or zeros when another model (or size) wrote it."""
+    if previous.model != ref or len(previous.hidden) != size:
+        return np.zeros((1, size), dtype=np.float32)
+    return np.asarray(previous.hidden, dtype=np.float32).reshape(1, size)
+
+
+def _step(
+    model: ModelHandle, facts: _ModelFacts, item: int, hidden: np.ndarray, seen: list[int]
+) -> tuple[list[float], list[int], list[float]]:
+    """One model step: (new hidden vector, the model's top items, their scores)."""
+    mask = facts.seen_mask
+    mask[0, seen] = 1.0
+    try:
+        out = model.run({"item": np.array([item], dtype=np.int64), "hidden": hidden, "seen": mask})
+    finally:
+        mask[0, seen] = 0.0
+    return (
+        out["new_hidden"].reshape(-1).tolist(),
+        out["top_items"].reshape(-1).tolist(),
+        out["top_scores"].reshape(-1).tolist(),
+    )

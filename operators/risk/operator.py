@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 import numpy as np
@@ -15,6 +15,7 @@ from operators.risk.features import FEATURE_NAMES, RiskFeatureState, Transaction
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import RiskResult, Transaction
+from operators.routing import ModelSelector, ModelSwap, Route, check_routes
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
@@ -45,6 +46,10 @@ class RiskOperator:
     The result's `state_version` is the version written for this event, whose `scored_features` are
     exactly the vector the model scored. `rules` (a `RuleSet` or rules in order) are evaluated together on
     every event; `top_factors` is how many `model:<feature>` reasons follow a model verdict.
+    `model` is the default model reference (`risk` follows the registry's current version, `risk@2` pins
+    one) and `routes` send matching transactions to other models (see `operators.routing`);
+    `OperatorContext.model_ref` pins one model for every event. State never depends on the model, so a
+    swap or a route changes scores and decisions only.
     """
 
     def __init__(
@@ -53,28 +58,39 @@ class RiskOperator:
         rules: RuleSet | Iterable[Rule] = DEFAULT_RULES,
         *,
         top_factors: int = DEFAULT_TOP_FACTORS,
+        model: str = MODEL_NAME,
+        routes: Sequence[Route] = (),
     ) -> None:
         if top_factors < 0:
             raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
+        check_routes(routes, Transaction)
         self.thresholds = thresholds or RiskThresholds()
         self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
         self.top_factors = top_factors
-        self.feature_stats: FeatureStats = POPULATION_STATS
-        self._model: ModelHandle | None = None
+        self._selector = ModelSelector(model, routes, accept=self._accept)
+        self._stats: dict[str, FeatureStats] = {}
+        self._open = False
         #: Events dropped as retries of an event id the account already saw (a metric).
         self.duplicates = 0
 
     @property
     def model(self) -> ModelHandle:
-        """The loaded model (after `open`)."""
-        if self._model is None:
+        """The default model (after `open`); routes may score some events with others (`models`)."""
+        if not self._open:
             raise OperatorError("RiskOperator.process called before open(): no model is loaded")
-        return self._model
+        return self._selector.loaded[self._selector.default]
 
-    def open(self, ctx: OperatorContext) -> None:
-        """Load the risk model (the registry's current version unless `ctx.model_ref` names one)."""
-        self._model = None
-        model = ctx.registry.load_ref(ctx.model_ref) if ctx.model_ref else ctx.registry.load(MODEL_NAME)
+    @property
+    def feature_stats(self) -> FeatureStats:
+        """The default model's feature statistics (for the top-factor reasons)."""
+        return self._stats[self.model.ref]
+
+    @property
+    def models(self) -> ModelSelector:
+        """The model selector (routes, loaded models)."""
+        return self._selector
+
+    def _accept(self, model: ModelHandle) -> None:
         expected = list(FEATURE_NAMES)
         if model.manifest.get("feature_names") != expected:
             raise OperatorError(
@@ -82,8 +98,17 @@ class RiskOperator:
                 f"but this operator computes {expected}; train a model for this version "
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
-        self.feature_stats = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
-        self._model = model
+        self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Load the default and routed models (or only `ctx.model_ref` when it pins one)."""
+        self.close()
+        self._selector.open(ctx.registry, ctx.model_ref)
+        self._open = True
+
+    def refresh_models(self) -> list[ModelSwap]:
+        """Swap in promoted versions of unpinned models (between events); see `ModelSelector.refresh`."""
+        return self._selector.refresh()
 
     def process(
         self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None
@@ -93,7 +118,9 @@ class RiskOperator:
         An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, yields
         nothing and is counted in `duplicates`.
         """
-        model = self.model  # raises OperatorError before open() / after close()
+        if not self._open:
+            raise OperatorError("RiskOperator.process called before open(): no model is loaded")
+        model = self._selector.for_event(event)
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
         if event.event_id in previous.recent_event_ids or event.event_id == previous.last_event_id:
@@ -101,10 +128,10 @@ class RiskOperator:
             return
         view = TransactionView(event.amount, event.merchant_id, event.country, event.device_id, event.ts)
         features_state, vector = update(previous.features, view)
-        score = self._score(vector)
+        score = self._score(model, vector)
         outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, vector)
         decision, reasons = decide(
-            score, vector, self.thresholds, outcome.fired, stats=self.feature_stats, top_k=self.top_factors
+            score, vector, self.thresholds, outcome.fired, stats=self._stats[model.ref], top_k=self.top_factors
         )
         version = state.put(
             RiskState(
@@ -129,10 +156,13 @@ class RiskOperator:
             scored_at=int(time.time() * 1000),
         )
 
-    def _score(self, vector: np.ndarray) -> float:
-        outputs = self.model.run({"features": vector.reshape(1, -1)})
+    @staticmethod
+    def _score(model: ModelHandle, vector: np.ndarray) -> float:
+        outputs = model.run({"features": vector.reshape(1, -1)})
         return round(float(outputs["probability"].reshape(-1)[0]), 6)
 
     def close(self) -> None:
-        """Drop the model session."""
-        self._model = None
+        """Drop the model sessions."""
+        self._open = False
+        self._selector.close()
+        self._stats = {}

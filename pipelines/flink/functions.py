@@ -13,6 +13,7 @@ element, when every task of the job has finished initialising, one thread at a t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pipelines.specs import PipelineSpec
 
 _HEAVY_IMPORTS = threading.Lock()
+_LOG = logging.getLogger("streamscore.models")
 
 
 def _import_native_extensions() -> None:
@@ -132,8 +134,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             from state.flink_state import FlinkVersionedState
 
             self._spec: PipelineSpec = spec(self.pipeline)
-            operator = self._spec.operator(Path(self.config_path) if self.config_path else None)
+            config = self._spec.load_config(Path(self.config_path) if self.config_path else None)
+            operator = self._spec.operator_from_config(config)
             _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
+        self._refresh_s = float(config.model_refresh_seconds)
+        self._next_refresh = time.monotonic() + self._refresh_s
         from pipelines.changelog import changelog_record
 
         self._model_error = ModelError
@@ -144,13 +149,30 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
         )
         self._operator = operator
-        self._duplicates_metric = self._runtime_context.get_metrics_group().counter("duplicate_events")
+        metrics = self._runtime_context.get_metrics_group()
+        self._duplicates_metric = metrics.counter("duplicate_events")
         self._duplicates_seen = 0
+        self._swaps_metric = metrics.counter("model_swaps")
+
+    def _refresh_models(self) -> None:
+        """Hot-swap: follow registry promotions between two events (sessions are created on a Python thread)."""
+        self._next_refresh = time.monotonic() + self._refresh_s
+        swaps: list[Any] = []
+        _run_in_python_thread(lambda: swaps.extend(self._operator.refresh_models()))
+        for swap in swaps:
+            if swap.error is None:
+                self._swaps_metric.inc()
+                _LOG.warning("%s: model %s swapped %s -> %s", self.pipeline, swap.reference, swap.old, swap.new)
+            else:
+                _LOG.error("%s: model %s stays %s; %s refused: %s", self.pipeline, swap.reference, swap.old,
+                           swap.new, swap.error)
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         """Emit `(result key, result JSON)` rows, or one dead letter if the operator or model fails."""
         if self._operator is None:
             self._open_operator()
+        elif self._refresh_s > 0 and time.monotonic() >= self._next_refresh:
+            self._refresh_models()
         raw = bytes(row[1])
         event = self._decoder.decode(raw)
         source = self._coordinates(row[2], row[3], row[4])

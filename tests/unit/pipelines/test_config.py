@@ -19,23 +19,27 @@ from hypothesis import strategies as st
 from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
 from models.synthetic import generate_transactions
 from operators.contract import OperatorContext
+from operators.reco.operator import DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_K
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import DEFAULT_RULES, AmountAbove, CountInWindow, CountryChangeWithin, RuleSet
 from operators.risk.schemas import Transaction
 from pipelines.config import (
     CONFIG_DIR,
+    RECO_CONFIG_PATH,
     RISK_CONFIG_PATH,
     RecoPipelineConfig,
     RiskPipelineConfig,
     default_config_path,
     load_config,
+    load_reco_config,
     load_risk_config,
     parse_config,
+    reco_operator_from_config,
     risk_operator_from_config,
 )
 from pipelines.exceptions import ConfigError
-from pipelines.specs import RISK
+from pipelines.specs import RECO, RISK
 from state import MemoryVersionedStore
 from state.contract import RetentionPolicy
 
@@ -94,12 +98,37 @@ def test_the_commented_rule_examples_in_the_shipped_file_are_valid() -> None:
     examples = [
         yaml.safe_load(line.split("#", 1)[1].strip().removeprefix("- "))
         for line in RISK_CONFIG_PATH.read_text(encoding="utf-8").splitlines()
-        if re.match(r"^#\s+- \{code:", line)
+        if re.match(r"^#\s+- \{code:", line) and "kind:" in line
     ]
     assert len(examples) == 3
     config = parse_config({**SHIPPED, "rules": examples}, "risk.yaml")
     assert isinstance(config, RiskPipelineConfig)
     assert [type(rule) for rule in config.rules] == [AmountAbove, CountInWindow, CountryChangeWithin]
+
+
+def test_the_commented_route_examples_in_the_shipped_files_are_valid() -> None:
+    for path, pipeline in ((RISK_CONFIG_PATH, "risk"), (RECO_CONFIG_PATH, "reco")):
+        text = path.read_text(encoding="utf-8")
+        examples = [
+            yaml.safe_load(line.split("#", 1)[1].strip().removeprefix("- "))
+            for line in text.splitlines()
+            if re.match(r"^#\s+- \{code:", line) and "when:" in line
+        ]
+        assert examples, path
+        config = parse_config({**yaml.safe_load(text), "routes": examples}, path.name, pipeline=pipeline)
+        assert [route.code for route in config.routes] == [e["code"] for e in examples]
+
+
+def test_shipped_reco_config_loads_and_builds_the_default_operator() -> None:
+    config = load_reco_config()
+    assert isinstance(config, RecoPipelineConfig)
+    assert (config.topics.input, config.topics.output, config.topics.dlq) == (
+        RECO.input_topic, RECO.output_topic, RECO.dlq_topic,
+    )
+    assert config.state.retention_policy() == RECO.retention
+    operator = reco_operator_from_config(config)
+    assert (operator.k, operator.idle_timeout_ms) == (DEFAULT_K, DEFAULT_IDLE_TIMEOUT_MS)
+    assert config.routes == () and config.model == "reco" and config.model_refresh_seconds == 2.0
 
 
 def test_a_config_with_every_rule_kind_and_options(tmp_path: Path) -> None:
@@ -230,6 +259,26 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("unknown_pipeline", _set("pipeline", value="fraud"), "pipeline", "unknown value 'fraud'; expected one of: risk"),
     ("missing_pipeline", _drop("pipeline"), "pipeline", "required field is missing"),
     ("reco_field_in_risk", _set("k", value=5), "k", "unknown field"),
+    ("route_unknown_attribute", _set("routes", value=[{"code": "r", "when": {"colour": ["red"]}, "model": "risk@2"}]),
+     "routes[0].when.colour", "Transaction has no attribute 'colour'"),
+    ("route_empty_values", _set("routes", value=[{"code": "r", "when": {"country": []}, "model": "risk@2"}]),
+     "routes[0].when.country", "the list of values is empty"),
+    ("route_no_conditions", _set("routes", value=[{"code": "r", "when": {}, "model": "risk@2"}]),
+     "routes[0].when", "at least one attribute condition"),
+    ("route_inverted_band", _set("routes", value=[
+        {"code": "r", "when": {"amount": {"at_least": 10, "below": 5}}, "model": "risk@2"}]),
+     "routes[0].when.amount.below", "must be > at_least"),
+    ("route_unknown_band_field", _set("routes", value=[
+        {"code": "r", "when": {"amount": {"above": 10}}, "model": "risk@2"}]),
+     "routes[0].when.amount.above", "unknown field; allowed: at_least, below"),
+    ("route_bad_model", _set("routes", value=[{"code": "r", "when": {"country": ["BR"]}, "model": "Risk 2"}]),
+     "routes[0].model", "a model name"),
+    ("route_duplicate_code", _set("routes", value=[
+        {"code": "r", "when": {"country": ["BR"]}, "model": "risk@2"},
+        {"code": "r", "when": {"country": ["AR"]}, "model": "risk@2"}]),
+     "routes[1].code", "duplicate route code"),
+    ("negative_refresh", _set("model_refresh_seconds", value=-1), "model_refresh_seconds",
+     "expected float >= 0.0, got -1"),
 ]
 
 
