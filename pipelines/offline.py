@@ -18,6 +18,7 @@ import msgspec
 from operators.contract import OperatorContext
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
+from operators.harness import Failure, apply_operator
 from pipelines.specs import spec
 from state import MemoryVersionedStore
 from state.contract import SourceCoordinates
@@ -40,7 +41,11 @@ def score_lines(
                 continue
             key = chosen.decode.key_of(decoded)
             coordinates = SourceCoordinates(source, 0, number)
-            for result in operator.process(decoded, store.key(key), coordinates):
+            outcome = apply_operator(operator, decoded, store.key(key), coordinates)
+            if isinstance(outcome, Failure):  # as in the job: a dead letter, and the file goes on
+                yield b"", _letter(pipeline, outcome.reason, outcome.error, line, source, number)
+                continue
+            for result in outcome:
                 yield chosen.encode_result(result), None
     finally:
         operator.close()

@@ -25,7 +25,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 
-from operators.dead_letter import DeadLetter, Reason, raw_as_text
+from operators.dead_letter import DeadLetter, raw_as_text
 
 if TYPE_CHECKING:
     from pipelines.specs import PipelineSpec
@@ -127,8 +127,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
     def _open_operator(self) -> None:
         with _HEAVY_IMPORTS:
             _run_in_python_thread(_import_native_extensions)
-            from models.exceptions import ModelError
             from operators.contract import OperatorContext
+            from operators.harness import Failure, apply_operator
             from pipelines.specs import spec
             from state.contract import SourceCoordinates
             from state.flink_state import FlinkVersionedState
@@ -141,7 +141,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._next_refresh = time.monotonic() + self._refresh_s
         from pipelines.changelog import changelog_record
 
-        self._model_error = ModelError
+        self._apply = apply_operator
+        self._failure = Failure
         self._coordinates = SourceCoordinates
         self._changelog_record = changelog_record
         self._decoder = self._spec.decode.decoder()
@@ -176,19 +177,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         raw = bytes(row[1])
         event = self._decoder.decode(raw)
         source = self._coordinates(row[2], row[3], row[4])
-        try:
-            results = list(self._operator.process(event, self._state, source))
-        except self._model_error as exc:
-            yield DEAD_LETTERS, dead_letter_row(
-                self.pipeline, Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
-            )
+        outcome = self._apply(self._operator, event, self._state, source)
+        if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
+            yield DEAD_LETTERS, dead_letter_row(self.pipeline, outcome.reason, outcome.error, raw, *row[2:5])
             return
-        except Exception as exc:
-            # it is reported in full as a dead letter (reason operator_error) and the record is kept.
-            yield DEAD_LETTERS, dead_letter_row(
-                self.pipeline, Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}", raw, *row[2:5]
-            )
-            return
+        results = outcome
         duplicates = getattr(self._operator, "duplicates", 0)
         if duplicates != self._duplicates_seen:
             self._duplicates_metric.inc(duplicates - self._duplicates_seen)

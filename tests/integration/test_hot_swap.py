@@ -106,5 +106,6 @@ def test_promotion_under_load_switches_the_default_model_and_routes_hold(
     assert switch >= EVENTS // 5 and len(default) - switch >= EVENTS // 10
     pinned = {ref: _offline(events, config_path, ref) for ref in ("risk@1", "risk@2")}
     for result in results:
-        assert msgspec.json.encode(msgspec.structs.replace(result, scored_at=0)) == pinned[result.model][result.event_id]
+        unstamped = msgspec.json.encode(msgspec.structs.replace(result, scored_at=0))
+        assert unstamped == pinned[result.model][result.event_id]
     assert sum(pinned["risk@1"][k] != pinned["risk@2"][k] for k in pinned["risk@1"]) > EVENTS // 10
