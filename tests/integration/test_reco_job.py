@@ -19,13 +19,33 @@ from .conftest import Topics, streamscore
 
 pytestmark = pytest.mark.integration
 
+VALID = b'{"event_id":"x","user_id":"u","session_id":"s","item_id":4,"action":"view","ts":1767225600000}'
+
+# (raw line, expected reason) - every line must become exactly one dead letter with that reason.
+MALFORMED: list[tuple[bytes, str]] = [
+    (b"\xff\xfe not utf-8", "not_utf8"),
+    (b'{"event_id": "x", "item_id": ', "invalid_json"),
+    (b'"a string"', "not_an_object"),
+    (VALID.replace(b'"item_id":4,', b""), "missing_field"),
+    (VALID.replace(b'"item_id":4', b'"item_id":"4"'), "wrong_type"),
+    (VALID.replace(b'"item_id":4', b'"item_id":-4'), "invalid_value"),
+    (VALID.replace(b'"view"', b'"like"'), "invalid_value"),
+    (VALID.replace(b'"session_id":"s"', b'"session_id":""'), "bad_id"),
+    (VALID.replace(b'"user_id":"u"', b'"user_id":"' + b"u" * 129 + b'"'), "bad_id"),
+    (VALID.replace(b"1767225600000", b"1767225600000000"), "absurd_ts"),
+    (b'{"pad":"' + b"x" * 70_000 + b'"}', "oversized_message"),
+]
+
 
 def test_reco_job_recommends_unseen_items_once_per_click(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
     clicks = synthetic_events("reco", 500, 17)
     streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", "500", "--seed", "17",
                 "--topic", topics.input)
+    retries = tmp_path / "retries.jsonl"  # producer retries of the newest clicks: applied once, answered once
+    retries.write_bytes(b"\n".join(msgspec.json.encode(c) for c in clicks[-8:]))
+    streamscore("--bootstrap", bootstrap, "publish", "reco", "--file", str(retries), "--topic", topics.input)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"event_id":"x","user_id":"u","session_id":"s","item_id":-4,"action":"view","ts":1767225600000}\n')
+    bad.write_bytes(b"\n".join(raw for raw, _ in MALFORMED) + b"\n")
     streamscore("--bootstrap", bootstrap, "publish", "reco", "--file", str(bad), "--topic", topics.input)
     streamscore("--bootstrap", bootstrap, "run", "reco", "--bounded", "--input-topic", topics.input,
                 "--output-topic", topics.output, "--dlq-topic", topics.dlq,
@@ -53,4 +73,5 @@ def test_reco_job_recommends_unseen_items_once_per_click(bootstrap: str, topics:
         assert msgspec.json.encode(result) == msgspec.json.encode(want)
 
     letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
-    assert [letter["reason"] for letter in letters] == ["invalid_value"]
+    assert [letter["reason"] for letter in letters] == [reason for _, reason in MALFORMED]
+    assert [letter["offset"] for letter in letters] == list(range(508, 508 + len(MALFORMED)))
