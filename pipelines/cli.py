@@ -49,6 +49,20 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_models(operator: Any, model_ref: str | None) -> None:
+    """Open and close `operator` once: every model it would load is found, verified and fits (`ConfigError`)."""
+    from models.exceptions import ModelError
+    from operators.contract import OperatorContext
+    from operators.exceptions import OperatorError
+
+    try:
+        operator.open(OperatorContext(model_ref=model_ref))
+    except (ModelError, OperatorError, ValueError) as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    finally:
+        operator.close()
+
+
 def _job_options(args: argparse.Namespace) -> object:
     from pipelines.flink.options import JobOptions
     from pipelines.infra.home import subdir
@@ -56,9 +70,10 @@ def _job_options(args: argparse.Namespace) -> object:
 
     pipeline = spec(args.pipeline)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
-    # Refuses a bad config (and routes on unknown attributes) before Flink starts.
+    # Refuses a bad config, routes on unknown attributes, and models that are missing, tampered with or do not
+    # fit the operator (e.g. k above the model's) before Flink starts.
     config = pipeline.load_config(Path(args.config) if args.config else None)
-    pipeline.operator_from_config(config)
+    _check_models(pipeline.operator_from_config(config), args.model)
     topics = config.topics if args.config else None
     return JobOptions(
         pipeline=args.pipeline,
