@@ -53,6 +53,8 @@ T = TypeVar("T")
 #: The key named in `CorruptStateError`s (Flink does not expose the current key to the state).
 CURRENT_KEY = "<current Flink key>"
 
+_UNREAD: Any = object()  # the per-element read cache holds nothing yet
+
 
 def flink_state_configuration() -> dict[str, str]:
     """The Flink configuration entries this adapter is written and tested for."""
@@ -141,6 +143,17 @@ class FlinkVersionedState(Generic[T]):
         )
         _pass_bytes_through(self._state, "_value_converter")
         self._last_written: StateVersion[T] | None = None
+        self._caching = False
+        self._cached: tuple[Head, list[bytes]] | None = _UNREAD
+
+    def begin_element(self) -> None:
+        """Start a new element: the state read once during it is reused by the element's later calls.
+
+        Call it before each element the keyed function processes (the current key may change between
+        elements, never during one). Without it, every call reads the state from Flink.
+        """
+        self._caching = True
+        self._cached = _UNREAD
 
     @property
     def name(self) -> str:
@@ -178,6 +191,7 @@ class FlinkVersionedState(Generic[T]):
             plan.version, event_time, plan.oldest, plan.oldest_event_time, plan.max_event_time, record
         )
         self._state.update(_BLOB_ENCODER.encode((encode_head(new_head), kept)))
+        self._cached = (new_head, kept) if self._caching else _UNREAD
         self._last_written = StateVersion(plan.version, event_time, value, source)
         return plan.version
 
@@ -231,6 +245,7 @@ class FlinkVersionedState(Generic[T]):
         if current is None:
             return
         self._state.update(_BLOB_ENCODER.encode((encode_head(deleted_head(current[0].latest)), [])))
+        self._cached = _UNREAD
 
     def stored_versions(self) -> int:
         """How many versions of the current key are physically stored (a diagnostic for retention)."""
@@ -240,6 +255,14 @@ class FlinkVersionedState(Generic[T]):
     # -- helpers -----------------------------------------------------------------------------------
 
     def _read(self, *, include_deleted: bool = False) -> tuple[Head, list[bytes]] | None:
+        current = self._cached if self._cached is not _UNREAD else self._read_from_flink()
+        if self._caching:
+            self._cached = current
+        if current is None or (current[0].deleted and not include_deleted):
+            return None
+        return current
+
+    def _read_from_flink(self) -> tuple[Head, list[bytes]] | None:
         raw = self._state.value()
         if raw is None:
             return None
@@ -255,8 +278,6 @@ class FlinkVersionedState(Generic[T]):
             ) from exc
         except (RecordFormatError, msgspec.DecodeError) as exc:
             raise CorruptStateError(CURRENT_KEY, None, str(exc)) from exc
-        if head.deleted and not include_deleted:
-            return None
         return head, older
 
     def _retained_record(self, head: Head, older: list[bytes], version: int) -> bytes:

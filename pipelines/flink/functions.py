@@ -177,6 +177,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         raw = bytes(row[1])
         event = self._decoder.decode(raw)
         source = self._coordinates(row[2], row[3], row[4])
+        self._state.begin_element()  # one state read per element, reused by the operator's put
         outcome = self._apply(self._operator, event, self._state, source)
         if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
             yield DEAD_LETTERS, dead_letter_row(self.pipeline, outcome.reason, outcome.error, raw, *row[2:5])

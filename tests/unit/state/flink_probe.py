@@ -68,6 +68,7 @@ class VersionedStateProbe(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[str]:
         index, key, op, n, event_time = value
+        self.short.begin_element()  # `short` reuses one read per element (as the job does); `default` never
         line = {
             "index": index,
             "key": key,
