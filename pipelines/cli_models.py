@@ -34,7 +34,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     try:
-        version = train(args.name, args.seed, registry, events=args.events, progress=not args.quiet)
+        version = train(args.name, args.seed, registry, events=args.events, progress=not args.quiet, k=args.k)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     manifest = registry.manifest(args.name, version)
@@ -143,6 +143,7 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
     train.set_defaults(func=_cmd_train)
 
     listing = commands.add_parser("list", help="list models and versions (* marks current)")

@@ -189,8 +189,9 @@ def _reco_evaluation(handle: ModelHandle, seed: int, events: int) -> Evaluation:
     )
 
 
-def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bool) -> int:
+def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bool, k: int = RECO_K) -> int:
     from models.training.reco import (
+        POPULAR_ITEMS,
         RecoTrainingConfig,
         export_reco_step_onnx,
         popular_items,
@@ -209,10 +210,10 @@ def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bo
 
         trained = train_reco(sessions, RECO_CATALOG_SIZE, seed=seed, config=config, progress=on_epoch)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_reco_step_onnx(trained.model, Path(tmp) / "reco.onnx", k=RECO_K)
+        path = export_reco_step_onnx(trained.model, Path(tmp) / "reco.onnx", k=k)
         stream_items = [int(e["item_id"]) for e in stream]  # type: ignore[call-overload]
-        popular = popular_items(stream_items, RECO_CATALOG_SIZE)
-        fields = reco_manifest_fields(trained, k=RECO_K, popular=popular, training_events=events)
+        popular = popular_items(stream_items, RECO_CATALOG_SIZE, n=max(POPULAR_ITEMS, k))
+        fields = reco_manifest_fields(trained, k=k, popular=popular, training_events=events)
         holdout_seed = seed + DEFAULT_EVAL_SEED
         result = _reco_evaluation(
             _unregistered_handle(path, "reco", fields), holdout_seed, RECO_EVAL_EVENTS // 2
@@ -231,14 +232,20 @@ def train(
     *,
     events: int | None = None,
     progress: bool = True,
+    k: int | None = None,
 ) -> int:
     """Train model `name` ("risk" or "reco") on a synthetic stream of `seed`, export it and register it;
-    returns the new version (it becomes current only if the name had no current version)."""
+    returns the new version (it becomes current only if the name had no current version).
+
+    `k` (reco only, default 10) is how many items the exported step ranks: operators may ask for up to `k`.
+    """
     registry = registry or ModelRegistry()
+    if k is not None and (name != "reco" or not 1 <= k <= RECO_CATALOG_SIZE):
+        raise ValueError(f"train: k applies to reco only, in [1, {RECO_CATALOG_SIZE}]; got k={k} for {name!r}")
     if name == "risk":
         return _train_risk(seed, registry, events=events or RISK_TRAIN_EVENTS, progress=progress)
     if name == "reco":
-        return _train_reco(seed, registry, events=events or RECO_TRAIN_EVENTS, progress=progress)
+        return _train_reco(seed, registry, events=events or RECO_TRAIN_EVENTS, progress=progress, k=k or RECO_K)
     raise ValueError(f"train: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
 
 

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from models.registry import DEFAULT_ROOT, ModelRegistry
+from operators.contract import OperatorContext
+from operators.exceptions import OperatorError
+from operators.reco.operator import RecoOperator
+from operators.reco.schemas import Click
 from pipelines.cli_models import add_models_commands
+from state import MemoryVersionedStore
 
 
 def _run(argv: list[str]) -> int:
@@ -85,3 +90,20 @@ def test_train_reco_small(tmp_path: Path) -> None:
     manifest = ModelRegistry(root).manifest("reco", 1)
     assert manifest["hidden_size"] == 64 and manifest["catalog_size"] == 5000 and manifest["k"] == 10
     assert set(manifest["metrics"]) == {"hr_at_10", "mrr_at_10", "popularity_hr_at_10"}
+
+
+def test_train_reco_with_a_larger_k_serves_that_many_items(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    assert _run(["models", "--registry", str(root), "train", "reco", "--k", "25", "--events", "5000", "--quiet"]) == 0
+    registry = ModelRegistry(root)
+    manifest = registry.manifest("reco", 1)
+    assert manifest["k"] == 25 and len(manifest["popular_items"]) >= 25
+    assert [o["shape"][1] for o in manifest["outputs"] if o["name"] == "top_items"] == [25]
+    operator = RecoOperator(k=25)
+    operator.open(OperatorContext(registry=registry))
+    click = Click(event_id="e", user_id="u", session_id="s", item_id=3, action="view", ts=1_767_225_600_000)
+    (result,) = operator.process(click, MemoryVersionedStore().key("s"), None)
+    assert len(result.items) == 25 == len(set(result.items)) and 3 not in result.items
+    with pytest.raises(OperatorError, match="k is 25, expected an int >= 26"):
+        RecoOperator(k=26).open(OperatorContext(registry=registry))
+    assert _run(["models", "--registry", str(root), "train", "risk", "--k", "5", "--quiet"]) != 0
