@@ -400,6 +400,9 @@ def parser() -> argparse.ArgumentParser:
         from pipelines.cli_models import add_models_commands
 
         add_models_commands(commands)
+        from pipelines.cli_savepoint import add_savepoint_commands
+
+        add_savepoint_commands(commands)
     except ImportError as exc:  # the models CLI needs nothing optional; an ImportError here is a bug
         raise SystemExit(f"streamscore: cannot load the models commands: {exc}") from exc
     from pipelines.cli_backtest import add_backtest_command

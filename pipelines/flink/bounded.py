@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipelines.flink.checkpoints import list_checkpoints
 from pipelines.flink.options import JobOptions
 from pipelines.kafka_io import committed_offsets, end_offsets
 
@@ -42,11 +43,17 @@ def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
     """A `done` callback: true once the job's group committed `ends` and two checkpoint intervals passed.
 
     A checkpoint whose splits had all finished restores readers with nothing to read and nothing to commit;
-    when the group has committed nothing at all after `idle_s`, the restored job had no input left.
+    when the group has committed nothing at all after `idle_s` and two checkpoints of this run completed (a
+    source with input commits its offsets when the first one does), the restored job had no input left.
+    Counting checkpoints, not only seconds, keeps a slow start (JVM, restore) from ending the job early.
     """
     started = time.monotonic()
+    started_wall = time.time()
     idle_s = max(30.0, 10 * options.checkpoint_interval_ms / 1000)
     since: list[float] = []
+
+    def checkpoints_since_start() -> int:
+        return sum(1 for c in list_checkpoints(options.checkpoint_dir) if c.completed_at.timestamp() >= started_wall)
 
     def done() -> bool:
         if since:
@@ -54,7 +61,11 @@ def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
         committed = committed_offsets(options.bootstrap, options.id_prefix, options.input_topic, ends)
         if all(end == 0 or committed.get(p, -1) >= end for p, end in ends.items()):
             since.append(time.monotonic())
-        elif all(offset < 0 for offset in committed.values()) and time.monotonic() - started > idle_s:
+        elif (
+            all(offset < 0 for offset in committed.values())
+            and time.monotonic() - started > idle_s
+            and checkpoints_since_start() >= 2
+        ):
             return True
         return False
 

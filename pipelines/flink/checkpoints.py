@@ -1,4 +1,6 @@
-"""Finding retained Flink checkpoints of a pipeline: `<checkpoint-dir>/<job-id>/chk-<n>/_metadata`."""
+"""Finding retained Flink checkpoints of a pipeline: `<checkpoint-dir>/<job-id>/chk-<n>/_metadata`, and the
+savepoints `streamscore savepoint` writes by default: `<checkpoint-dir>/savepoints/savepoint-<id>-<rnd>/_metadata`.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +37,28 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Checkpoint]:
     return sorted(found, key=lambda c: (c.completed_at, c.number))
 
 
+def list_savepoints(checkpoint_dir: Path) -> list[Checkpoint]:
+    """Completed savepoints in `checkpoint_dir/savepoints` (where `streamscore savepoint` writes), oldest first.
+
+    Their `job_id` is the job id prefix Flink puts in the folder name; `number` is 0.
+    """
+    found = []
+    for metadata in (checkpoint_dir / "savepoints").glob("savepoint-*/_metadata"):
+        folder = metadata.parent
+        job_prefix = folder.name.removeprefix("savepoint-").split("-")[0]
+        completed = datetime.fromtimestamp(metadata.stat().st_mtime, tz=UTC)
+        found.append(Checkpoint(folder, job_prefix, 0, completed))
+    return sorted(found, key=lambda c: c.completed_at)
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Checkpoint | None:
-    """The newest completed checkpoint under `checkpoint_dir`, or None."""
-    checkpoints = list_checkpoints(checkpoint_dir)
-    return checkpoints[-1] if checkpoints else None
+    """The newest completed checkpoint or savepoint under `checkpoint_dir`, or None.
+
+    A job stopped with `streamscore savepoint --stop` leaves no retained checkpoint (a finished job cleans
+    them up) but its final savepoint, so `run` resumes from that.
+    """
+    candidates = list_checkpoints(checkpoint_dir) + list_savepoints(checkpoint_dir)
+    return max(candidates, key=lambda c: c.completed_at) if candidates else None
 
 
 def resolve_checkpoint(spec: str, checkpoint_dir: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import site
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,8 +36,27 @@ def prepare_process_environment() -> None:
     os.environ.setdefault("FLINK_LOG_DIR", str(subdir("logs", "flink")))
 
 
-def flink_configuration(options: JobOptions, *, restore_path: str | None = None) -> dict[str, str]:
-    """The Flink configuration of a job run (keys of Flink 2.x)."""
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for the mini-cluster's REST endpoint)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rest_configuration(port: int) -> dict[str, str]:
+    """Flink keys that make the mini-cluster serve its REST API on 127.0.0.1:`port` (savepoints, job status)."""
+    return {
+        "rest.address": "127.0.0.1",
+        "rest.bind-address": "127.0.0.1",
+        "rest.port": str(port),
+        "rest.bind-port": str(port),
+    }
+
+
+def flink_configuration(
+    options: JobOptions, *, restore_path: str | None = None, rest_port: int | None = None
+) -> dict[str, str]:
+    """The Flink configuration of a job run (keys of Flink 2.x); with `rest_port`, the REST API on localhost."""
     checkpoints = options.checkpoint_dir.resolve()
     config = {
         "python.execution-mode": "thread",
@@ -65,17 +85,21 @@ def flink_configuration(options: JobOptions, *, restore_path: str | None = None)
     }
     if restore_path is not None:
         config["execution.state-recovery.path"] = restore_path
+    if rest_port is not None:
+        config |= rest_configuration(rest_port)
     return config
 
 
-def create_environment(options: JobOptions, *, restore_path: str | None = None) -> StreamExecutionEnvironment:
-    """A local (mini-cluster) StreamExecutionEnvironment configured for `options`."""
+def create_environment(
+    options: JobOptions, *, restore_path: str | None = None, rest_port: int | None = None
+) -> StreamExecutionEnvironment:
+    """A local (mini-cluster) StreamExecutionEnvironment configured for `options` (REST on `rest_port` if given)."""
     prepare_process_environment()
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
     options.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     config = Configuration()
-    for key, value in flink_configuration(options, restore_path=restore_path).items():
+    for key, value in flink_configuration(options, restore_path=restore_path, rest_port=rest_port).items():
         config.set_string(key, value)
     return StreamExecutionEnvironment.get_execution_environment(config)

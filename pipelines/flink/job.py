@@ -2,29 +2,36 @@
 
 Kafka (SQL source, raw bytes + metadata) -> decode/validate (bad -> dead letters) -> key_by(key)
 -> keyed operator with versioned RocksDB state and ONNX -> results and dead letters to Kafka
-(transactional sinks for exactly-once). Checkpoints are retained on cancellation.
+(transactional sinks for exactly-once). Checkpoints are retained on cancellation. While the job runs, the
+mini-cluster serves Flink's REST API on a free localhost port, announced in a run-info file
+(`pipelines.flink.runinfo`) so that `streamscore savepoint` can find it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipelines.flink.environment import create_environment
+from pipelines.flink.environment import create_environment, free_local_port
 from pipelines.flink.kafka_tables import sink_ddl, source_ddl
 from pipelines.flink.options import JobOptions
+from pipelines.flink.runinfo import RunInfo, remove_run_info, write_run_info
 
 if TYPE_CHECKING:
     from pyflink.common import JobClient
     from pyflink.datastream import StreamExecutionEnvironment
 
 
-def build(options: JobOptions, *, restore_path: str | None = None) -> StreamExecutionEnvironment:
-    """The environment with the pipeline's dataflow attached (not yet executed)."""
-    env = create_environment(options, restore_path=restore_path)
+def build(
+    options: JobOptions, *, restore_path: str | None = None, rest_port: int | None = None
+) -> StreamExecutionEnvironment:
+    """The environment with the pipeline's dataflow attached (not yet executed); REST on `rest_port` if given."""
+    env = create_environment(options, restore_path=restore_path, rest_port=rest_port)
     from pyflink.table import StreamTableEnvironment
 
     from pipelines.flink.functions import (
@@ -77,13 +84,39 @@ def run(
     done: Callable[[], bool] | None = None,
     poll_s: float = 1.0,
 ) -> None:
-    """Run the job until it finishes (bounded), `done()` turns true, or SIGINT/SIGTERM cancels it.
+    """Run the job until it finishes (bounded, or stopped with a savepoint), `done()` turns true, or
+    SIGINT/SIGTERM cancels it.
 
     Checkpoints are retained when the job is cancelled. `done` lets a caller end a job that cannot finish
-    by itself (see `pipelines.flink.bounded`); it is polled every `poll_s` seconds.
+    by itself (see `pipelines.flink.bounded`); it is polled every `poll_s` seconds. While the job runs, its
+    run-info file (REST URL, job id) lets `streamscore savepoint` reach it.
     """
-    env = build(options, restore_path=restore_path)
+    rest_port = free_local_port()
+    env = build(options, restore_path=restore_path, rest_port=rest_port)
     client = env.execute_async(f"streamscore-{options.pipeline}")
+    info = RunInfo(
+        pid=os.getpid(),
+        pipeline=options.pipeline,
+        job_id=str(client.get_job_id()),
+        rest_url=f"http://127.0.0.1:{rest_port}",
+        checkpoint_dir=str(options.checkpoint_dir.resolve()),
+        started_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+    )
+    run_file = write_run_info(info)
+    print(f"job {info.job_id} started; Flink REST API on {info.rest_url} (run file {run_file})", flush=True)
+    try:
+        _wait(client, on_started=on_started, done=done, poll_s=poll_s)
+    finally:
+        remove_run_info(run_file)
+
+
+def _wait(
+    client: JobClient,
+    *,
+    on_started: Callable[[JobClient], None] | None,
+    done: Callable[[], bool] | None,
+    poll_s: float,
+) -> None:
     if on_started is not None:
         on_started(client)
     stop = threading.Event()
