@@ -155,8 +155,8 @@ def _refuse_used_topic(bootstrap: str, topic: str) -> None:
     except KeyError:  # the topic does not exist yet
         return
     if used:
-        raise ConfigError(f"shadow topic {topic!r} already holds {used} records; a backtest needs an empty topic "
-                          "(omit --shadow-topic for a fresh name)")
+        raise ConfigError(f"shadow topic {topic!r} is not empty (end offset {used}); a backtest needs a new or "
+                          "empty topic (omit --shadow-topic for a fresh name)")
 
 
 def run_shadow_job(
