@@ -11,6 +11,7 @@ from typing import Any
 
 from pipelines.decoders import DECODERS
 from pipelines.exceptions import ConfigError, PipelineError
+from pipelines.flink.options import DEFAULT_MANAGED_MEMORY
 
 DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
 EXIT_ERROR = 2
@@ -86,6 +87,7 @@ def _job_options(args: argparse.Namespace) -> object:
         checkpoint_interval_ms=args.checkpoint_interval,
         bounded=args.bounded,
         parallelism=args.parallelism,
+        managed_memory=args.managed_memory,
         model_ref=args.model,  # pins every event; otherwise the config's model and routes decide
         delivery=args.delivery,
         transactional_id_prefix=args.transactional_id_prefix,
@@ -294,6 +296,8 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bounded", action="store_true",
                         help="process what is in the input topic now, then finish with a final checkpoint")
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--managed-memory", default=DEFAULT_MANAGED_MEMORY, metavar="SIZE",
+                        help="Flink managed memory (RocksDB cache and write buffers), default %(default)s")
     parser.add_argument("--model", help="pin a model version NAME@V (default: the registry's current)")
     parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
     parser.add_argument("--state-changelog", metavar="TOPIC",

@@ -78,7 +78,7 @@ def flink_configuration(
         "parallelism.default": str(options.parallelism),
         "pipeline.jars": ";".join(p.resolve().as_uri() for p in jar_paths(FLINK_CONNECTORS)),
         "pipeline.name": f"streamscore-{options.pipeline}",
-        "taskmanager.memory.managed.fraction": "0.2",
+        "taskmanager.memory.managed.size": options.managed_memory,
         # Latency: flush network buffers and Python bundles quickly (defaults are 100 ms and 1 s).
         "execution.buffer-timeout.interval": "10 ms",
         "python.fn-execution.bundle.time": "10",

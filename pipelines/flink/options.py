@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.exceptions import ConfigError
 
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
+#: Managed memory of the local task manager: RocksDB's block cache and write buffers live in it. The local
+#: default (128 MB) makes the risk job ~10x slower past ~400k accounts (benchmarks/recovery_bench.py).
+DEFAULT_MANAGED_MEMORY = "512m"
+_MEMORY_SIZE = re.compile(r"^[1-9][0-9]*\s*(b|k|kb|m|mb|g|gb)?\Z", re.IGNORECASE)
 START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
 
 
@@ -34,12 +39,15 @@ class JobOptions:
     start_offsets: str | None = None
     stop_timestamp_ms: int | None = None
     config_path: Path | None = None
+    managed_memory: str = DEFAULT_MANAGED_MEMORY
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
             raise ConfigError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
         if self.checkpoint_interval_ms < 100:
             raise ConfigError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
+        if not _MEMORY_SIZE.match(self.managed_memory):
+            raise ConfigError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
         if self.parallelism < 1:
             raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic]

@@ -41,3 +41,9 @@ def test_run_refuses_models_that_cannot_serve_the_config(
     err = capsys.readouterr().err
     assert code != 0 and "cannot start" in err and message in err, err
     assert not (tmp_path / "chk").exists()  # refused before the job was built
+
+
+def test_run_refuses_a_bad_managed_memory_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--bootstrap", "127.0.0.1:1", "run", "risk", "--managed-memory", "lots",
+                 "--checkpoint-dir", str(tmp_path / "chk")])
+    assert code != 0 and "--managed-memory must be a size like 512m" in capsys.readouterr().err
