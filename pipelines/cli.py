@@ -169,17 +169,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
-    from pipelines.flink.checkpoints import list_checkpoints
+    from pipelines.flink.checkpoints import list_checkpoints, list_savepoints
     from pipelines.infra.home import subdir
 
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
-    checkpoints = list_checkpoints(folder)
-    if not checkpoints:
-        print(f"no completed checkpoints under {folder}")
+    found = [(c, f"chk-{c.number}") for c in list_checkpoints(folder)]
+    found += [(s, "savepoint") for s in list_savepoints(folder)]
+    if not found:
+        print(f"no completed checkpoints or savepoints under {folder}")
         return 1
-    for checkpoint in checkpoints:
+    for checkpoint, kind in sorted(found, key=lambda item: item[0].completed_at):  # the last one `run` resumes from
         print(f"{checkpoint.completed_at.isoformat(timespec='seconds')}  job {checkpoint.job_id}  "
-              f"chk-{checkpoint.number}  {checkpoint.path}")
+              f"{kind}  {checkpoint.path}")
     return 0
 
 
