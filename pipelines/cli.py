@@ -64,30 +64,39 @@ def _check_models(operator: Any, model_ref: str | None) -> None:
         operator.close()
 
 
-def _job_options(args: argparse.Namespace) -> object:
-    from pipelines.flink.options import JobOptions
+def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any]:
+    """The `JobOptions` fields every job command shares (pipeline, topics, config, checkpoint folder, interval,
+    parallelism, managed memory), after refusing a bad config and models that cannot serve it (`ConfigError`)."""
+    from pipelines.flink.options import DEFAULT_MANAGED_MEMORY
     from pipelines.infra.home import subdir
     from pipelines.specs import spec
 
     pipeline = spec(args.pipeline)
-    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
     # Refuses a bad config, routes on unknown attributes, and models that are missing, tampered with or do not
     # fit the operator (e.g. k above the model's) before Flink starts.
     config = pipeline.load_config(Path(args.config) if args.config else None)
-    _check_models(pipeline.operator_from_config(config), args.model)
+    _check_models(pipeline.operator_from_config(config), model_ref)
     topics = config.topics if args.config else None
+    return {
+        "pipeline": args.pipeline,
+        "bootstrap": args.bootstrap,
+        "input_topic": args.input_topic or (topics.input if topics else pipeline.input_topic),
+        "output_topic": args.output_topic or (topics.output if topics else pipeline.output_topic),
+        "dlq_topic": args.dlq_topic or (topics.dlq if topics else pipeline.dlq_topic),
+        "config_path": Path(args.config).resolve() if args.config else None,
+        "checkpoint_dir": Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline),
+        "checkpoint_interval_ms": args.checkpoint_interval,
+        "parallelism": args.parallelism,
+        "managed_memory": getattr(args, "managed_memory", DEFAULT_MANAGED_MEMORY),
+    }
+
+
+def _job_options(args: argparse.Namespace) -> object:
+    from pipelines.flink.options import JobOptions
+
     return JobOptions(
-        pipeline=args.pipeline,
-        bootstrap=args.bootstrap,
-        input_topic=args.input_topic or (topics.input if topics else pipeline.input_topic),
-        output_topic=args.output_topic or (topics.output if topics else pipeline.output_topic),
-        dlq_topic=args.dlq_topic or (topics.dlq if topics else pipeline.dlq_topic),
-        config_path=Path(args.config).resolve() if args.config else None,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_interval_ms=args.checkpoint_interval,
+        **job_fields(args, args.model),
         bounded=args.bounded,
-        parallelism=args.parallelism,
-        managed_memory=args.managed_memory,
         model_ref=args.model,  # pins every event; otherwise the config's model and routes decide
         delivery=args.delivery,
         transactional_id_prefix=args.transactional_id_prefix,

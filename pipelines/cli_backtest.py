@@ -37,27 +37,10 @@ def _ms(option: str, text: str | None) -> int | None:
 
 def _production_options(args: argparse.Namespace) -> object:
     """The production job's options as `run` would build them from the same topic/config options."""
+    from pipelines.cli import job_fields
     from pipelines.flink.options import JobOptions
-    from pipelines.infra.home import subdir
-    from pipelines.specs import spec
 
-    pipeline = spec(args.pipeline)
-    topics = None
-    if args.config:
-        from pipelines.config import load_config
-
-        topics = load_config(args.config, pipeline=args.pipeline).topics  # refuses a bad config before Flink
-    return JobOptions(
-        pipeline=args.pipeline,
-        bootstrap=args.bootstrap,
-        input_topic=args.input_topic or (topics.input if topics else pipeline.input_topic),
-        output_topic=args.output_topic or (topics.output if topics else pipeline.output_topic),
-        dlq_topic=args.dlq_topic or (topics.dlq if topics else pipeline.dlq_topic),
-        config_path=Path(args.config).resolve() if args.config else None,
-        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline),
-        checkpoint_interval_ms=args.checkpoint_interval,
-        parallelism=args.parallelism,
-    )
+    return JobOptions(**job_fields(args, args.model))  # the backtest's model is checked against the config too
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
