@@ -27,6 +27,7 @@ class StateOnly(KeyedOperatorFunction):
     def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
         if self._operator is None:
             self._open_operator()
+        self._state.begin_element()  # as the real function does: one state read per element
         latest = self._state.get()
         value = latest.value if latest is not None else self._spec.state_codec.value_type()  # type: ignore[attr-defined]
         version = self._state.put(value, event_time=0, source=None)
