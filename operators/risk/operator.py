@@ -98,6 +98,12 @@ class RiskOperator:
                 f"but this operator computes {expected}; train a model for this version "
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
+        if model.input_names != ("features",) or "probability" not in model.output_names:
+            raise OperatorError(
+                f"model {model.ref} has inputs {list(model.input_names)} and outputs {list(model.output_names)}, "
+                "but this operator feeds `features` and reads `probability`; register a risk model "
+                "(`streamscore models train risk`) or pin a compatible one with --model"
+            )
         self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
 
     def open(self, ctx: OperatorContext) -> None:

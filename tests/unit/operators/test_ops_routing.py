@@ -126,6 +126,12 @@ def test_an_incompatible_or_tampered_promotion_is_reported_once_and_the_old_mode
     assert len(swaps) == 1 and swaps[0].new == f"risk@{version}" and "trained on features" in (swaps[0].error or "")
     assert operator.refresh_models() == []  # reported once, not on every poll
     assert {r.model for r in _run(operator, transactions[:50])} == {"risk@1"}
+    shaped_like_risk = registry.register(
+        "risk", reco_file, {"feature_names": registry.manifest("risk", 1)["feature_names"]}, promote=True
+    )
+    swaps = operator.refresh_models()
+    assert len(swaps) == 1 and swaps[0].new == f"risk@{shaped_like_risk}"
+    assert "feeds `features` and reads `probability`" in (swaps[0].error or "")
     registry.promote("risk", 2)
     with registry.model_path("risk", 2).open("ab") as f:
         f.write(b"\0")  # tampered after promotion
