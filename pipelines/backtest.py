@@ -187,7 +187,6 @@ def _decoded(values: Any) -> list[dict[str, Any]]:
 
 def run_backtest(request: BacktestRequest, *, echo: Callable[[str], None] = print) -> BacktestOutcome:
     """Plan, run the shadow job, then diff it against production and write the report."""
-    from pipelines.flink.bounded import saved_end_offsets
     from pipelines.kafka_io import end_offsets, ensure_topics
 
     check_model(request.model_ref)
@@ -203,15 +202,15 @@ def run_backtest(request: BacktestRequest, *, echo: Callable[[str], None] = prin
         if request.to_timestamp_ms is not None else None
     if the_plan.restore is not None and stops is None:
         stops = end_offsets(bootstrap, shadow.input_topic)
+    # A fresh bounded job stops at the input's end when it starts, i.e. at these offsets (input produced
+    # while it starts up is the only difference, and it falls outside the compared window).
+    input_end = stops if stops is not None else end_offsets(bootstrap, shadow.input_topic)
     seconds = run_shadow_job(the_plan, stops, echo)
 
     window: set[str] | None = None
     invalid = None
     if starts is not None:
-        ends = stops or saved_end_offsets(shadow.checkpoint_dir)
-        if ends is None:
-            raise SetupError(f"the shadow job left no end offsets under {shadow.checkpoint_dir}")
-        window, invalid = window_event_ids(shadow.pipeline, bootstrap, shadow.input_topic, starts, ends)
+        window, invalid = window_event_ids(shadow.pipeline, bootstrap, shadow.input_topic, starts, input_end)
     production = report.index_results(_decoded(read_values(bootstrap, the_plan.production_topic)))
     shadowed = report.index_results(_decoded(read_values(bootstrap, shadow.output_topic)))
 

@@ -45,17 +45,15 @@ def options_from_json(text: str) -> tuple[JobOptions, Path | None, dict[int, int
 def run(options: JobOptions, restore: Path | None, stop_offsets: dict[int, int] | None) -> None:
     """Run the bounded shadow job to its end.
 
-    A fresh start records the input's end offsets and finishes by itself. A start from a checkpoint cannot
+    A fresh start finishes by itself at the input's end. A start from a checkpoint cannot
     finish by itself (FLINK-31006, see `pipelines.flink.bounded`): it is ended once its own consumer group
     committed `stop_offsets`.
     """
     from pipelines.flink import job
-    from pipelines.flink.bounded import reached, record_end_offsets
+    from pipelines.flink.bounded import reached
 
     done = None
-    if restore is None:
-        record_end_offsets(options)
-    else:
+    if restore is not None:
         if stop_offsets is None:
             raise ValueError("a backtest restored from a checkpoint needs the input offsets to stop at")
         done = reached(options, stop_offsets)

@@ -120,19 +120,20 @@ def _run_job(options: object, restore: Path | None) -> int:
         flush=True,
     )
     done = None
+    on_started = None
     if options.bounded:
         from pipelines.flink.bounded import reached, record_end_offsets, saved_end_offsets
+        from pipelines.kafka_io import end_offsets
 
-        if restore is None:
-            record_end_offsets(options)
-        else:  # FLINK-31006: a restored bounded Kafka source never finishes by itself
-            ends = saved_end_offsets(restore.parent.parent) or saved_end_offsets(options.checkpoint_dir)
-            if ends is None:
-                from pipelines.kafka_io import end_offsets
-
-                ends = end_offsets(options.bootstrap, options.input_topic)
+        saved = saved_end_offsets(restore, options.checkpoint_dir) if restore is not None else None
+        ends = saved if saved is not None else end_offsets(options.bootstrap, options.input_topic)
+        if restore is not None:  # FLINK-31006: a restored bounded Kafka source never finishes by itself
             done = reached(options, ends)
-    job.run(options, restore_path=str(restore) if restore else None, done=done)
+
+        def on_started(client: Any) -> None:  # the next restore of this job's checkpoints finds its ends here
+            record_end_offsets(options.checkpoint_dir, str(client.get_job_id()), ends)
+
+    job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started)
     print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.

@@ -2,10 +2,13 @@
 
 flink-connector-kafka 5.0.0 has an open bug (FLINK-31006, apache/flink-connector-kafka#318): a bounded
 Kafka source restored from a checkpoint or savepoint reads up to its stopping offsets and then waits forever
-for a "no more splits" signal that never comes, so the job never finishes. A fresh bounded run records the
-input's end offsets next to its checkpoints; a restored bounded run is ended by streamscore once the job's
-consumer group has committed those offsets (Flink commits them when a checkpoint completes, the same moment
-the transactional sinks commit), after one more checkpoint interval so the last results are committed.
+for a "no more splits" signal that never comes, so the job never finishes. A bounded run records the end
+offsets it stops at in its own job folder (`<checkpoint-dir>/<job-id>/`, next to its `chk-N` folders; a fresh
+run takes the input's end offsets when it starts, a restored run inherits those of the job it restores, found
+from the checkpoint's job folder or a savepoint's job-id prefix). A restored bounded run is ended by streamscore
+once the job's consumer group has committed those offsets (Flink commits them when a checkpoint completes,
+the same moment the transactional sinks commit), after one more checkpoint interval so the last results are
+committed.
 The job is cancelled, which keeps its checkpoints.
 """
 
@@ -18,25 +21,37 @@ from pathlib import Path
 
 from pipelines.flink.checkpoints import list_checkpoints
 from pipelines.flink.options import JobOptions
-from pipelines.kafka_io import committed_offsets, end_offsets
+from pipelines.kafka_io import committed_offsets
 
 END_OFFSETS_FILE = "bounded-end-offsets.json"
 
 
-def record_end_offsets(options: JobOptions) -> dict[int, int]:
-    """Save the input topic's current end offsets for later restored runs; returns them."""
-    ends = end_offsets(options.bootstrap, options.input_topic)
-    options.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (options.checkpoint_dir / END_OFFSETS_FILE).write_text(json.dumps({str(p): o for p, o in ends.items()}))
-    return ends
+def record_end_offsets(checkpoint_dir: Path, job_id: str, ends: dict[int, int]) -> Path:
+    """Save the end offsets of bounded job `job_id` in its checkpoint folder; returns the file."""
+    folder = checkpoint_dir / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / END_OFFSETS_FILE
+    path.write_text(json.dumps({str(p): o for p, o in ends.items()}))
+    return path
 
 
-def saved_end_offsets(checkpoint_dir: Path) -> dict[int, int] | None:
-    """The end offsets a fresh bounded run recorded under `checkpoint_dir`, if any."""
-    path = checkpoint_dir / END_OFFSETS_FILE
-    if not path.exists():
+def saved_end_offsets(restore: Path, checkpoint_dir: Path) -> dict[int, int] | None:
+    """The end offsets recorded by the job that wrote the checkpoint or savepoint `restore`, if any.
+
+    `<dir>/<job-id>/chk-N` -> `<dir>/<job-id>/`; `savepoint-<job-id prefix>-<random>` -> the job folder under
+    `checkpoint_dir` whose id starts with that prefix (only when exactly one does). None when nothing matches
+    (e.g. an unbounded job's checkpoint): the caller then stops at the input's current end.
+    """
+    candidates: list[Path] = []
+    if restore.name.startswith("chk-"):
+        candidates = [restore.parent / END_OFFSETS_FILE]
+    elif restore.name.startswith("savepoint-"):
+        prefix = restore.name.removeprefix("savepoint-").split("-")[0]
+        if prefix:
+            candidates = sorted(checkpoint_dir.glob(f"{prefix}*/{END_OFFSETS_FILE}"))
+    if len(candidates) != 1 or not candidates[0].is_file():
         return None
-    return {int(p): int(o) for p, o in json.loads(path.read_text()).items()}
+    return {int(p): int(o) for p, o in json.loads(candidates[0].read_text()).items()}
 
 
 def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
