@@ -185,13 +185,9 @@ def _du(path: Path) -> int:
 
 
 def _stop(job: subprocess.Popen[bytes]) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGTERM)
-        try:
-            job.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait(30)
+    from pipelines.infra.processes import stop_process_group
+
+    stop_process_group(job)
 
 
 def measure(bootstrap: str, keys: int, work: Path, managed_memory: str | None = None) -> dict[str, Any]:

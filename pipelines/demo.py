@@ -8,8 +8,6 @@ checkpoints retained; the broker is stopped if the demo started it).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +22,7 @@ from operators.risk.schemas import RiskResult
 from pipelines.exceptions import SetupError
 from pipelines.infra import broker
 from pipelines.infra.home import subdir
+from pipelines.infra.processes import stop_process_group
 from pipelines.kafka_io import consume, ensure_topics, publish_records
 from pipelines.publishing import synthetic_events
 
@@ -126,12 +125,7 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
         stop.set()
         for collector in collectors:
             collector.join(10)
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)
-            try:
-                job.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(job.pid, signal.SIGKILL)
+        stop_process_group(job)
         if started_broker:
             broker.down(port)
 
