@@ -119,13 +119,19 @@ def _java() -> str:
     return java
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 base64url characters of a UUID, as `kafka-storage random-uuid` makes)."""
+    return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def _format_storage(java: str, classpath: str, folder: Path) -> None:
     if (folder / "data" / "meta.properties").exists():
         return
-    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     proc = subprocess.run(
+        # `--cluster-id=ID`, not `-t ID`: a base64url id may start with "-", which argparse reads as an option
         [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-         "-t", cluster_id, "-c", str(folder / "server.properties")],
+         f"--cluster-id={cluster_id}", "--config", str(folder / "server.properties")],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:

@@ -66,11 +66,11 @@ def test_running_job_recovers_unattended_from_a_broker_restart(own_broker: str, 
     run = uuid.uuid4().hex[:10]
     topics = Topics(f"br-{run}.in", f"br-{run}.out", f"br-{run}.dlq")
     ensure_topics(bootstrap, [topics.input, topics.output, topics.dlq])
-    stream = synthetic_events("risk", 60_000, 61)
-    before, after = stream[:50_000], stream[50_000:]
-    _publish(bootstrap, topics.input, before[:20_000])
+    stream = synthetic_events("risk", 36_000, 61)
+    before, after = stream[:30_000], stream[30_000:]
+    _publish(bootstrap, topics.input, before[:12_000])
     publish_records(bootstrap, topics.input, [(b"bad", value) for value in BAD_RECORDS[:2]])
-    _publish(bootstrap, topics.input, before[20_000:])
+    _publish(bootstrap, topics.input, before[12_000:])
     log = tmp_path / "job.log"
     job = start_job(bootstrap, topics, tmp_path / "checkpoints", log)
     try:
@@ -79,9 +79,9 @@ def test_running_job_recovers_unattended_from_a_broker_restart(own_broker: str, 
         time.sleep(8)
         assert job.poll() is None, f"the job died with the broker:\n{log.read_text()[-3000:]}"
         broker.up(RESTART_PORT)
-        _publish(bootstrap, topics.input, after[:5_000])
+        _publish(bootstrap, topics.input, after[:3_000])
         publish_records(bootstrap, topics.input, [(b"bad", value) for value in BAD_RECORDS[2:]])
-        _publish(bootstrap, topics.input, after[5_000:])
+        _publish(bootstrap, topics.input, after[3_000:])
         _wait_for_all(bootstrap, topics.output, len(stream), job, log)
         # one more checkpoint cycle and consumer read after the last result, so late duplicates would show
         time.sleep(3)
