@@ -26,8 +26,8 @@ def _savepoint(bootstrap: str, checkpoints: Path, *extra: str) -> Path:
 def test_savepoint_and_stop_with_savepoint_then_restore_continues_exactly_once(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
-    stream = synthetic_events("risk", 30_000, 51)
-    first_part, second_part, third_part = stream[:12_000], stream[12_000:21_000], stream[21_000:]
+    stream = synthetic_events("risk", 15_000, 51)
+    first_part, second_part, third_part = stream[:6_000], stream[6_000:10_500], stream[10_500:]
     _publish(bootstrap, topics.input, first_part)
     checkpoints = tmp_path / "checkpoints"
     log = tmp_path / "job.log"
