@@ -55,6 +55,23 @@ def apply_operator(
         return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
 
 
+def process_record(
+    operator: Operator[E, Any, Any],
+    decoder: EventDecoder[E],
+    key_of: Callable[[E], str],
+    store: MemoryVersionedStore[Any],
+    raw: bytes,
+    source: SourceCoordinates,
+) -> list[Any] | Rejection | Failure:
+    """Decode `raw` and run the operator on its key's state: the results, or why there are none (a
+    `Rejection` or a `Failure`, both with `reason` and `error`, i.e. a dead letter). For one-process runtimes
+    (the offline scorer, the harness); the Flink job decodes in its own operator, then calls `apply_operator`."""
+    decoded = decoder.decode(raw)
+    if isinstance(decoded, Rejection):
+        return decoded
+    return apply_operator(operator, decoded, store.key(key_of(decoded)), source)
+
+
 class OperatorHarness(Generic[E, R]):
     """Runs one operator in-process over a source log with checkpoint / abort / resume (see the module doc).
 
@@ -118,12 +135,9 @@ class OperatorHarness(Generic[E, R]):
         return end - start
 
     def _process(self, operator: Operator[E, Any, R], raw: bytes, offset: int) -> Iterable[R | DeadLetter]:
-        decoded = self._decoder.decode(raw)
-        if isinstance(decoded, Rejection):
-            return [self._letter(decoded.reason, decoded.error, raw, offset)]
         source = SourceCoordinates(self.topic, 0, offset)
-        outcome = apply_operator(operator, decoded, self.store.key(self._key_of(decoded)), source)
-        if isinstance(outcome, Failure):
+        outcome = process_record(operator, self._decoder, self._key_of, self.store, raw, source)
+        if isinstance(outcome, Rejection | Failure):
             return [self._letter(outcome.reason, outcome.error, raw, offset)]
         return outcome
 

@@ -18,7 +18,7 @@ import msgspec
 from operators.contract import OperatorContext
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
-from operators.harness import Failure, apply_operator
+from operators.harness import Failure, process_record
 from pipelines.specs import spec
 from state import MemoryVersionedStore
 from state.contract import SourceCoordinates
@@ -35,14 +35,9 @@ def score_lines(
     store = MemoryVersionedStore(codec=chosen.state_codec, retention=chosen.retention)
     try:
         for number, line in enumerate(lines):
-            decoded = decoder.decode(line)
-            if isinstance(decoded, Rejection):
-                yield b"", _letter(pipeline, decoded.reason, decoded.error, line, source, number)
-                continue
-            key = chosen.decode.key_of(decoded)
             coordinates = SourceCoordinates(source, 0, number)
-            outcome = apply_operator(operator, decoded, store.key(key), coordinates)
-            if isinstance(outcome, Failure):  # as in the job: a dead letter, and the file goes on
+            outcome = process_record(operator, decoder, chosen.decode.key_of, store, line, coordinates)
+            if isinstance(outcome, Rejection | Failure):  # as in the job: a dead letter, and the file goes on
                 yield b"", _letter(pipeline, outcome.reason, outcome.error, line, source, number)
                 continue
             for result in outcome:
