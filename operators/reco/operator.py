@@ -214,15 +214,10 @@ class RecoOperator:
 
     @property
     def model(self) -> ModelHandle:
-        """The default model (after `open`); routes may serve some clicks with others (`models`)."""
+        """The default model (after `open`); routes may serve some clicks with others."""
         if not self._open:
             raise OperatorError("RecoOperator.process called before open(): no model is loaded")
         return self._selector.loaded[self._selector.default]
-
-    @property
-    def models(self) -> ModelSelector:
-        """The model selector (routes, loaded models)."""
-        return self._selector
 
     def _accept(self, model: ModelHandle) -> None:
         problems = manifest_problems(model, self.k)

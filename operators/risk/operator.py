@@ -75,7 +75,7 @@ class RiskOperator:
 
     @property
     def model(self) -> ModelHandle:
-        """The default model (after `open`); routes may score some events with others (`models`)."""
+        """The default model (after `open`); routes may score some events with others."""
         if not self._open:
             raise OperatorError("RiskOperator.process called before open(): no model is loaded")
         return self._selector.loaded[self._selector.default]
@@ -84,11 +84,6 @@ class RiskOperator:
     def feature_stats(self) -> FeatureStats:
         """The default model's feature statistics (for the top-factor reasons)."""
         return self._stats[self.model.ref]
-
-    @property
-    def models(self) -> ModelSelector:
-        """The model selector (routes, loaded models)."""
-        return self._selector
 
     def _accept(self, model: ModelHandle) -> None:
         expected = list(FEATURE_NAMES)
