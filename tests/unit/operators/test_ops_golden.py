@@ -1,0 +1,271 @@
+"""Golden digests: the operators' results, dead letters and state bytes must not change by a single byte.
+
+Each scenario feeds a fixed stream (seeded synthetic events with malformed records, producer retries, late
+events and out-of-catalogue items mixed in) through an operator chain and hashes what comes out: every result
+as the job encodes it (with `scored_at` zeroed, the only field allowed to differ), every dead letter, the
+duplicate counter, and (where the test owns the store) the memory store's checkpoint file, i.e. the exact state
+bytes of every retained version. The expected digests were recorded with the code before the operators' hot
+paths were optimised (commit 5c534da); a speed change that alters any byte fails here.
+
+If a change of behaviour is *intended* (a new feature, a retrained model in the registry), re-record the
+digests with `python tests/unit/operators/test_ops_golden.py` and say why in the commit message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from models.registry import DEFAULT_ROOT, ModelRegistry
+from operators.contract import OperatorContext
+from operators.dead_letter import DeadLetter, raw_as_text
+from operators.decoding import EventDecoder, Rejection
+from operators.harness import Failure, process_record
+from operators.reco.decoding import click_decoder
+from operators.reco.operator import RECO_STATE_CODEC, RecoOperator
+from operators.risk.decoding import transaction_decoder
+from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
+from operators.risk.policy import RiskThresholds
+from operators.risk.rules import (
+    DEFAULT_RULES,
+    AmountAbove,
+    CountInWindow,
+    CountryChangeWithin,
+    NewDeviceAndCountry,
+)
+from operators.routing import Route
+from pipelines.publishing import synthetic_records
+from state.codec import Codec
+from state.contract import RetentionPolicy, SourceCoordinates
+from state.memory import MemoryVersionedStore
+
+N_EVENTS = 5_000
+SEED = 7
+_SCORED_AT = re.compile(rb'"scored_at":-?\d+')
+
+RISK_MALFORMED: tuple[bytes, ...] = (
+    b"\xff\xfe",
+    b"{not json",
+    b"[1, 2]",
+    b'{"event_id": "x"}',
+    b"",
+    b"null",
+    b'{"event_id":"m-1","account_id":"acct-000001","amount":NaN,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-2","account_id":"acct-000001","amount":1e999,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-3","account_id":"acct-000001","amount":-4.5,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-4","account_id":"acct-000001","amount":4.5,"currency":"eur","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-5","account_id":"acct-000001","amount":4.5,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DEU","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"","account_id":"acct-000001","amount":4.5,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-7","account_id":"acct-000001","amount":4.5,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672}',
+    b'{"event_id":"m-8","account_id":"acct-000001","amount":"4.5","currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618}',
+    b'{"event_id":"m-9","account_id":"acct-000001","amount":4.5,"currency":"EUR","merchant_id":"m",'
+    b'"country":"DE","device_id":"d","ts":1767229672618,"pad":"' + b"p" * 66_000 + b'"}',
+)
+
+RECO_MALFORMED: tuple[bytes, ...] = (
+    b"\xff\xfe",
+    b"item=3;action=view",
+    b"[1, 2, 3]",
+    b'"click"',
+    b'{"event_id":"r-1","user_id":"u","session_id":"s","item_id":-1,"action":"view","ts":1767225607390}',
+    b'{"event_id":"r-2","user_id":"u","session_id":"s","item_id":12.5,"action":"view","ts":1767225607390}',
+    b'{"event_id":"r-3","user_id":"u","session_id":"s","item_id":3,"action":"buy","ts":1767225607390}',
+    b'{"event_id":"r-4","user_id":"u","session_id":"","item_id":3,"action":"view","ts":1767225607390}',
+    b'{"event_id":"r-5","user_id":"u","session_id":"s","item_id":3,"action":"view","ts":1767225607}',
+    b'{"event_id":"r-6","user_id":"u","session_id":"s","item_id":3,"action":"view"}',
+    b'{"event_id":"r-7","user_id":"u","session_id":"s","item_id":9223372036854775808,"action":"view",'
+    b'"ts":1767225607390}',
+)
+
+#: sha256 of each scenario's outputs (see the module docstring), recorded at commit 5c534da.
+EXPECTED: dict[str, str] = {
+    "risk_default": "35d337a08b75c253c8ace270e72787f17e1ba62016e36e203709003a406019ed",
+    "risk_routed_swapped": "cd263c10544ffd673781915ea56e2042a879b9710b3b900e7bc523ec0850769e",
+    "reco_default": "4baeb992787176af589c6fc5042a19a0b335d8bebba31a2766db94508cfaf7c7",
+    "reco_short_sessions_routed": "d381aa6700501114a12dd5317c3e3e7f5afbedcafb0bce06f80e5ceb224907bf",
+}
+
+
+def _stream(pipeline: str, malformed: Iterable[bytes], mutate: Callable[[int, bytes], bytes] | None = None) -> list[
+    bytes
+]:
+    """The seeded synthetic stream with malformed records, retries and late events mixed in (deterministic)."""
+    lines = [value for _, value in synthetic_records(pipeline, N_EVENTS, SEED)]
+    if mutate is not None:
+        lines = [mutate(i, line) for i, line in enumerate(lines)]
+    out: list[bytes] = []
+    later: dict[int, list[bytes]] = {}
+    for i, line in enumerate(lines):
+        if i % 53 == 0:  # held back 20 lines: a late (out-of-order) event
+            later.setdefault(i + 20, []).append(line)
+        else:
+            out.append(line)
+        out.extend(later.pop(i, []))
+        if i % 37 == 0:  # a producer retry right away: dropped as a duplicate
+            out.append(line)
+        if i % 500 == 250:  # a retry long after: beyond the key's remembered event ids, scored again
+            later.setdefault(min(i + 4_000, len(lines) - 1), []).append(line)
+    for index in sorted(later):
+        out.extend(later[index])
+    bad = list(malformed)
+    for j, record in enumerate(bad):
+        out.insert(1 + j * (len(out) // len(bad)), record)
+    return out
+
+
+def _digest_lines(outputs: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for line in outputs:
+        digest.update(_SCORED_AT.sub(b'"scored_at":0', line))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _run(
+    operator: Any,
+    decoder: EventDecoder[Any],
+    key_of: Callable[[Any], str],
+    codec: Codec[Any],
+    retention: RetentionPolicy,
+    lines: list[bytes],
+    *,
+    between: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The chain of the offline scorer (decode, operator on a memory store, JSON results, dead letters), then
+    the duplicate counter and the store's checkpoint bytes."""
+    store: MemoryVersionedStore[Any] = MemoryVersionedStore(codec, retention=retention)
+    for number, line in enumerate(lines):
+        if between is not None:
+            between(number)
+        outcome = process_record(operator, decoder, key_of, store, line, SourceCoordinates("golden", 0, number))
+        if isinstance(outcome, Rejection | Failure):
+            yield msgspec.json.encode(
+                DeadLetter(pipeline="golden", reason=outcome.reason, error=outcome.error, raw=raw_as_text(line),
+                           topic="golden", partition=0, offset=number, at=0)
+            )
+            continue
+        for result in outcome:
+            yield msgspec.json.encode(result)
+    yield f"duplicates={operator.duplicates}".encode()
+    with tempfile.TemporaryDirectory() as folder:
+        store.checkpoint(Path(folder) / "chk")
+        yield hashlib.sha256((Path(folder) / "chk" / "memory-store.msgpack").read_bytes()).hexdigest().encode()
+
+
+def _registry(folder: Path) -> ModelRegistry:
+    shutil.copytree(DEFAULT_ROOT, folder / "registry")
+    return ModelRegistry(folder / "registry")
+
+
+def risk_default() -> str:
+    """The shipped risk config (risk@1, the default rules), the offline scorer's chain."""
+    operator = RiskOperator()
+    operator.open(OperatorContext(model_ref="risk@1"))
+    lines = _stream("risk", RISK_MALFORMED)
+    return _digest_lines(_run(operator, transaction_decoder(), lambda t: t.account_id, RISK_STATE_CODEC,
+                              RetentionPolicy(max_versions=16), lines))
+
+
+def risk_routed_swapped() -> str:
+    """Every rule kind, other thresholds and top factors, two routes to risk@2, and a hot-swap of the default
+    from risk@1 to risk@2 half way (and back to risk@1 at three quarters)."""
+    rules = (
+        *DEFAULT_RULES,
+        AmountAbove(code="large_amount", amount=900.0, per_currency={"JPY": 90_000.0}, action="block"),
+        CountInWindow(code="burst_10min", count=4, window_minutes=10),
+        CountryChangeWithin(code="impossible_travel", window_minutes=120),
+        NewDeviceAndCountry(code="takeover", action="block"),
+    )
+    routes = [
+        Route(code="high_value", when={"amount": {"at_least": 700.0}}, model="risk@2"),
+        Route(code="latam", when={"country": ["BR", "AR", "MX"]}, model="risk@2"),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        registry = _registry(Path(folder))
+        operator = RiskOperator(RiskThresholds(review=0.2, block=0.6), rules, top_factors=3, routes=routes)
+        operator.open(OperatorContext(registry=registry))
+        lines = _stream("risk", RISK_MALFORMED)
+        swaps: list[bytes] = []
+
+        def between(number: int) -> None:
+            if number in (len(lines) // 2, 3 * len(lines) // 4):
+                registry.promote("risk", 2 if number == len(lines) // 2 else 1)
+                swaps.extend(msgspec.json.encode(s) for s in operator.refresh_models())
+
+        outputs = list(_run(operator, transaction_decoder(), lambda t: t.account_id, RISK_STATE_CODEC,
+                            RetentionPolicy(max_versions=16), lines, between=between))
+        return _digest_lines([*outputs, *swaps])
+
+
+def _oov(i: int, line: bytes) -> bytes:
+    """Every 41st click on an item outside the catalogue (cold start when it opens a session)."""
+    if i % 41 != 0:
+        return line
+    click = msgspec.json.decode(line)
+    click["item_id"] = 5_000 + i
+    return msgspec.json.encode(click)
+
+
+def reco_default() -> str:
+    """The shipped reco config (k=10, 30 min idle timeout, reco@1)."""
+    operator = RecoOperator()
+    operator.open(OperatorContext(model_ref="reco@1"))
+    lines = _stream("reco", RECO_MALFORMED, _oov)
+    return _digest_lines(_run(operator, click_decoder(), lambda c: c.session_id, RECO_STATE_CODEC,
+                              RetentionPolicy(max_versions=8), lines))
+
+
+def reco_short_sessions_routed() -> str:
+    """k=4, a 2-minute idle timeout (many session resets), and a route for purchases."""
+    with tempfile.TemporaryDirectory() as folder:
+        registry = _registry(Path(folder))
+        routes = [Route(code="purchases", when={"action": ["cart", "purchase"]}, model="reco@1")]
+        operator = RecoOperator(k=4, idle_timeout_ms=120_000, routes=routes)
+        operator.open(OperatorContext(registry=registry))
+        lines = _stream("reco", RECO_MALFORMED, _oov)
+        return _digest_lines(_run(operator, click_decoder(), lambda c: c.session_id, RECO_STATE_CODEC,
+                                  RetentionPolicy(max_versions=8), lines))
+
+
+SCENARIOS: dict[str, Callable[[], str]] = {
+    "risk_default": risk_default,
+    "risk_routed_swapped": risk_routed_swapped,
+    "reco_default": reco_default,
+    "reco_short_sessions_routed": reco_short_sessions_routed,
+}
+
+
+def test_risk_default_is_byte_identical() -> None:
+    assert risk_default() == EXPECTED["risk_default"]
+
+
+def test_risk_routed_and_swapped_is_byte_identical() -> None:
+    assert risk_routed_swapped() == EXPECTED["risk_routed_swapped"]
+
+
+def test_reco_default_is_byte_identical() -> None:
+    assert reco_default() == EXPECTED["reco_default"]
+
+
+def test_reco_short_sessions_routed_is_byte_identical() -> None:
+    assert reco_short_sessions_routed() == EXPECTED["reco_short_sessions_routed"]
+
+
+if __name__ == "__main__":
+    for name, scenario in SCENARIOS.items():
+        print(f'    "{name}": "{scenario()}",')
