@@ -1,0 +1,110 @@
+"""The systems `bench.py` runs: how to start each one (bounded for throughput, unbounded for latency).
+
+Every system reads one input topic and writes one result (or copy) per input record to its output topic.
+`sizes` are the two input sizes of its throughput slope, chosen so that the large run spends several seconds
+more than the small one at today's speed without blowing the `make bench` budget (start-up of a Flink job
+is ~15-20 s on the 2-core machine and cancels in the slope). The faust runtime joins here once it exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_DIR = ROOT / "benchmarks"
+PEERS_DIR = BENCH_DIR / "peers"
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """Where one run of a system reads and writes, and its private folder (checkpoints, state)."""
+
+    bootstrap: str
+    input_topic: str
+    output_topic: str
+    workdir: Path
+    count: int  # records to process before stopping; 0: run until stopped (latency runs)
+    quix_python: Path | None = None
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the run ends by itself after its input."""
+        return self.count > 0
+
+
+@dataclass(frozen=True)
+class System:
+    """One benchmarked system: its name, pipeline, slope sizes (full and `--quick`) and command line."""
+
+    name: str
+    pipeline: str
+    description: str
+    sizes: tuple[int, int]
+    quick_sizes: tuple[int, int]
+    command: Callable[[RunTarget], list[str]]
+    scores: bool = True  # results carry `scored_at` (passthroughs copy the input instead)
+    exactly_once: bool = False
+    needs_quix: bool = False
+
+
+def _python_passthrough(t: RunTarget) -> list[str]:
+    return [sys.executable, str(PEERS_DIR / "python_passthrough.py"), "--bootstrap", t.bootstrap,
+            "--input", t.input_topic, "--output", t.output_topic, "--group", f"{t.output_topic}.group",
+            "--count", str(t.count)]
+
+
+def _flink_module(module: str) -> Callable[[RunTarget], list[str]]:
+    def command(t: RunTarget) -> list[str]:
+        cmd = [sys.executable, "-m", module, "--bootstrap", t.bootstrap, "--input", t.input_topic,
+               "--output", t.output_topic, "--checkpoint-dir", str(t.workdir / "checkpoints")]
+        return [*cmd, "--bounded"] if t.bounded else cmd
+
+    return command
+
+
+def _quix(t: RunTarget) -> list[str]:
+    if t.quix_python is None:
+        raise RuntimeError("the quix system needs its venv (peers.quix_venv.ensure_venv)")
+    return [str(t.quix_python), str(PEERS_DIR / "quix_app.py"), "--bootstrap", t.bootstrap,
+            "--input", t.input_topic, "--output", t.output_topic, "--group", f"{t.output_topic}.group",
+            "--state-dir", str(t.workdir / "state"), "--count", str(t.count)]
+
+
+def _streamscore(pipeline: str, delivery: str) -> Callable[[RunTarget], list[str]]:
+    def command(t: RunTarget) -> list[str]:
+        cmd = [str(Path(sys.executable).parent / "streamscore"), "--bootstrap", t.bootstrap, "run", pipeline,
+               "--fresh", "--delivery", delivery, "--input-topic", t.input_topic, "--output-topic", t.output_topic,
+               "--dlq-topic", f"{t.output_topic}.dlq", "--checkpoint-dir", str(t.workdir / "checkpoints")]
+        return [*cmd, "--bounded"] if t.bounded else cmd
+
+    return command
+
+
+SYSTEMS: dict[str, System] = {
+    s.name: s
+    for s in (
+        System("python-passthrough", "risk", "confluent-kafka consume -> produce, no processing (the Python limit)",
+               (10_000, 150_000), (2_000, 30_000), _python_passthrough, scores=False),
+        System("flink-passthrough", "risk",
+               "PyFlink, the job's Kafka SQL tables + identity Python map, thread mode (the Flink limit)",
+               (1_000, 30_000), (500, 5_000), _flink_module("peers.flink_passthrough"), scores=False),
+        System("naive-pyflink", "risk",
+               "risk as a PyFlink newcomer writes it (process mode, value-only KafkaSource, pickled ValueState)",
+               (1_000, 10_000), (500, 3_000), _flink_module("peers.naive_pyflink")),
+        System("quix", "risk", "risk as a Quix Streams 3.28 app (stateful apply, RocksDB state, at-least-once)",
+               (1_000, 30_000), (500, 5_000), _quix, needs_quix=True),
+        System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once",
+               (1_000, 10_000), (500, 3_000), _streamscore("risk", "at-least-once")),
+        System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once",
+               (1_000, 10_000), (500, 3_000), _streamscore("risk", "exactly-once"), exactly_once=True),
+        System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks)",
+               (1_000, 8_000), (500, 3_000), _streamscore("reco", "at-least-once")),
+        # "faust": the faust runtime (Python owns the loop, batches across keys) joins here once it exists.
+    )
+}
+
+#: The system throughput ratios are given against.
+REFERENCE = "quix"
