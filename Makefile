@@ -1,59 +1,87 @@
 # streamscore: `make demo` and `make test` set everything up themselves (venv, pip, Maven jars, broker).
+# The venv grows by what a target needs: `demo` installs the runtime only (no torch), `test`/`lint` add the
+# dev tools and the training extra (torch: the model tests must run, never skip), `bench` adds the bench extra.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --progress-bar off
 STREAMSCORE := $(VENV)/bin/streamscore
 export STREAMSCORE_HOME ?= $(CURDIR)/.streamscore
 TEST_PORT ?= 19292
 DEMO_PORT ?= 9092
-STAMP := $(VENV)/.installed
+BENCH_PORT ?= 19192
+VENV_STAMP := $(VENV)/.created
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: setup venv jars test test-slow demo lint bench clean broker-up broker-down
+.PHONY: setup setup-runtime venv jars test test-slow demo lint bench bench-peers clean broker-up broker-down
 
-setup: $(STAMP) jars
+setup: $(DEV_STAMP) $(BENCH_STAMP) jars
 
-$(STAMP): pyproject.toml
+setup-runtime: $(RUNTIME_STAMP) jars
+
+$(VENV_STAMP):
 	@command -v java >/dev/null || { echo "Java 17 is required (java not on PATH)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required (mvn not on PATH)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip wheel setuptools
-	$(PY) -m pip install -e ".[dev,bench,train]"
+	$(PIP) --quiet --upgrade pip wheel setuptools
+	@touch $(VENV_STAMP)
+
+# The runtime: what `streamscore run/demo/score/...` import (no torch; models ship as ONNX in the registry).
+$(RUNTIME_STAMP): pyproject.toml $(VENV_STAMP)
+	$(PIP) -e .
 	$(PY) -m pip check
-	@touch $(STAMP)
+	@touch $(RUNTIME_STAMP)
 
-venv: $(STAMP)
+# Tests and lint: pytest, ruff, mypy, and torch (training, the model tests and the reference GRU test).
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(PIP) -e ".[dev,train]"
+	$(PY) -m pip check
+	@touch $(DEV_STAMP)
 
-jars: $(STAMP)
+$(BENCH_STAMP): $(RUNTIME_STAMP)
+	$(PIP) -e ".[bench]"
+	@touch $(BENCH_STAMP)
+
+venv: $(RUNTIME_STAMP)
+
+jars: $(RUNTIME_STAMP)
 	$(PY) -m pipelines.infra.setup_jars
 
-broker-up: setup
+broker-up: setup-runtime
 	$(STREAMSCORE) kafka up --port $(TEST_PORT)
 
 broker-down:
 	-$(STREAMSCORE) kafka down --port $(TEST_PORT)
 
-test: setup
+test: $(DEV_STAMP) jars
 	$(STREAMSCORE) kafka up --port $(TEST_PORT)
 	STREAMSCORE_TEST_PORT=$(TEST_PORT) $(PY) -m pytest; status=$$?; \
 	  $(STREAMSCORE) kafka down --port $(TEST_PORT); exit $$status
 
-test-slow: setup
+test-slow: $(DEV_STAMP) jars
 	$(STREAMSCORE) kafka up --port $(TEST_PORT)
 	STREAMSCORE_TEST_PORT=$(TEST_PORT) $(PY) -m pytest -m slow; status=$$?; \
 	  $(STREAMSCORE) kafka down --port $(TEST_PORT); exit $$status
 
-demo: setup
+demo: setup-runtime
 	$(STREAMSCORE) demo --port $(DEMO_PORT)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check pipelines operators state models tests benchmarks
 	$(VENV)/bin/mypy
 
-bench: setup
+# Peers, limits and streamscore on one broker (benchmarks/bench.py, ~15 min on 2 cores), then the quick
+# state-store and model micro-benchmarks. `make bench-peers` runs only the first.
+bench: bench-peers
 	$(PY) benchmarks/state_bench.py --keys 10000
 	$(PY) benchmarks/models_bench.py
 
+bench-peers: $(BENCH_STAMP) jars
+	$(PY) benchmarks/bench.py --port $(BENCH_PORT)
+
 clean:
 	-$(STREAMSCORE) kafka down --port $(TEST_PORT)
-	rm -rf .streamscore .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .streamscore .bench .pytest_cache .mypy_cache .ruff_cache

@@ -202,13 +202,14 @@ def plot(report: dict[str, Any], reference: str, path: Path) -> None:
         ratio = s.get(f"ratio_to_{reference}")
         label = "failed" if s["status"] != "ok" else f"{ratio:.2f}x" if ratio else ""
         bars.text(x, max(medians[x], 1) * 1.15, label, ha="center", fontsize=8)
-    for name, s in systems.items():
+    palette = plt.get_cmap("tab10")
+    for i, (name, s) in enumerate(systems.items()):
         lat = s.get("latency") or {}
         for key, style in (("cdf_send_to_scored_ms", "-"), ("cdf_send_to_visible_ms", "--")):
             points = lat.get(key) or []
             if points:
                 what = "scored" if "scored" in key else "visible"
-                cdf.plot(np.maximum(points, 0.1), np.linspace(0, 1, len(points)), style,
+                cdf.plot(np.maximum(points, 0.1), np.linspace(0, 1, len(points)), style, color=palette(i % 10),
                          label=f"{name} send→{what}")
     cdf.set_xscale("log")
     cdf.set_xlabel("latency, ms (log scale)")
