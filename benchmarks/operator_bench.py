@@ -5,7 +5,8 @@ Chain (what the streaming job does per record, minus the engine): validated JSON
 each result. Each repetition starts from an empty store and a freshly opened operator and times the whole
 loop over the same seeded synthetic events; the figure is the median µs/event over the repetitions
 (min and max are reported too). The headline is the process's CPU time per event (one core's cost, robust
-when other jobs share the machine); wall-clock time is reported next to it. Target (issue 10): risk <= 25 µs/event (>= 40k events/s on one core).
+when other jobs share the machine); wall-clock time is reported next to it.
+Target (issue 10): risk <= 25 µs/event (>= 40k events/s on one core).
 
 Usage: python benchmarks/operator_bench.py [--events 20000] [--repeat 5] [--pipeline risk|reco|all]
 Writes benchmarks/results/operator_bench.json (only when every pipeline ran); `measure()` returns the numbers.

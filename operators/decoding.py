@@ -57,10 +57,11 @@ class EventDecoder(Generic[E]):
                 Reason.OVERSIZED_MESSAGE,
                 f"message is {len(raw)} bytes; the limit is {self._max_message_bytes}",
             )
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Rejection(Reason.NOT_UTF8, f"value is not UTF-8 text: {exc}")
+        if not raw.isascii():  # ASCII is valid UTF-8 (and checking it needs no decoded copy)
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return Rejection(Reason.NOT_UTF8, f"value is not UTF-8 text: {exc}")
         try:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as exc:

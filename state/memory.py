@@ -19,6 +19,8 @@ from state._handle import KeyState
 from state.codec import Codec, MsgpackCodec
 from state.contract import (
     DEFAULT_RETENTION,
+    MAX_EVENT_TIME,
+    MIN_EVENT_TIME,
     RetentionPolicy,
     SourceCoordinates,
     StateVersion,
@@ -98,6 +100,8 @@ class MemoryVersionedStore(Generic[T]):
     ) -> None:
         self._codec: Codec[T] = codec if codec is not None else MsgpackCodec()
         self._retention = retention
+        self._max_versions = retention.max_versions
+        self._horizon_ms = retention.horizon_ms
         self._keys: dict[str, _KeyData] = {}
         self._deleted: dict[str, int] = {}
         self._undo: dict[str, tuple[_KeyData | None, int | None]] | None = None
@@ -294,28 +298,32 @@ class MemoryVersionedStore(Generic[T]):
     def put(self, key: str, value: T, *, event_time: int, source: SourceCoordinates | None = None) -> int:
         """Store a new version of `key`; returns its version number."""
         self._check_open()
-        check_key(key)
-        check_event_time(event_time)
+        data = self._keys.get(key) if type(key) is str else None
+        if data is None:
+            check_key(key)  # a key with data passed this check at its first put
+        if type(event_time) is not int or not MIN_EVENT_TIME <= event_time <= MAX_EVENT_TIME:
+            check_event_time(event_time)  # raises with the reason
         payload = self._codec.encode(value)
-        self._touch(key)
+        if self._undo is not None:
+            self._touch(key)
         entry = _Entry(event_time, source, payload)
-        data = self._keys.get(key)
         if data is None:
             version = self._deleted.pop(key, 0) + 1
             self._keys[key] = _KeyData({version: entry}, version, version, event_time)
             return version
         version = data.latest + 1
-        data.records[version] = entry
+        records = data.records
+        records[version] = entry
         data.latest = version
-        data.max_event_time = max(data.max_event_time, event_time)
-        retention = self._retention
-        cut = version - retention.max_versions + 1 if retention.max_versions is not None else 1
-        floor = data.max_event_time - retention.horizon_ms if retention.horizon_ms is not None else None
-        while data.oldest < version and (
-            data.oldest < cut or (floor is not None and data.records[data.oldest].event_time < floor)
-        ):
-            del data.records[data.oldest]
-            data.oldest += 1
+        if event_time > data.max_event_time:
+            data.max_event_time = event_time
+        cut = version - self._max_versions + 1 if self._max_versions is not None else 1
+        floor = data.max_event_time - self._horizon_ms if self._horizon_ms is not None else None
+        oldest = data.oldest
+        while oldest < version and (oldest < cut or (floor is not None and records[oldest].event_time < floor)):
+            del records[oldest]
+            oldest += 1
+        data.oldest = oldest
         return version
 
     def as_of(self, key: str, version: int) -> StateVersion[T] | None:

@@ -9,6 +9,7 @@ decay uses the newest event time seen, so counts never go negative and nothing b
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -61,73 +62,118 @@ class TransactionView(msgspec.Struct, frozen=True):
     ts: int
 
 
-def _decayed(value: float, from_ts: int, to_ts: int, horizon_ms: int) -> float:
-    if to_ts <= from_ts:
-        return value
-    return value * math.exp(-(to_ts - from_ts) / horizon_ms)
+class TransactionLike(Protocol):
+    """What the features read from a transaction (`TransactionView`, or a decoded `Transaction` as it is)."""
+
+    @property
+    def amount(self) -> float: ...
+
+    @property
+    def merchant_id(self) -> str: ...
+
+    @property
+    def country(self) -> str: ...
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def ts(self) -> int: ...
 
 
-def _remember(seen: dict[str, int], item: str, ts: int, horizon_ms: int, newest_ts: int) -> None:
-    seen[item] = max(ts, seen.get(item, ts))
-    cutoff = newest_ts - horizon_ms
-    stale = [name for name, last in seen.items() if last < cutoff]
-    for name in stale:
-        del seen[name]
+def _remember(seen: dict[str, int], item: str, ts: int, cutoff: int, fresh: bool = False) -> None:
+    """Record `item` as seen at `ts` (keeping its latest time), drop entries last seen before `cutoff`, then
+    evict the oldest entries beyond `MAX_TRACKED`. `fresh`: the caller knows no entry was older than `cutoff`."""
+    last = seen.get(item)
+    if last is None or ts > last:
+        seen[item] = ts
+    if not (fresh and ts >= cutoff) and min(seen.values()) < cutoff:  # usually nothing is stale: no list built
+        for name in [name for name, last in seen.items() if last < cutoff]:
+            del seen[name]
     while len(seen) > MAX_TRACKED:
         del seen[min(seen, key=seen.__getitem__)]
 
 
-def update(state: RiskFeatureState, tx: TransactionView) -> tuple[RiskFeatureState, np.ndarray]:
+def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureState, list[float]]:
+    """Fold `tx` into a copy of `state`; return the new state and the feature values (FEATURE_NAMES order) as
+    Python floats, before rounding to float32 (`update` returns them as the float32 vector the model reads).
+
+    Features describe the transaction relative to the account *before* it (so a first transaction has
+    count 0); the returned state includes it. `state` itself is not modified.
+    """
+    count = state.count
+    mean = state.mean
+    last_ts = state.last_ts
+    newest_ts = state.newest_ts
+    amount = tx.amount
+    ts = tx.ts
+    merchants = dict(state.merchants)
+    devices = dict(state.devices)
+    countries = dict(state.countries)
+    known = count > 0
+    std = math.sqrt(state.m2 / (count - 1)) if count > 1 else 0.0
+    z = (amount - mean) / std if std > 1e-9 else 0.0
+    z = max(-Z_CLIP, min(Z_CLIP, z))
+    gap_s = max(0, ts - last_ts) / 1000.0 if known else FIRST_GAP_SECONDS
+    newest = max(newest_ts, ts)
+    # Velocities decay from the newest event time seen to the new newest one.
+    v1 = state.velocity_1h
+    v24 = state.velocity_24h
+    if newest > newest_ts:
+        v1 = v1 * math.exp(-(newest - newest_ts) / HOUR_MS)
+        v24 = v24 * math.exp(-(newest - newest_ts) / DAY_MS)
+    day_cutoff = newest - DAY_MS
+    merchants_24h = 0
+    for last in merchants.values():
+        if last >= day_cutoff:
+            merchants_24h += 1
+    log_amount = math.log1p(amount)
+    values = [
+        log_amount,
+        z,
+        log_amount - math.log1p(mean) if known else 0.0,
+        math.log1p(count),
+        math.log1p(gap_s),
+        v1,
+        v24,
+        math.log1p(merchants_24h),
+        1.0 if known and tx.merchant_id not in merchants else 0.0,
+        1.0 if known and tx.device_id not in devices else 0.0,
+        1.0 if known and tx.country not in countries else 0.0,
+        1.0 if known and tx.country != state.last_country else 0.0,
+    ]
+    # Welford update of the amount moments.
+    count += 1
+    delta = amount - mean
+    new_mean = mean + delta / count
+    _remember(merchants, tx.merchant_id, ts, day_cutoff, fresh=merchants_24h == len(merchants))
+    _remember(devices, tx.device_id, ts, newest - 30 * DAY_MS)
+    _remember(countries, tx.country, ts, newest - 30 * DAY_MS)
+    in_order = ts >= last_ts
+    return (
+        RiskFeatureState(
+            count=count,
+            mean=new_mean,
+            m2=state.m2 + delta * (amount - new_mean),
+            last_ts=ts if in_order else last_ts,
+            newest_ts=newest,
+            # The event's own weight decays from its event time to the newest time (out-of-order events weigh less).
+            velocity_1h=v1 + math.exp(-(newest - ts) / HOUR_MS),
+            velocity_24h=v24 + math.exp(-(newest - ts) / DAY_MS),
+            last_country=tx.country if in_order else state.last_country,
+            merchants=merchants,
+            devices=devices,
+            countries=countries,
+        ),
+        values,
+    )
+
+
+def update(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureState, np.ndarray]:
     """Fold `tx` into a copy of `state`; return the new state and the feature vector (float32, FEATURE_NAMES order).
 
     Features describe the transaction relative to the account *before* it (so a first transaction has
     count 0); the returned state includes it.
     """
-    s = msgspec.structs.replace(
-        state,
-        merchants=dict(state.merchants),
-        devices=dict(state.devices),
-        countries=dict(state.countries),
-    )
-    known = s.count > 0
-    std = math.sqrt(s.m2 / (s.count - 1)) if s.count > 1 else 0.0
-    z = (tx.amount - s.mean) / std if std > 1e-9 else 0.0
-    z = max(-Z_CLIP, min(Z_CLIP, z))
-    gap_s = max(0, tx.ts - s.last_ts) / 1000.0 if known else FIRST_GAP_SECONDS
-    newest = max(s.newest_ts, tx.ts)
-    v1 = _decayed(s.velocity_1h, s.newest_ts, newest, HOUR_MS)
-    v24 = _decayed(s.velocity_24h, s.newest_ts, newest, DAY_MS)
-    merchants_24h = sum(1 for last in s.merchants.values() if last >= newest - DAY_MS)
-    features = np.array(
-        [
-            math.log1p(tx.amount),
-            z,
-            math.log1p(tx.amount) - math.log1p(s.mean) if known else 0.0,
-            math.log1p(s.count),
-            math.log1p(gap_s),
-            v1,
-            v24,
-            math.log1p(merchants_24h),
-            float(known and tx.merchant_id not in s.merchants),
-            float(known and tx.device_id not in s.devices),
-            float(known and tx.country not in s.countries),
-            float(known and tx.country != s.last_country),
-        ],
-        dtype=np.float32,
-    )
-    # Welford update of the amount moments.
-    s.count += 1
-    delta = tx.amount - s.mean
-    s.mean += delta / s.count
-    s.m2 += delta * (tx.amount - s.mean)
-    # The event's own weight decays from its event time to the newest time (out-of-order events weigh less).
-    s.velocity_1h = v1 + math.exp(-(newest - tx.ts) / HOUR_MS)
-    s.velocity_24h = v24 + math.exp(-(newest - tx.ts) / DAY_MS)
-    if tx.ts >= s.last_ts:
-        s.last_ts = tx.ts
-        s.last_country = tx.country
-    s.newest_ts = newest
-    _remember(s.merchants, tx.merchant_id, tx.ts, DAY_MS, newest)
-    _remember(s.devices, tx.device_id, tx.ts, 30 * DAY_MS, newest)
-    _remember(s.countries, tx.country, tx.ts, 30 * DAY_MS, newest)
-    return s, features
+    new_state, values = advance(state, tx)
+    return new_state, np.array(values, dtype=np.float32)

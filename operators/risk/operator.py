@@ -8,10 +8,11 @@ from collections.abc import Iterable, Iterator, Sequence
 import msgspec
 import numpy as np
 
-from models.handle import ModelHandle
+from models.exceptions import ModelInputError
+from models.handle import BoundModel, ModelHandle
 from operators.contract import OperatorContext
 from operators.exceptions import OperatorConfigError, OperatorError
-from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
+from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import RiskResult, Transaction
@@ -69,6 +70,7 @@ class RiskOperator:
         self.top_factors = top_factors
         self._selector = ModelSelector(model, routes, accept=self._accept)
         self._stats: dict[str, FeatureStats] = {}
+        self._scorers: dict[str, _Scorer] = {}
         self._open = False
         #: Events dropped as retries of an event id the account already saw (a metric).
         self.duplicates = 0
@@ -100,6 +102,7 @@ class RiskOperator:
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
         self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
+        self._scorers[model.ref] = _Scorer(model, self._stats[model.ref])
 
     def open(self, ctx: OperatorContext) -> None:
         """Load the default and routed models (or only `ctx.model_ref` when it pins one)."""
@@ -124,29 +127,35 @@ class RiskOperator:
         model = self._selector.for_event(event)
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
-        if event.event_id in previous.recent_event_ids or event.event_id == previous.last_event_id:
+        event_id = event.event_id
+        recent = previous.recent_event_ids
+        if event_id in recent or event_id == previous.last_event_id:
             self.duplicates += 1
             return
-        view = TransactionView(event.amount, event.merchant_id, event.country, event.device_id, event.ts)
-        features_state, vector = update(previous.features, view)
-        score = self._score(model, vector)
-        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, vector)
+        features_state, values = advance(previous.features, event)
+        scorer = self._scorers[model.ref]
+        row = scorer.row
+        row[:] = values  # rounded to float32: the model's input, and what rules and reasons see
+        score = scorer.score()
+        scored = row.tolist()
+        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
         decision, reasons = decide(
-            score, vector, self.thresholds, outcome.fired, stats=self._stats[model.ref], top_k=self.top_factors
+            score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
+        recent = [*recent, event_id]
         version = state.put(
             RiskState(
                 features=features_state,
-                scored_features=[float(x) for x in vector],
-                last_event_id=event.event_id,
+                scored_features=scored,
+                last_event_id=event_id,
                 recent_ts=outcome.recent_ts,
-                recent_event_ids=[*previous.recent_event_ids, event.event_id][-RECENT_EVENT_IDS:],
+                recent_event_ids=recent[-RECENT_EVENT_IDS:] if len(recent) > RECENT_EVENT_IDS else recent,
             ),
             event_time=event.ts,
             source=source,
         )
         yield RiskResult(
-            event_id=event.event_id,
+            event_id=event_id,
             account_id=event.account_id,
             score=score,
             decision=decision,
@@ -157,13 +166,39 @@ class RiskOperator:
             scored_at=int(time.time() * 1000),
         )
 
-    @staticmethod
-    def _score(model: ModelHandle, vector: np.ndarray) -> float:
-        outputs = model.run({"features": vector.reshape(1, -1)})
-        return round(float(outputs["probability"].reshape(-1)[0]), 6)
-
     def close(self) -> None:
         """Drop the model sessions."""
         self._open = False
         self._selector.close()
         self._stats = {}
+        self._scorers = {}
+
+
+class _Scorer:
+    """One risk model on one feature row: write `row` (`features[0]`), `score()` returns the rounded probability;
+    `stats` are the model's feature statistics (for the reasons).
+
+    The model runs bound to `features` and its `probability` output (`ModelHandle.bind`); a model that cannot be
+    bound (e.g. an unusual output shape) runs through `ModelHandle.run` instead, with the same result.
+    """
+
+    __slots__ = ("_bound", "_model", "_probability", "features", "row", "stats")
+
+    def __init__(self, model: ModelHandle, stats: FeatureStats) -> None:
+        self._model = model
+        self.stats = stats
+        self.features = np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
+        self.row = self.features[0]
+        try:
+            self._bound: BoundModel | None = model.bind({"features": self.features}, ["probability"])
+            self._probability = self._bound.outputs["probability"].reshape(-1)
+        except ModelInputError:
+            self._bound = None
+
+    def score(self) -> float:
+        """The model's probability for the row in `features`, rounded to 6 decimals."""
+        if self._bound is not None:
+            self._bound.run()
+            return round(float(self._probability[0]), 6)
+        outputs = self._model.run({"features": self.features})
+        return round(float(outputs["probability"].reshape(-1)[0]), 6)

@@ -97,12 +97,14 @@ class FeatureStats:
                 return cls(mean, std, source)
         return None
 
-    def top_factors(self, features: np.ndarray, k: int = DEFAULT_TOP_FACTORS) -> list[str]:
+    def top_factors(self, features: np.ndarray | Sequence[float], k: int = DEFAULT_TOP_FACTORS) -> list[str]:
         """The names of the `k` features with the largest `|(x - mean) / std|` (ties: FEATURE_NAMES order)."""
         if k <= 0:
             return []
-        z = np.abs((np.asarray(features, dtype=np.float64) - np.array(self.mean)) / np.array(self.std))
-        order = sorted(range(len(FEATURE_NAMES)), key=lambda i: (-float(z[i]), i))
+        values = features.tolist() if isinstance(features, np.ndarray) else features
+        # float64 arithmetic, element by element (what numpy computed here before, without its per-call cost).
+        z = [abs((float(x) - m) / s) for x, m, s in zip(values, self.mean, self.std, strict=True)]
+        order = sorted(range(len(FEATURE_NAMES)), key=lambda i: (-z[i], i))
         return [FEATURE_NAMES[i] for i in order[:k]]
 
 
@@ -117,7 +119,7 @@ POPULATION_STATS = FeatureStats(
 
 def decide(
     score: float,
-    features: np.ndarray,
+    features: np.ndarray | Sequence[float],
     thresholds: RiskThresholds,
     fired: Sequence[Rule] = (),
     *,
@@ -129,7 +131,7 @@ def decide(
     `fired` are the rules that fired (in rule order, e.g. `RuleSet.evaluate(...).fired`), not candidates.
     """
     reasons = [rule.code for rule in fired]
-    severity = max((SEVERITY[rule.action] for rule in fired), default=0)
+    severity = max([SEVERITY[rule.action] for rule in fired]) if fired else 0
     if score >= thresholds.review:
         verdict = MODEL_HIGH_SCORE if score >= thresholds.block else MODEL_ELEVATED_SCORE
         severity = max(severity, SEVERITY["block"] if score >= thresholds.block else SEVERITY["review"])

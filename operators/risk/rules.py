@@ -242,8 +242,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class RuleOutcome:
+class RuleOutcome(msgspec.Struct, frozen=True):
     """The rules that fired on one event (in rule order) and the account's new `recent_ts`."""
 
     fired: tuple[Rule, ...]
@@ -278,6 +277,8 @@ class RuleSet:
                 raise RuleConfigError(f"rules[{i}]: expected a rule of kind {RULE_KINDS}, got {rule!r}")
         check_rules(self.rules)
         self.window_ms: int = max((rule.recent_window_ms for rule in self.rules), default=0)
+        self._plan = tuple((rule, _feature_checks(rule)) for rule in self.rules)
+        self._needs_context = any(checks is None for _, checks in self._plan)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -316,10 +317,37 @@ class RuleSet:
         before: RiskFeatureState,
         recent_ts: Sequence[int],
         features: np.ndarray,
+        values: Sequence[float] | None = None,
     ) -> RuleOutcome:
         """Evaluate every rule on `event` (given the account's state before it and its feature vector);
-        return the fired rules in rule order and the account's new, bounded `recent_ts`."""
-        seen = self.remember(recent_ts, event.ts)
-        ctx = RuleContext(event=event, before=before, features=features, recent_ts=seen)
-        fired = tuple(rule for rule in self.rules if rule.fires(ctx))
-        return RuleOutcome(fired=fired, recent_ts=self.prune(seen))
+        return the fired rules in rule order and the account's new, bounded `recent_ts`.
+
+        `values` may give the vector's elements as Python floats (`features.tolist()`), when the caller has them.
+        """
+        seen = self.remember(recent_ts, event.ts) if self.window_ms else []
+        ctx = None
+        if self._needs_context:
+            ctx = RuleContext(event=event, before=before, features=features, recent_ts=seen)
+        if values is None:
+            values = features.tolist()
+        fired = []
+        for rule, checks in self._plan:
+            if checks is not None:
+                for index, limit in checks:
+                    if not values[index] >= limit:
+                        break
+                else:
+                    fired.append(rule)
+            elif rule.fires(ctx):  # type: ignore[arg-type]  # not None: a rule without checks needs the context
+                fired.append(rule)
+        return RuleOutcome(fired=tuple(fired), recent_ts=self.prune(seen) if self.window_ms else [])
+
+
+def _feature_checks(rule: Rule) -> tuple[tuple[int, float], ...] | None:
+    """The (feature index, threshold) pairs that decide a rule that only compares features with thresholds,
+    exactly as its `fires` does; None for any other rule (it is asked through `fires`)."""
+    if type(rule) is FeatureAtLeast:
+        return tuple((_FEATURE_INDEX[name], limit) for name, limit in rule.checks)
+    if type(rule) is NewDeviceAndCountry:
+        return ((_FEATURE_INDEX["new_device"], 1.0), (_FEATURE_INDEX["new_country"], 1.0))
+    return None
