@@ -291,6 +291,9 @@ def main() -> None:
     plot(report, REFERENCE, RESULTS / f"{stem}.png")
     text = table(report, REFERENCE)
     print("\n" + text + "\n")
+    for name, summary in report["systems"].items():
+        if "warning" in summary:
+            print(f"note: {name}: {summary['warning']}")
     if full:
         note = (f"`make bench`, {report['generated_at']}, commit {report['machine']['git_commit']}, "
                 f"{report['machine']['cpus']} cores, load {load_before[0]:.1f} at start; {reps} reps; "

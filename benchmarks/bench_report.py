@@ -20,19 +20,23 @@ README_END = "<!-- bench:end -->"
 PERCENTILES = (50.0, 99.0, 99.9)
 
 
-def slopes(runs: list[RunRecord], sizes: tuple[int, int]) -> list[float]:
-    """Events per second of each repetition that has both sizes (NaN when the large run was not slower)."""
+#: Below this many seconds between the large and the small run, start-up noise (~1 s on a quiet machine,
+#: several under load) makes the slope imprecise: raise the system's sizes in `peers/systems.py`.
+PRECISE_DELTA_S = 5.0
+
+
+def deltas(runs: list[RunRecord], sizes: tuple[int, int]) -> list[float]:
+    """T(large) - T(small) in seconds, per repetition that has both sizes."""
     small, large = sizes
     by_rep: dict[int, dict[int, float]] = {}
     for run in runs:
         by_rep.setdefault(run.rep, {})[run.events] = run.seconds
-    rates = []
-    for rep in sorted(by_rep):
-        times = by_rep[rep]
-        if small in times and large in times:
-            delta = times[large] - times[small]
-            rates.append((large - small) / delta if delta > 0 else float("nan"))
-    return rates
+    return [t[large] - t[small] for _, t in sorted(by_rep.items()) if small in t and large in t]
+
+
+def slopes(runs: list[RunRecord], sizes: tuple[int, int]) -> list[float]:
+    """Events per second of each repetition that has both sizes (NaN when the large run was not slower)."""
+    return [(sizes[1] - sizes[0]) / d if d > 0 else float("nan") for d in deltas(runs, sizes)]
 
 
 def steady_rates(runs: list[RunRecord], large: int) -> list[float]:
@@ -62,6 +66,15 @@ def percentiles(values: list[int]) -> dict[str, float] | None:
     return {f"p{p:g}": float(np.percentile(arr, p)) for p in PERCENTILES} | {"count": len(values)}
 
 
+def trend(values: list[int], parts: int = 10) -> list[float]:
+    """Median latency of each tenth of the paced events in send order: flat when the system kept up, rising
+    when the rate was above what it sustained during the run."""
+    if len(values) < parts:
+        return []
+    size = len(values) / parts
+    return [float(np.median(values[int(i * size):int((i + 1) * size)])) for i in range(parts)]
+
+
 def cdf_points(values: list[int], points: int = 200) -> list[float]:
     """`points` evenly spaced quantiles of `values` (for plotting a CDF without storing every event)."""
     if not values:
@@ -84,9 +97,14 @@ def system_summary(name: str, description: str, sizes: tuple[int, int], runs: li
         "throughput": spread(finite),
         "steady_rate_large_run": spread(steady_rates(runs, sizes[1])),
         "throughput_per_rep": rates,
+        "large_minus_small_s": deltas([r for r in runs if r.ok], sizes),
         "runs": [asdict(r) for r in runs],
         "exactly_once": exactly_once,
     }
+    spent = summary["large_minus_small_s"]
+    if spent and float(np.median(spent)) < PRECISE_DELTA_S:
+        summary["warning"] = (f"the large run took only {float(np.median(spent)):.1f} s longer than the small one "
+                              f"(< {PRECISE_DELTA_S:g} s): start-up noise weighs on the slope; raise its sizes")
     if failed:
         summary["failures"] = [{"events": r.events, "rep": r.rep, "check": asdict(r.check) if r.check else None,
                                 "error": r.error[-2000:]} for r in failed]
@@ -99,6 +117,7 @@ def system_summary(name: str, description: str, sizes: tuple[int, int], runs: li
             "error": latency.error[-2000:],
             "send_to_scored_ms": percentiles(latency.send_to_scored_ms),
             "send_to_visible_ms": percentiles(latency.send_to_visible_ms),
+            "send_to_visible_trend_ms": trend(latency.send_to_visible_ms),
             "cdf_send_to_scored_ms": cdf_points(latency.send_to_scored_ms),
             "cdf_send_to_visible_ms": cdf_points(latency.send_to_visible_ms),
         }
