@@ -15,10 +15,10 @@ from pipelines.flink.functions import KeyedOperatorFunction
 
 
 class Passthrough(KeyedOperatorFunction):
-    """Emits the raw value: Kafka source, decode, key_by, keyed hop and sinks, nothing else."""
+    """Emits the raw value: Kafka source, key in SQL, keyed hop and sinks, nothing else."""
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
-        yield Row(row[0], bytes(row[1]).decode())
+        yield Row(ctx.get_current_key(), bytes(row[0]).decode())
 
 
 class StateOnly(KeyedOperatorFunction):
@@ -31,7 +31,7 @@ class StateOnly(KeyedOperatorFunction):
         latest = self._state.get()
         value = latest.value if latest is not None else self._spec.state_codec.value_type()  # type: ignore[attr-defined]
         version = self._state.put(value, event_time=0, source=None)
-        yield Row(row[0], str(version))
+        yield Row(ctx.get_current_key(), str(version))
 
 
 class NoFlinkState(KeyedOperatorFunction):
@@ -43,6 +43,7 @@ class NoFlinkState(KeyedOperatorFunction):
             from state import MemoryVersionedStore
 
             self._memory = MemoryVersionedStore(codec=self._spec.state_codec)
-        event = self._decoder.decode(bytes(row[1]))
-        for result in self._operator.process(event, self._memory.key(row[0]), None):
-            yield Row(row[0], self._spec.encode_result(result).decode())
+        key = ctx.get_current_key()
+        event = self._decoder.decode(bytes(row[0]))
+        for result in self._operator.process(event, self._memory.key(key), None):
+            yield Row(key, self._spec.encode_result(result).decode())

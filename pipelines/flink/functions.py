@@ -1,14 +1,16 @@
-"""The PyFlink functions of every pipeline: decode-or-dead-letter, and the keyed operator with versioned state.
+"""The PyFlink function of every pipeline: one keyed operator that decodes (or dead-letters) each record and
+runs the pipeline's operator on the versioned state of the record's key.
 
-Both look their pipeline up by name in `open`, so only names and options are serialised with the job.
-Bad records never raise: they leave through the dead-letter side output with a stable reason code.
+Records arrive keyed by the JVM (`pipelines.flink.keying`), so this is the only Python a record passes
+through. The function looks its pipeline up by name in `open`, so only names and options are serialised
+with the job. Bad records never raise: they leave through the dead-letter side output with a stable reason.
 
 Thread mode runs every Python operator in one embedded interpreter (pemja), and Flink opens operators
-concurrently. Importing onnxruntime's extension while another task thread is inside pemja's interpreter
-initialisation deadlocks both (seen here with PyFlink 2.2.1: one thread in `PythonInterpreter.init`, the
-other in onnxruntime's `create_module`, forever). So: the decode operator imports only msgspec-level
-modules; the keyed operator does its heavy imports (numpy, onnxruntime, the operator and model) on its first
-element, when every task of the job has finished initialising, one thread at a time (`_HEAVY_IMPORTS`).
+concurrently (with parallelism > 1, several subtasks of this function). Importing onnxruntime's extension
+while another task thread is inside pemja's interpreter initialisation deadlocks both (seen here with
+PyFlink 2.2.1: one thread in `PythonInterpreter.init`, the other in onnxruntime's `create_module`, forever).
+So the heavy imports (numpy, onnxruntime, the operator and model) happen on the first element, when every
+task of the job has finished initialising, one thread at a time (`_HEAVY_IMPORTS`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
 from operators.dead_letter import DeadLetter, raw_as_text
 
@@ -60,10 +62,6 @@ def _run_in_python_thread(work: Any) -> None:
     if errors:
         raise errors[0]
 
-KEYED_ROW = Types.ROW_NAMED(
-    ["key", "value", "topic", "partition", "offset"],
-    [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
-)
 OUTPUT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 DEAD_LETTERS = OutputTag("dead-letters", OUTPUT_ROW)
 STATE_CHANGELOG = OutputTag("state-changelog", OUTPUT_ROW)
@@ -79,33 +77,6 @@ def dead_letter_row(
         partition=partition, offset=offset, at=int(time.time() * 1000),
     )
     return Row(None, msgspec.json.encode(letter).decode())
-
-
-class DecodeFunction(ProcessFunction):
-    """Validates raw values: valid events go on keyed by the pipeline's key, the rest become dead letters."""
-
-    def __init__(self, pipeline: str) -> None:
-        self.pipeline = pipeline
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        """Build the pipeline's decoder."""
-        from operators.decoding import Rejection
-        from pipelines.decoders import decode_spec
-
-        self._spec = decode_spec(self.pipeline)
-        self._decoder = self._spec.decoder()
-        self._rejection = Rejection
-
-    def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        """Emit `(key, value, topic, partition, offset)` or a dead letter."""
-        raw = bytes(row[0]) if row[0] is not None else b""
-        decoded = self._decoder.decode(raw)
-        if isinstance(decoded, self._rejection):
-            yield DEAD_LETTERS, dead_letter_row(
-                self.pipeline, decoded.reason, decoded.error, raw, row[1], row[2], row[3]
-            )
-            return
-        yield Row(self._spec.key_of(decoded), raw, row[1], row[2], row[3])
 
 
 class KeyedOperatorFunction(KeyedProcessFunction):
@@ -145,7 +116,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._failure = Failure
         self._coordinates = SourceCoordinates
         self._changelog_record = changelog_record
+        from operators.decoding import Rejection
+
         self._decoder = self._spec.decode.decoder()
+        self._rejection = Rejection
+        self._key_of = self._spec.decode.key_of
         self._state = FlinkVersionedState(
             self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
         )
@@ -169,18 +144,32 @@ class KeyedOperatorFunction(KeyedProcessFunction):
                            swap.new, swap.error)
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        """Emit `(result key, result JSON)` rows, or one dead letter if the operator or model fails."""
+        """`row` is (value, topic, partition, offset) of one Kafka record, keyed by the JVM; emit
+        `(result key, result JSON)` rows, or one dead letter if the record is malformed or scoring fails."""
         if self._operator is None:
             self._open_operator()
         elif self._refresh_s > 0 and time.monotonic() >= self._next_refresh:
             self._refresh_models()
-        raw = bytes(row[1])
+        value, topic, partition, offset = row[0], row[1], row[2], row[3]
+        raw = b"" if value is None else value if type(value) is bytes else bytes(value)
         event = self._decoder.decode(raw)
-        source = self._coordinates(row[2], row[3], row[4])
+        if isinstance(event, self._rejection):
+            yield DEAD_LETTERS, dead_letter_row(self.pipeline, event.reason, event.error, raw, topic, partition, offset)
+            return
+        key = self._key_of(event)
+        if key != ctx.get_current_key():  # JSON_VALUE read another key than the decoder (e.g. a duplicated field)
+            yield DEAD_LETTERS, dead_letter_row(
+                self.pipeline, "invalid_value",
+                f"ambiguous key: the record was keyed by {ctx.get_current_key()!r} but decodes to {key!r}",
+                raw, topic, partition, offset,
+            )
+            return
         self._state.begin_element()  # one state read per element, reused by the operator's put
-        outcome = self._apply(self._operator, event, self._state, source)
+        outcome = self._apply(self._operator, event, self._state, self._coordinates(topic, partition, offset))
         if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
-            yield DEAD_LETTERS, dead_letter_row(self.pipeline, outcome.reason, outcome.error, raw, *row[2:5])
+            yield DEAD_LETTERS, dead_letter_row(
+                self.pipeline, outcome.reason, outcome.error, raw, topic, partition, offset
+            )
             return
         results = outcome
         duplicates = getattr(self._operator, "duplicates", 0)
@@ -190,7 +179,6 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         for result in results:
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self.changelog:
-            key = self._spec.decode.key_of(event)
             latest = self._state.last_written  # written by this event's put: no second state read
             if latest is not None and results:
                 yield STATE_CHANGELOG, Row(key, self._changelog_record(key, latest).decode())

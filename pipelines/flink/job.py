@@ -1,10 +1,11 @@
 """Builds and runs a pipeline's streaming job on the embedded Flink mini-cluster.
 
-Kafka (SQL source, raw bytes + metadata) -> decode/validate (bad -> dead letters) -> key_by(key)
--> keyed operator with versioned RocksDB state and ONNX -> results and dead letters to Kafka
-(transactional sinks for exactly-once). Checkpoints are retained on cancellation. While the job runs, the
-mini-cluster serves Flink's REST API on a free localhost port, announced in a run-info file
-(`pipelines.flink.runinfo`) so that `streamscore savepoint` can find it.
+Kafka (SQL source: raw bytes + metadata, the key read by JSON_VALUE) -> keyBy in the JVM -> one Python
+operator per record: decode/validate (bad -> dead letters), then the pipeline's operator with versioned
+RocksDB state and ONNX -> results and dead letters to Kafka (transactional sinks for exactly-once).
+Checkpoints are retained on cancellation. While the job runs, the mini-cluster serves Flink's REST API on a
+free localhost port, announced in a run-info file (`pipelines.flink.runinfo`) so that `streamscore savepoint`
+can find it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.flink.environment import create_environment, free_local_port
 from pipelines.flink.kafka_tables import sink_ddl, source_ddl
+from pipelines.flink.keying import key_by_sql_key, keyed_source_query
 from pipelines.flink.options import JobOptions
 from pipelines.flink.runinfo import RunInfo, remove_run_info, write_run_info
 
@@ -34,24 +36,17 @@ def build(
     env = create_environment(options, restore_path=restore_path, rest_port=rest_port)
     from pyflink.table import StreamTableEnvironment
 
-    from pipelines.flink.functions import (
-        DEAD_LETTERS,
-        KEYED_ROW,
-        OUTPUT_ROW,
-        STATE_CHANGELOG,
-        DecodeFunction,
-        KeyedOperatorFunction,
-    )
+    from pipelines.decoders import decode_spec
+    from pipelines.flink.functions import DEAD_LETTERS, OUTPUT_ROW, STATE_CHANGELOG, KeyedOperatorFunction
 
     t_env = StreamTableEnvironment.create(env)
     t_env.execute_sql(source_ddl("source", options))
     t_env.execute_sql(sink_ddl("results", options.output_topic, options, id_suffix="results"))
     t_env.execute_sql(sink_ddl("dead_letters", options.dlq_topic, options, id_suffix="dlq"))
 
-    raw = t_env.to_data_stream(t_env.from_path("source"))
-    decoded = raw.process(DecodeFunction(options.pipeline), output_type=KEYED_ROW).name("decode")
+    keyed_rows = t_env.sql_query(keyed_source_query("source", decode_spec(options.pipeline).key_field))
     scored = (
-        decoded.key_by(lambda row: row[0], key_type=KEYED_ROW.get_field_types()[0])
+        key_by_sql_key(t_env.to_data_stream(keyed_rows))
         .process(
             KeyedOperatorFunction(
                 options.pipeline,
@@ -64,7 +59,7 @@ def build(
         .name(f"{options.pipeline}-operator")
         .uid(f"{options.pipeline}-operator")
     )
-    dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(DEAD_LETTERS))
+    dead = scored.get_side_output(DEAD_LETTERS)
 
     statements = t_env.create_statement_set()
     statements.add_insert("results", t_env.from_data_stream(scored))

@@ -78,6 +78,6 @@ class VersionedStateProbe(KeyedProcessFunction):
         # versions physically kept in the Flink state (must match the retained range, no leaks)
         line["short_stored"] = max(0, self.short.stored_versions() - 1)
         if index == 0:  # where the state really lives: Python state wrapper and Java state class
-            head = self.short._state
+            head = self.short._head
             line["runtime"] = [type(head).__module__, head._state.getClass().getName()]
         yield msgspec.json.encode(line).decode()
