@@ -22,16 +22,25 @@ setup: $(DEV_STAMP) $(BENCH_STAMP) jars
 
 setup-runtime: $(RUNTIME_STAMP) jars
 
+# pip's HTTP cache stays cold behind proxies that strip caching headers (as on these machines), so the
+# runtime's wheels are kept in WHEELHOUSE once downloaded and later installs (a fresh clone's `make demo`) take
+# them from there offline; anything missing there is downloaded into it first.
+WHEELHOUSE ?= $(HOME)/.cache/streamscore/wheels
+PIP_OFFLINE := $(PIP) --no-index --find-links $(WHEELHOUSE)
+
 $(VENV_STAMP):
 	@command -v java >/dev/null || { echo "Java 17 is required (java not on PATH)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required (mvn not on PATH)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) --quiet --upgrade pip wheel setuptools
 	@touch $(VENV_STAMP)
 
 # The runtime: what `streamscore run/demo/score/...` import (no torch; models ship as ONNX in the registry).
 $(RUNTIME_STAMP): pyproject.toml $(VENV_STAMP)
-	$(PIP) -e .
+	@mkdir -p $(WHEELHOUSE)
+	$(PIP_OFFLINE) --quiet -e . 2>/dev/null || { \
+	  echo "downloading the runtime's wheels into $(WHEELHOUSE)"; \
+	  $(PY) -m pip download --progress-bar off --quiet -d $(WHEELHOUSE) . setuptools wheel && \
+	  $(PIP_OFFLINE) -e .; }
 	$(PY) -m pip check
 	@touch $(RUNTIME_STAMP)
 
