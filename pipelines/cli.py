@@ -88,6 +88,7 @@ def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any
         "checkpoint_interval_ms": args.checkpoint_interval,
         "parallelism": args.parallelism,
         "managed_memory": getattr(args, "managed_memory", DEFAULT_MANAGED_MEMORY),
+        "allow_non_restored_state": getattr(args, "allow_non_restored_state", False),
     }
 
 
@@ -133,12 +134,26 @@ def _run_job(options: object, restore: Path | None) -> int:
         def on_started(client: Any) -> None:  # the next restore of this job's checkpoints finds its ends here
             record_end_offsets(options.checkpoint_dir, str(client.get_job_id()), ends)
 
-    job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started)
+    try:
+        job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started)
+    except Exception as exc:
+        if restore is not None and UNMAPPED_STATE in str(exc):
+            raise ConfigError(
+                f"cannot restore {restore}: it holds state of an operator this job does not have (a checkpoint "
+                "of an earlier job graph, e.g. from before streamscore read the key in the source query). Add "
+                "--allow-non-restored-state to keep the keyed state and continue the input from the offsets the "
+                "consumer group committed, or --fresh to start without it"
+            ) from None
+        raise
     print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.
     sys.stderr.flush()
     os._exit(0)
+
+
+#: What Flink says when a checkpoint holds state for an operator the job graph no longer has.
+UNMAPPED_STATE = "Cannot map checkpoint/savepoint state for operator"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -315,6 +330,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                         help="also publish every state version to TOPIC (read back with `streamscore state`)")
     parser.add_argument("--transactional-id-prefix",
                         help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
+    parser.add_argument("--allow-non-restored-state", action="store_true",
+                        help="restore a checkpoint of an earlier job graph: state of operators this job no longer "
+                        "has is dropped (keyed state is kept; the input continues from committed offsets)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -82,9 +82,14 @@ def flink_configuration(
         # Latency: flush network buffers and Python bundles quickly (defaults are 100 ms and 1 s).
         "execution.buffer-timeout.interval": "10 ms",
         "python.fn-execution.bundle.time": "10",
+        # No defensive copies between chained operators: the SQL operators and the Python operator's
+        # converters never keep a record after passing it on.
+        "pipeline.object-reuse": "true",
     }
     if restore_path is not None:
         config["execution.state-recovery.path"] = restore_path
+        if options.allow_non_restored_state:
+            config["execution.state-recovery.ignore-unclaimed-state"] = "true"
     if rest_port is not None:
         config |= rest_configuration(rest_port)
     return config

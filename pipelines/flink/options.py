@@ -40,6 +40,8 @@ class JobOptions:
     stop_timestamp_ms: int | None = None
     config_path: Path | None = None
     managed_memory: str = DEFAULT_MANAGED_MEMORY
+    #: Restore a checkpoint even if it holds state of operators this job graph does not have (dropped).
+    allow_non_restored_state: bool = False
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:

@@ -81,3 +81,43 @@ class VersionedStateProbe(KeyedProcessFunction):
             head = self.short._head
             line["runtime"] = [type(head).__module__, head._state.getClass().getName()]
         yield msgspec.json.encode(line).decode()
+
+
+def legacy_blob(versions: list[tuple[int, int]]) -> bytes:
+    """The earlier one-blob layout (`<name>/versions`) holding `versions` [(n, event_time)], numbered from 1."""
+    from state._records import Head, encode_head, encode_record
+
+    codec = MsgpackCodec(Value)
+    records = [
+        encode_record(t, SourceCoordinates("probe", 0, i), codec.encode(Value(n, np.full(3, n / 4, dtype=np.float32))))
+        for i, (n, t) in enumerate(versions)
+    ]
+    latest_time = versions[-1][1]
+    head = Head(len(versions), latest_time, 1, versions[0][1], max(t for _, t in versions), records[-1])
+    return msgspec.msgpack.encode((encode_head(head), records[:-1]))
+
+
+class LegacyLayoutProbe(KeyedProcessFunction):
+    """Writes each key in the earlier blob layout, then reads and extends it through `FlinkVersionedState`."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from pyflink.common.typeinfo import Types
+        from pyflink.datastream.state import ValueStateDescriptor
+
+        from state.flink_state import _pass_bytes_through
+
+        self.legacy = runtime_context.get_state(
+            ValueStateDescriptor("short/versions", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        )
+        _pass_bytes_through(self.legacy, "_value_converter")
+        self.state = FlinkVersionedState(runtime_context, "short", MsgpackCodec(Value), retention=SHORT)
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[str]:
+        key, op, n, event_time = value
+        if op == "legacy":
+            self.legacy.update(legacy_blob([(i, event_time + i) for i in range(1, n + 1)]))
+            yield msgspec.json.encode({"key": key, "op": op}).decode()
+            return
+        line = {"key": key, "op": op, "seen": observe(self.state, self.state.clear, op, n, event_time, 99)}
+        line["legacy_left"] = self.legacy.value() is not None
+        yield msgspec.json.encode(line).decode()

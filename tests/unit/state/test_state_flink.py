@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
-from flink_probe import DEFAULT, SHORT, Value, VersionedStateProbe, observe
+from flink_probe import DEFAULT, SHORT, LegacyLayoutProbe, Value, VersionedStateProbe, observe
 
-from state import MemoryVersionedStore, MsgpackCodec
+from state import MemoryVersionedStore, MsgpackCodec, SourceCoordinates
 from state.flink_state import MIN_SLACK, flink_state_configuration
 
 pytestmark = pytest.mark.integration
@@ -114,3 +115,35 @@ def test_flink_versioned_state_matches_the_reference(flink_env: Any) -> None:
     assert any(
         line["default"].get("t_early") not in (None, line["default"].get("get")) for line in got
     )
+
+
+def test_state_of_the_earlier_blob_layout_is_converted_on_first_read(flink_env: Any) -> None:
+    """Keys written as one `<name>/versions` blob (before the head + history-list layout) read and extend
+    exactly like the same versions written through the reference store, and the blob is removed."""
+    from pyflink.common import Types
+
+    ops = [("a", "legacy", 3, 1000), ("b", "legacy", 1, 2000), ("a", "put", 40, 1010), ("b", "put", 41, 1990),
+           ("a", "put", 42, 1020)]
+    stream = flink_env.from_collection(
+        ops, type_info=Types.TUPLE([Types.STRING(), Types.STRING(), Types.INT(), Types.LONG()])
+    )
+    results = stream.key_by(lambda op: op[0], key_type=Types.STRING()).process(
+        LegacyLayoutProbe(), output_type=Types.STRING()
+    )
+    with results.execute_and_collect() as lines:
+        got = [msgspec.json.decode(line) for line in lines]
+    codec = MsgpackCodec(Value)
+    reference = MemoryVersionedStore(codec, retention=SHORT)
+    expected = []
+    for key, op, n, event_time in ops:
+        if op == "legacy":
+            for i in range(1, n + 1):
+                reference.key(key).put(Value(i, np.full(3, i / 4, dtype=np.float32)), event_time=event_time + i,
+                                       source=SourceCoordinates("probe", 0, i - 1))
+            expected.append({"key": key, "op": op})
+        else:
+            seen = observe(reference.key(key), lambda k=key: reference.delete(k), op, n, event_time, 99)
+            expected.append({"key": key, "op": op, "seen": seen, "legacy_left": False})
+    assert [line for line in got if line["key"] == "a"] == [line for line in expected if line["key"] == "a"]
+    assert [line for line in got if line["key"] == "b"] == [line for line in expected if line["key"] == "b"]
+    assert got[2]["seen"]["v"] == 4 and got[2]["seen"]["prev"] is not None  # continued from version 3
