@@ -25,7 +25,7 @@ setup-runtime: $(RUNTIME_STAMP) jars
 # pip's HTTP cache stays cold behind proxies that strip caching headers (as on these machines), so the
 # runtime's wheels are kept in WHEELHOUSE once downloaded and later installs (a fresh clone's `make demo`) take
 # them from there offline; anything missing there is downloaded into it first.
-WHEELHOUSE ?= $(HOME)/.cache/streamscore/wheels
+export WHEELHOUSE ?= $(HOME)/.cache/streamscore/wheels
 PIP_OFFLINE := $(PIP) --no-index --find-links $(WHEELHOUSE)
 
 $(VENV_STAMP):
