@@ -28,6 +28,10 @@ from pipelines.publishing import synthetic_events
 
 MALFORMED_EVERY = 250
 CHECKPOINT_INTERVAL_MS = 1000
+#: Events sent as fast as possible before the latency phase. A job that has just started runs well below its
+#: capacity for its first thousands of events (the JVM is still compiling the hot paths: JFR showed the C2
+#: compiler thread busy ~30 s after submission); a paced phase that starts then measures a queue, not the job.
+WARMUP_EVENTS = 3000
 
 
 @dataclass
@@ -100,11 +104,12 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        events = synthetic_events("risk", 1 + latency_events + burst_events, seed)
-        warmup, paced, burst = events[:1], events[1:1 + latency_events], events[1 + latency_events:]
-        print(f"starting the risk job (log: {log_path}) ...", flush=True)
+        events = synthetic_events("risk", WARMUP_EVENTS + latency_events + burst_events, seed)
+        warmup, paced = events[:WARMUP_EVENTS], events[WARMUP_EVENTS:WARMUP_EVENTS + latency_events]
+        burst = events[WARMUP_EVENTS + latency_events:]
+        print(f"starting the risk job (log: {log_path}) and warming it up with {len(warmup)} events ...", flush=True)
         publish_records(bootstrap, topics[0], _records(warmup, None)[0])
-        _wait_for(collected, [str(warmup[0]["event_id"])], 180, job)
+        _wait_for(collected, [str(e["event_id"]) for e in warmup], 300, job)
 
         print(f"latency phase: {len(paced)} events at {rate:.0f}/s ...", flush=True)
         paced_records, bad = _records(paced, MALFORMED_EVERY)
