@@ -53,7 +53,10 @@ from pipelines.publishing import synthetic_records
 RESULTS = ROOT / "benchmarks" / "results"
 SEED = 5
 LATENCY_SEED = 11
-WARMUP_EVENTS = 200
+WARMUP_EVENTS = 200  # the start-up warm-up runs before anything is timed
+#: Events a latency run sends before the paced phase (and waits for): enough for the JVM to compile the hot
+#: paths, so that the paced phase does not measure the queue a still-cold job builds up.
+LATENCY_WARMUP_EVENTS = 2000
 
 
 @dataclass
@@ -179,9 +182,9 @@ def latency_phase(bench: Bench, systems: list[System], medians: dict[str, float]
             continue
         rate = min(0.5 * medians[system.name], cap)
         n = max(200, round(rate * seconds))
-        records = list(synthetic_records(system.pipeline, WARMUP_EVENTS + n, LATENCY_SEED))
+        records = list(synthetic_records(system.pipeline, LATENCY_WARMUP_EVENTS + n, LATENCY_SEED))
         ids = [_event_id(v) for _, v in records]
-        record = latency_run(bench, system, records, ids, WARMUP_EVENTS, rate)
+        record = latency_run(bench, system, records, ids, LATENCY_WARMUP_EVENTS, rate)
         out[system.name] = record
         scored = sorted(record.send_to_scored_ms)
         visible = sorted(record.send_to_visible_ms)
@@ -278,7 +281,7 @@ def main() -> None:
         "versions": versions(quix_python is not None),
         "settings": {"reps": reps, "quick": args.quick, "seed": SEED, "latency_seconds": latency_seconds,
                      "latency_rate": "50 % of the system's median throughput", "latency_cap": args.latency_cap,
-                     "latency_warmup_events": WARMUP_EVENTS},
+                     "latency_warmup_events": LATENCY_WARMUP_EVENTS},
         "systems": {s.name: system_summary(s.name, s.description, sizes[s.name], runs[s.name], latency.get(s.name),
                                            s.exactly_once) for s in systems},
         "offline": offline,
