@@ -91,6 +91,15 @@ bench-micro: $(BENCH_STAMP)
 	$(PY) benchmarks/state_bench.py --keys 10000
 	$(PY) benchmarks/models_bench.py
 
+# Scale figures (benchmarks/scale_bench.py, ~15 min on 2 cores): incremental vs full-recompute features at
+# history 1..1000, and the risk job's rate, state size and JVM RSS at 10k and 1M distinct keys
+# (SCALE_KEYS=10000,1000000,10000000 adds 10M keys: ~10M events through the job, hours on 2 cores).
+SCALE_PORT ?= 19592
+SCALE_KEYS ?= 10000,1000000
+.PHONY: bench-scale
+bench-scale: $(BENCH_STAMP) jars
+	$(PY) benchmarks/scale_bench.py --port $(SCALE_PORT) --keys $(SCALE_KEYS)
+
 clean:
 	-$(STREAMSCORE) kafka down --port $(TEST_PORT)
 	rm -rf .streamscore .bench .pytest_cache .mypy_cache .ruff_cache
