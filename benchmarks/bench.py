@@ -4,9 +4,11 @@ Systems (each its own process; see `peers/systems.py`): the Python consume->prod
 passthrough limit, a naive PyFlink job, a Quix Streams application, `streamscore run risk` at-least-once and
 exactly-once, `streamscore run reco`, and the operator chain offline (µs/event). For each:
 
-- throughput: slope between two input sizes, `(N2 - N1) / (T2 - T1)`, T from process start to its end
-  (every system runs bounded: it ends after its input, outputs flushed or committed), so start-up cancels;
-  repetitions interleaved (system A both sizes, then B, ..., then again), min/median/max;
+- throughput: slope between two input sizes inside one bounded run over N2 events, `(N2 - N1) / (t(N2) - t(N1))`
+  with t(n) the broker's append time of the n-th result, so start-up and its variance cancel (the same slope
+  from two runs, process start to end, varied 50x between repetitions: a Flink job's start-up alone varies by
+  +-5 s on the shared machine; `--end-to-end` still records those times); repetitions interleaved (system A,
+  then B, ..., then again), min/median/max;
 - latency: the system started unbounded, warmed up, then fed at 50 % of its own median throughput by a paced
   producer: send -> scored (`scored_at` - send time) and send -> visible (read_committed receive - send
   time), p50/p99/p99.9;
@@ -16,7 +18,7 @@ exactly-once, `streamscore run reco`, and the operator chain offline (µs/event)
 Writes benchmarks/results/bench.json + bench.png and the table in README.md (between the bench markers);
 `--quick` and `--systems` runs write bench-dev.json/png instead and leave the README alone.
 
-Usage: python benchmarks/bench.py [--quick] [--systems a,b,...] [--port 19192] [--reps 3]
+Usage: python benchmarks/bench.py [--quick] [--systems a,b,...] [--port 19192] [--reps 3] [--end-to-end]
 """
 
 from __future__ import annotations
@@ -154,21 +156,24 @@ def _status(record: RunRecord) -> str:
 
 
 def throughput_phase(bench: Bench, systems: list[System], sizes: dict[str, tuple[int, int]],
-                     inputs: dict[tuple[str, int], Input], reps: int) -> dict[str, list[RunRecord]]:
-    """Every system at both sizes per repetition, repetitions interleaved across systems (A B C, A B C...)."""
+                     inputs: dict[tuple[str, int], Input], reps: int, small_runs: bool) -> dict[str, list[RunRecord]]:
+    """Every system over its large input per repetition (and its small one too with `small_runs`), repetitions
+    interleaved across systems (A B C, A B C, ...)."""
     runs: dict[str, list[RunRecord]] = {s.name: [] for s in systems}
     for rep in range(reps):
         for system in systems:
-            order = sizes[system.name] if rep % 2 == 0 else tuple(reversed(sizes[system.name]))
+            small, large = sizes[system.name]
+            order = ((small, large) if rep % 2 == 0 else (large, small)) if small_runs else (large,)
             for n in order:
                 source = inputs[(system.pipeline, n)]
                 scored = system.scores
                 record = throughput_run(bench, system, source.topic, n, rep, source.ids,
                                         source.reference if scored else None,
                                         _same_result(system.pipeline) if scored else None,
-                                        timeout_s=120 + n / 100)
+                                        timeout_s=120 + n / 100, mark=small if n == large else 0)
                 runs[system.name].append(record)
-                print(f"  rep {rep + 1} {system.name:<22} {n:>7,} events {record.seconds:7.1f} s  "
+                rate = f"{record.rate:9,.0f}/s" if record.rate else " " * 11
+                print(f"  rep {rep + 1} {system.name:<22} {n:>7,} events {record.seconds:6.1f} s {rate}  "
                       f"{_status(record)}", flush=True)
     return runs
 
@@ -220,6 +225,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-cap", type=float, default=10_000,
                         help="highest paced rate (the bench's own producer and consumer share the 2 cores)")
     parser.add_argument("--keep", action="store_true", help="keep topics and run folders")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="also run each system over its small input, for the process start-to-end times of both "
+                             "sizes (their difference is swamped by start-up variance on a shared 2-core machine)")
     return parser.parse_args()
 
 
@@ -246,19 +254,20 @@ def main() -> None:
     print(f"bench {run_id}: broker {bootstrap}, systems {', '.join(names)}, {reps} rep(s)", flush=True)
     try:
         warm_broker(bootstrap, run_id)
-        wanted = {(s.pipeline, n) for s in systems for n in sizes[s.name]} | {("risk", WARMUP_EVENTS)}
-        scored = {(s.pipeline, n) for s in systems if s.scores for n in sizes[s.name]}
+        runs_of = {s.name: sizes[s.name] if args.end_to_end else sizes[s.name][1:] for s in systems}
+        wanted = {(s.pipeline, n) for s in systems for n in runs_of[s.name]} | {("risk", WARMUP_EVENTS)}
+        scored = {(s.pipeline, n) for s in systems if s.scores for n in runs_of[s.name]}
         inputs = publish_inputs(bootstrap, run_id, wanted, scored)
         print(f"  published {len(inputs)} input topics ({time.perf_counter() - started:.0f} s)", flush=True)
         for system in [s for s in systems if s.name in ("streamscore-risk-eos", "quix")]:  # cold start off the clock
             warm = inputs[("risk", WARMUP_EVENTS)]
             record = throughput_run(bench, system, warm.topic, WARMUP_EVENTS, -1, warm.ids, None, None, 300)
             print(f"  warm-up {system.name:<22} {record.seconds:7.1f} s  {_status(record)}", flush=True)
-        runs = throughput_phase(bench, systems, sizes, inputs, reps)
+        runs = throughput_phase(bench, systems, sizes, inputs, reps, args.end_to_end)
         medians = {}
         for s in systems:
             summary = system_summary(s.name, s.description, sizes[s.name], runs[s.name], None, s.exactly_once)
-            basis = summary["throughput"] or summary["steady_rate_large_run"]  # no slope: first-to-last rate
+            basis = summary["throughput"] or summary["first_to_last_result_rate"]
             if basis:
                 medians[s.name] = basis["median"]
         offline = {}

@@ -1,7 +1,8 @@
 """Figures and outputs of `bench.py`: slopes, latency percentiles, the JSON, the PNG, the table, the README.
 
-Throughput of a system is the slope of one repetition's two runs, `(N_large - N_small) / (T_large - T_small)`
-(start-up cancels); min/median/max over the repetitions. A system with any run whose outputs do not check
+Throughput of a system is the slope between two input sizes inside one bounded run over `N_large` events:
+`(N_large - N_small) / (t(N_large) - t(N_small))`, where t(n) is when the broker appended the n-th result, so
+start-up cancels exactly; min/median/max over the repetitions. A system with any run whose outputs do not check
 (lost, doubled or unexpected results, or a failed process) is `failed` and not ranked.
 """
 
@@ -20,29 +21,14 @@ README_END = "<!-- bench:end -->"
 PERCENTILES = (50.0, 99.0, 99.9)
 
 
-#: Below this many seconds between the large and the small run of a system whose start-up is long (a Flink job:
-#: ~15-20 s, varying by ~1 s on a quiet machine and by several under load), start-up noise makes the slope
-#: imprecise: raise the system's sizes in `peers/systems.py`.
-PRECISE_DELTA_S = 5.0
-
-
-def deltas(runs: list[RunRecord], sizes: tuple[int, int]) -> list[float]:
-    """T(large) - T(small) in seconds, per repetition that has both sizes."""
-    small, large = sizes
-    by_rep: dict[int, dict[int, float]] = {}
-    for run in runs:
-        by_rep.setdefault(run.rep, {})[run.events] = run.seconds
-    return [t[large] - t[small] for _, t in sorted(by_rep.items()) if small in t and large in t]
-
-
-def slopes(runs: list[RunRecord], sizes: tuple[int, int]) -> list[float]:
-    """Events per second of each repetition that has both sizes (NaN when the large run was not slower)."""
-    return [(sizes[1] - sizes[0]) / d if d > 0 else float("nan") for d in deltas(runs, sizes)]
+#: Below this many seconds between the lower point and the last result, the in-run slope is imprecise (the
+#: broker stamps in ms, results leave in batches): raise the system's sizes in `peers/systems.py`.
+PRECISE_WINDOW_S = 3.0
 
 
 def steady_rates(runs: list[RunRecord], large: int) -> list[float]:
-    """Results per second between the first and the last result of each large run (broker append times):
-    a check on the slope that start-up noise cannot touch, though it leaves out the job's warm-up."""
+    """Results per second between the first and the last result of each large run (broker append times),
+    the job's warm-up included."""
     rates = []
     for run in runs:
         if run.events == large and run.ok and run.first_result_s is not None and run.last_result_s is not None:
@@ -87,26 +73,26 @@ def system_summary(name: str, description: str, sizes: tuple[int, int], runs: li
                    latency: LatencyRecord | None, exactly_once: bool) -> dict[str, Any]:
     """Everything the report says about one system."""
     failed = [r for r in runs if not r.ok]
-    rates = slopes([r for r in runs if r.ok], sizes)
+    large = [r for r in runs if r.ok and r.events == sizes[1]]
+    rates = [r.rate for r in large if r.rate is not None]
     latency_ok = latency is not None and latency.check is not None and latency.check.ok and not latency.error
-    finite = [r for r in rates if r == r]
-    status = "failed" if failed or not runs else "ok" if finite else "no-slope"
+    status = "failed" if failed or not runs else "ok" if rates else "no-slope"
+    windows = [r.last_result_s - r.mark_s for r in large if r.last_result_s is not None and r.mark_s is not None]
     summary: dict[str, Any] = {
         "description": description,
         "sizes": list(sizes),
         "status": status,
-        "throughput": spread(finite),
-        "steady_rate_large_run": spread(steady_rates(runs, sizes[1])),
+        "throughput": spread(rates),
         "throughput_per_rep": rates,
-        "large_minus_small_s": deltas([r for r in runs if r.ok], sizes),
+        "slope_window_s": windows,
+        "first_to_last_result_rate": spread(steady_rates(runs, sizes[1])),
+        "end_to_end_seconds": {str(n): [r.seconds for r in runs if r.ok and r.events == n] for n in sizes},
         "runs": [asdict(r) for r in runs],
         "exactly_once": exactly_once,
     }
-    spent = summary["large_minus_small_s"]
-    small_s = [r.seconds for r in runs if r.ok and r.events == sizes[0]]
-    if spent and float(np.median(spent)) < PRECISE_DELTA_S and small_s and float(np.median(small_s)) > 5.0:
-        summary["warning"] = (f"the large run took only {float(np.median(spent)):.1f} s longer than the small one "
-                              f"(< {PRECISE_DELTA_S:g} s): start-up noise weighs on the slope; raise its sizes")
+    if windows and float(np.median(windows)) < PRECISE_WINDOW_S:
+        summary["warning"] = (f"only {float(np.median(windows)):.1f} s between the {sizes[0]}-th and the last result "
+                              f"(< {PRECISE_WINDOW_S:g} s): the slope is imprecise; raise its sizes")
     if failed:
         summary["failures"] = [{"events": r.events, "rep": r.rep, "check": asdict(r.check) if r.check else None,
                                 "error": r.error[-2000:]} for r in failed]
@@ -138,7 +124,7 @@ def add_ratios(systems: dict[str, dict[str, Any]], reference: str) -> None:
 def _fmt_rate(summary: dict[str, Any]) -> str:
     t = summary["throughput"]
     if summary["status"] == "no-slope":
-        return "n/a: large run not slower (start-up noise)"
+        return "n/a: no broker timestamps"
     if summary["status"] != "ok" or not t:
         return "failed"
     return f"{t['median']:,.0f} ({t['min']:,.0f}-{t['max']:,.0f})"

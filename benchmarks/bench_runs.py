@@ -74,7 +74,17 @@ class RunRecord:
     check: Check | None
     first_result_s: float | None = None  # process start -> first result appended
     last_result_s: float | None = None  # process start -> last result appended
+    mark: int = 0  # the lower point of the in-run slope: the `mark`-th result
+    mark_s: float | None = None  # process start -> the `mark`-th result appended
     error: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        """Events per second between the `mark`-th and the last result, from the broker's append times: the
+        slope between two input sizes inside one run, so the start-up and its variance cancel exactly."""
+        if self.mark_s is None or self.last_result_s is None or self.last_result_s <= self.mark_s:
+            return None
+        return (self.events - self.mark) / (self.last_result_s - self.mark_s)
 
     @property
     def ok(self) -> bool:
@@ -283,8 +293,9 @@ def _tail(log: Path, lines: int = 15) -> str:
 
 def throughput_run(bench: Bench, system: System, input_topic: str, events: int, rep: int, expected: set[str],
                    reference: dict[str, bytes] | None, compare: Callable[[bytes, bytes], bool] | None,
-                   timeout_s: float) -> RunRecord:
-    """Run `system` bounded over `input_topic` (`events` records): seconds from process start to its end."""
+                   timeout_s: float, mark: int = 0) -> RunRecord:
+    """Run `system` bounded over `input_topic` (`events` records): seconds from process start to its end, and
+    the broker append times of the first, the `mark`-th and the last result."""
     target = bench.target(system, input_topic, f"{events}-r{rep}", events)
     start_wall = time.time()
     start = time.perf_counter()
@@ -295,17 +306,19 @@ def throughput_run(bench: Bench, system: System, input_topic: str, events: int, 
         stop_process_group(proc, grace_s=20)
         code = None
     seconds = time.perf_counter() - start
-    record = RunRecord(system.name, events, rep, seconds, code, None)
+    record = RunRecord(system.name, events, rep, seconds, code, None, mark=mark)
     if code != 0:
         record.error = f"exit code {code} after {seconds:.0f} s; log {log}:\n{_tail(log)}"
     try:
         outputs = read_all(bench.bootstrap, target.output_topic)
         record.check = check(outputs, expected, reference, compare)
         record.check.dead_letters = len(read_all(bench.bootstrap, f"{target.output_topic}.dlq"))
-        stamps = [o.appended_ms for o in outputs if o.appended_ms is not None]
+        stamps = sorted(o.appended_ms for o in outputs if o.appended_ms is not None)
         if stamps:
-            record.first_result_s = min(stamps) / 1000 - start_wall
-            record.last_result_s = max(stamps) / 1000 - start_wall
+            record.first_result_s = stamps[0] / 1000 - start_wall
+            record.last_result_s = stamps[-1] / 1000 - start_wall
+            if 0 < mark <= len(stamps):
+                record.mark_s = stamps[mark - 1] / 1000 - start_wall
     except RuntimeError as exc:
         record.error = (record.error + "\n" if record.error else "") + str(exc)
     return record

@@ -1,9 +1,10 @@
 """The systems `bench.py` runs: how to start each one (bounded for throughput, unbounded for latency).
 
 Every system reads one input topic and writes one result (or copy) per input record to its output topic.
-`sizes` are the two input sizes of its throughput slope, chosen so that the large run spends several seconds
-more than the small one at today's speed without blowing the `make bench` budget (start-up of a Flink job
-is ~15-20 s on the 2-core machine and cancels in the slope). The faust runtime joins here once it exists.
+`sizes` are the two points of its throughput slope: a run over the large input, measured from its small-th to
+its last result (past the job's warm-up), chosen so that this window lasts several seconds at today's speed
+within the `make bench` budget (each run also pays a Flink job's ~20-30 s start-up on the shared 2-core
+machine). The faust runtime joins here once it exists.
 """
 
 from __future__ import annotations
@@ -87,21 +88,21 @@ SYSTEMS: dict[str, System] = {
     s.name: s
     for s in (
         System("python-passthrough", "risk", "confluent-kafka consume -> produce, no processing (the Python limit)",
-               (10_000, 150_000), (2_000, 30_000), _python_passthrough, scores=False),
+               (30_000, 150_000), (6_000, 30_000), _python_passthrough, scores=False),
         System("flink-passthrough", "risk",
                "PyFlink, the job's Kafka SQL tables + identity Python map, thread mode (the Flink limit)",
-               (1_000, 30_000), (500, 5_000), _flink_module("peers.flink_passthrough"), scores=False),
+               (12_000, 60_000), (2_000, 10_000), _flink_module("peers.flink_passthrough"), scores=False),
         System("naive-pyflink", "risk",
                "risk as a PyFlink newcomer writes it (process mode, value-only KafkaSource, pickled ValueState)",
-               (1_000, 10_000), (500, 3_000), _flink_module("peers.naive_pyflink")),
+               (3_000, 15_000), (1_000, 4_000), _flink_module("peers.naive_pyflink")),
         System("quix", "risk", "risk as a Quix Streams 3.28 app (stateful apply, RocksDB state, at-least-once)",
-               (1_000, 30_000), (500, 5_000), _quix, needs_quix=True),
+               (9_000, 45_000), (2_000, 10_000), _quix, needs_quix=True),
         System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once",
-               (1_000, 10_000), (500, 3_000), _streamscore("risk", "at-least-once")),
+               (3_000, 15_000), (1_000, 4_000), _streamscore("risk", "at-least-once")),
         System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once",
-               (1_000, 10_000), (500, 3_000), _streamscore("risk", "exactly-once"), exactly_once=True),
+               (3_000, 15_000), (1_000, 4_000), _streamscore("risk", "exactly-once"), exactly_once=True),
         System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks)",
-               (1_000, 8_000), (500, 3_000), _streamscore("reco", "at-least-once")),
+               (2_000, 10_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
         # "faust": the faust runtime (Python owns the loop, batches across keys) joins here once it exists.
     )
 }
