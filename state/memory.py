@@ -289,15 +289,23 @@ class MemoryVersionedStore(Generic[T]):
 
     def get(self, key: str) -> StateVersion[T] | None:
         """The latest version of `key`, or None."""
-        self._check_open()
+        if self._closed:
+            self._check_open()
         data = self._keys.get(key)
         if data is None:
             return None
-        return self._version(key, data.latest, data.records[data.latest])
+        latest = data.latest
+        entry = data.records[latest]
+        try:
+            value = self._codec.decode(entry.payload)
+        except StateDecodeError as exc:
+            raise CorruptStateError(key, latest, str(exc)) from exc
+        return StateVersion(latest, entry.event_time, value, entry.source)
 
     def put(self, key: str, value: T, *, event_time: int, source: SourceCoordinates | None = None) -> int:
         """Store a new version of `key`; returns its version number."""
-        self._check_open()
+        if self._closed:
+            self._check_open()
         data = self._keys.get(key) if type(key) is str else None
         if data is None:
             check_key(key)  # a key with data passed this check at its first put

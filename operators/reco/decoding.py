@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from operators.dead_letter import Reason
-from operators.decoding import EventDecoder, Rejection, plausible_ts
+from operators.decoding import MAX_TS_MS, MIN_TS_MS, EventDecoder, Rejection, plausible_ts
 from operators.reco.schemas import Click
 
 
 def _ts(click: Click) -> Rejection | None:
+    if MIN_TS_MS <= click.ts < MAX_TS_MS:
+        return None
     return plausible_ts(click.ts)
 
 

@@ -29,18 +29,21 @@ Semantics
 from __future__ import annotations
 
 import math
+import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from models.handle import ModelHandle
+from models.exceptions import ModelInputError
+from models.handle import BoundModel, ModelHandle
 from operators.contract import OperatorContext
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.reco.schemas import Click, RecoResult
+from operators.rounding import round6
 from operators.routing import ModelSelector, ModelSwap, Route, check_routes
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
@@ -171,12 +174,12 @@ def manifest_problems(model: ModelHandle, k: int) -> list[str]:
 
 @dataclass(frozen=True)
 class _ModelFacts:
-    """What the operator reads from a model's manifest once: sizes, the popularity list, a reusable mask."""
+    """What the operator reads from a model's manifest once (sizes, the popularity list) and its `_Stepper`."""
 
     catalog: int
     hidden_size: int
     popular: tuple[int, ...]
-    seen_mask: np.ndarray
+    stepper: _Stepper
 
 
 class RecoOperator:
@@ -227,11 +230,12 @@ class RecoOperator:
                 "Train a session model with `streamscore models train reco` or pin a compatible one with --model"
             )
         catalog = int(model.manifest["catalog_size"])
+        hidden_size = int(model.manifest["hidden_size"])
         self._facts[model.ref] = _ModelFacts(
             catalog=catalog,
-            hidden_size=int(model.manifest["hidden_size"]),
+            hidden_size=hidden_size,
             popular=tuple(int(p) for p in model.manifest["popular_items"]),
-            seen_mask=np.zeros((1, catalog), dtype=np.float32),
+            stepper=_Stepper(model, catalog, hidden_size),
         )
 
     def open(self, ctx: OperatorContext) -> None:
@@ -251,8 +255,9 @@ class RecoOperator:
 
     def process(
         self, event: Click, state: VersionedState[SessionState], source: SourceCoordinates | None
-    ) -> Iterator[RecoResult]:
-        """Advance the session's state by `event` (one model step), write it, and yield one `RecoResult`."""
+    ) -> list[RecoResult]:
+        """Advance the session's state by `event` (one model step), write it, and return one `RecoResult` (in a
+        list; a retried click returns none)."""
         if not self._open:
             raise OperatorError("RecoOperator.process called before open(): no model is loaded")
         model = self._selector.for_event(event)
@@ -262,21 +267,22 @@ class RecoOperator:
         recent = previous.recent_event_ids if previous is not None else []
         if event.event_id in recent:
             self.duplicates += 1
-            return
+            return []
         fresh = (
             previous is None
             or previous.events == 0
             or event.ts - previous.last_ts > self.idle_timeout_ms
         )
+        stepper = facts.stepper
         if fresh or previous is None:
-            hidden = np.zeros((1, facts.hidden_size), dtype=np.float32)
+            stepper.zero_hidden()
             seen: list[int] = []
             events, last_ts = 0, event.ts
         else:
-            hidden = _hidden_of(previous, model.ref, facts.hidden_size)
+            stepper.load_hidden(previous.hidden, previous.model == model.ref)
             seen, events, last_ts = previous.seen, previous.events, max(previous.last_ts, event.ts)
         seen = remember(seen, event.item_id, facts.catalog)
-        new_hidden, top_items, top_scores = _step(model, facts, event.item_id, hidden, seen)
+        new_hidden, top_items, top_scores = stepper.step(event.item_id, seen)
         cold = fresh and not 0 <= event.item_id < facts.catalog
         items, scores = self._top_k(facts, event.item_id, seen, [] if cold else top_items, top_scores)
         version = state.put(
@@ -291,17 +297,19 @@ class RecoOperator:
             event_time=event.ts,
             source=source,
         )
-        yield RecoResult(
-            event_id=event.event_id,
-            user_id=event.user_id,
-            session_id=event.session_id,
-            items=items,
-            scores=scores,
-            model=model.ref,
-            state_version=version,
-            ts=event.ts,
-            scored_at=int(time.time() * 1000),
-        )
+        return [
+            RecoResult(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                session_id=event.session_id,
+                items=items,
+                scores=scores,
+                model=model.ref,
+                state_version=version,
+                ts=event.ts,
+                scored_at=int(time.time() * 1000),
+            )
+        ]
 
     def _top_k(
         self, facts: _ModelFacts, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
@@ -311,15 +319,17 @@ class RecoOperator:
         excluded.add(item)
         items: list[int] = []
         scores: list[float] = []
+        k = self.k
+        catalog = facts.catalog
         for candidate, score in zip(top_items, top_scores, strict=False):
-            if len(items) == self.k:
+            if len(items) == k:
                 break
-            if 0 <= candidate < facts.catalog and candidate not in excluded and math.isfinite(score):
+            if 0 <= candidate < catalog and candidate not in excluded and math.isfinite(score):
                 excluded.add(candidate)
                 items.append(candidate)
-                scores.append(round(score, 6))
+                scores.append(round6(score))
         for candidate in facts.popular:
-            if len(items) == self.k:
+            if len(items) == k:
                 break
             if candidate not in excluded:
                 excluded.add(candidate)
@@ -334,25 +344,59 @@ class RecoOperator:
         self._facts = {}
 
 
-def _hidden_of(previous: SessionState, ref: str, size: int) -> np.ndarray:
-    """The session's hidden vector, or zeros when another model (or size) wrote it."""
-    if previous.model != ref or len(previous.hidden) != size:
-        return np.zeros((1, size), dtype=np.float32)
-    return np.asarray(previous.hidden, dtype=np.float32).reshape(1, size)
+class _Stepper:
+    """One session-model step on preallocated inputs: the hidden vector, the item, and the seen-item mask.
 
+    The model runs bound to them and to its outputs (`ModelHandle.bind`); a model that cannot be bound runs
+    through `ModelHandle.run` on the same arrays instead, with the same result. One per model, per operator.
+    """
 
-def _step(
-    model: ModelHandle, facts: _ModelFacts, item: int, hidden: np.ndarray, seen: list[int]
-) -> tuple[list[float], list[int], list[float]]:
-    """One model step: (new hidden vector, the model's top items, their scores)."""
-    mask = facts.seen_mask
-    mask[0, seen] = 1.0
-    try:
-        out = model.run({"item": np.array([item], dtype=np.int64), "hidden": hidden, "seen": mask})
-    finally:
-        mask[0, seen] = 0.0
-    return (
-        out["new_hidden"].reshape(-1).tolist(),
-        out["top_items"].reshape(-1).tolist(),
-        out["top_scores"].reshape(-1).tolist(),
-    )
+    def __init__(self, model: ModelHandle, catalog: int, hidden_size: int) -> None:
+        self._model = model
+        self._hidden_size = hidden_size
+        self.item = np.zeros((1,), dtype=np.int64)
+        self.hidden = np.zeros((1, hidden_size), dtype=np.float32)
+        self.seen = np.zeros((1, catalog), dtype=np.float32)
+        self._hidden_row = self.hidden[0]
+        self._hidden_bytes = memoryview(self.hidden.data).cast("B")
+        self._pack_hidden = struct.Struct(f"={hidden_size}f").pack_into
+        self._seen_row = self.seen[0]
+        self._inputs: dict[str, np.ndarray] = {"item": self.item, "hidden": self.hidden, "seen": self.seen}
+        self._bound: BoundModel | None
+        try:
+            self._bound = model.bind(self._inputs, [name for name, _ in MODEL_OUTPUTS])
+        except ModelInputError:
+            self._bound = None
+
+    def zero_hidden(self) -> None:
+        """Start from a zero hidden vector (a fresh session)."""
+        self._hidden_row.fill(0.0)
+
+    def load_hidden(self, hidden: list[float], same_model: bool) -> None:
+        """Continue from `hidden`, or from zeros when another model (or a vector of another size) wrote it."""
+        if same_model and len(hidden) == self._hidden_size:
+            try:  # the C cast to float32 numpy does, without numpy's per-call type discovery
+                self._pack_hidden(self._hidden_bytes, 0, *hidden)
+            except OverflowError:  # beyond float32's range: numpy stores inf where struct refuses
+                self._hidden_row[:] = hidden
+        else:
+            self._hidden_row.fill(0.0)
+
+    def step(self, item: int, seen: list[int]) -> tuple[list[float], list[int], list[float]]:
+        """One model step for `item` with `seen` masked: (new hidden vector, the model's top items, their scores)."""
+        self.item[0] = item
+        mask = self._seen_row
+        mask.put(seen, 1.0)
+        try:
+            if self._bound is not None:
+                self._bound.run()
+                out = self._bound.outputs
+            else:
+                out = self._model.run(self._inputs)
+        finally:
+            mask.put(seen, 0.0)
+        return (
+            out["new_hidden"].reshape(-1).tolist(),
+            out["top_items"].reshape(-1).tolist(),
+            out["top_scores"].reshape(-1).tolist(),
+        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from operators.dead_letter import Reason
-from operators.decoding import EventDecoder, Rejection, finite, plausible_ts
+from operators.decoding import MAX_TS_MS, MIN_TS_MS, EventDecoder, Rejection, finite, plausible_ts
 from operators.risk.schemas import Transaction
 
 
@@ -20,6 +22,14 @@ def _ts(tx: Transaction) -> Rejection | None:
     return plausible_ts(tx.ts)
 
 
+def _valid(tx: Transaction) -> Rejection | None:
+    """`_amount`, then `_ts` (the first rejection); one comparison chain when the transaction is fine."""
+    if 0.0 < tx.amount < math.inf and MIN_TS_MS <= tx.ts < MAX_TS_MS:
+        return None
+    rejection = _amount(tx)
+    return rejection if rejection is not None else _ts(tx)
+
+
 def transaction_decoder(max_message_bytes: int = 64 * 1024) -> EventDecoder[Transaction]:
     """A decoder that turns raw JSON bytes into a valid `Transaction` or a `Rejection`."""
     id_fields = ("event_id", "account_id", "merchant_id", "device_id")
@@ -28,6 +38,6 @@ def transaction_decoder(max_message_bytes: int = 64 * 1024) -> EventDecoder[Tran
     return EventDecoder(
         Transaction,
         constraint_reasons=reasons,
-        checks=(_amount, _ts),
+        checks=(_valid,),
         max_message_bytes=max_message_bytes,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
@@ -16,6 +16,7 @@ from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import RiskResult, Transaction
+from operators.rounding import round6
 from operators.routing import ModelSelector, ModelSwap, Route, check_routes
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
@@ -116,11 +117,11 @@ class RiskOperator:
 
     def process(
         self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None
-    ) -> Iterator[RiskResult]:
-        """Update the account's state with `event`, score it and yield one `RiskResult`.
+    ) -> list[RiskResult]:
+        """Update the account's state with `event`, score it and return one `RiskResult` (in a list).
 
-        An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, yields
-        nothing and is counted in `duplicates`.
+        An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, returns
+        no result and is counted in `duplicates`.
         """
         if not self._open:
             raise OperatorError("RiskOperator.process called before open(): no model is loaded")
@@ -131,7 +132,7 @@ class RiskOperator:
         recent = previous.recent_event_ids
         if event_id in recent or event_id == previous.last_event_id:
             self.duplicates += 1
-            return
+            return []
         features_state, values = advance(previous.features, event)
         scorer = self._scorers[model.ref]
         row = scorer.row
@@ -154,17 +155,19 @@ class RiskOperator:
             event_time=event.ts,
             source=source,
         )
-        yield RiskResult(
-            event_id=event_id,
-            account_id=event.account_id,
-            score=score,
-            decision=decision,
-            reasons=reasons,
-            model=model.ref,
-            state_version=version,
-            ts=event.ts,
-            scored_at=int(time.time() * 1000),
-        )
+        return [
+            RiskResult(
+                event_id=event_id,
+                account_id=event.account_id,
+                score=score,
+                decision=decision,
+                reasons=reasons,
+                model=model.ref,
+                state_version=version,
+                ts=event.ts,
+                scored_at=int(time.time() * 1000),
+            )
+        ]
 
     def close(self) -> None:
         """Drop the model sessions."""
@@ -199,6 +202,6 @@ class _Scorer:
         """The model's probability for the row in `features`, rounded to 6 decimals."""
         if self._bound is not None:
             self._bound.run()
-            return round(float(self._probability[0]), 6)
+            return round6(float(self._probability[0]))
         outputs = self._model.run({"features": self.features})
-        return round(float(outputs["probability"].reshape(-1)[0]), 6)
+        return round6(float(outputs["probability"].reshape(-1)[0]))

@@ -20,6 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from models.evaluation import hr_at_k, popularity_top_k
+from models.handle import BoundModel
 from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
 from models.synthetic import generate_clicks
 from operators.contract import OperatorContext
@@ -195,11 +196,18 @@ def test_exactly_one_model_step_per_click(holdout: list[Click], monkeypatch: pyt
     calls: list[dict[str, np.ndarray]] = []
     original = handle.run
 
+    original_bound = BoundModel.run
+
     def counting(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         calls.append({k: v.copy() for k, v in inputs.items()})
         return original(inputs)
 
+    def counting_bound(bound: BoundModel) -> None:  # the operator's usual path: the model bound to its arrays
+        calls.append({k: v.copy() for k, v in bound.inputs.items()})
+        original_bound(bound)
+
     monkeypatch.setattr(handle, "run", counting)
+    monkeypatch.setattr(BoundModel, "run", counting_bound)
     store = _store()
     longest = max({c.session_id for c in holdout}, key=lambda s: sum(c.session_id == s for c in holdout[:2000]))
     others = [c for c in holdout[:1000] if c.session_id != longest][:200]  # no click twice (it'd be a retry)
