@@ -55,7 +55,10 @@ def saved_end_offsets(restore: Path, checkpoint_dir: Path) -> dict[int, int] | N
 
 
 def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
-    """A `done` callback: true once the job's group committed `ends` and two checkpoint intervals passed.
+    """A `done` callback: true once the job's group committed `ends`, and then two checkpoint intervals passed
+    and two more checkpoints completed (the sinks commit the transactions of a checkpoint when it completes, as
+    the source commits its offsets: on a loaded machine two intervals alone ended a replay before its last
+    results were committed).
 
     A checkpoint whose splits had all finished restores readers with nothing to read and nothing to commit;
     when the group has committed nothing at all after `idle_s` and two checkpoints of this run completed (a
@@ -67,15 +70,21 @@ def reached(options: JobOptions, ends: dict[int, int]) -> Callable[[], bool]:
     idle_s = max(30.0, 10 * options.checkpoint_interval_ms / 1000)
     since: list[float] = []
 
+    def checkpoints_since(wall: float) -> int:
+        return sum(1 for c in list_checkpoints(options.checkpoint_dir) if c.completed_at.timestamp() >= wall)
+
     def checkpoints_since_start() -> int:
-        return sum(1 for c in list_checkpoints(options.checkpoint_dir) if c.completed_at.timestamp() >= started_wall)
+        return checkpoints_since(started_wall)
 
     def done() -> bool:
         if since:
-            return time.monotonic() - since[0] >= 2 * options.checkpoint_interval_ms / 1000
+            return (
+                time.monotonic() - since[0] >= 2 * options.checkpoint_interval_ms / 1000
+                and checkpoints_since(since[1]) >= 2
+            )
         committed = committed_offsets(options.bootstrap, options.id_prefix, options.input_topic, ends)
         if all(end == 0 or committed.get(p, -1) >= end for p, end in ends.items()):
-            since.append(time.monotonic())
+            since.extend((time.monotonic(), time.time()))
         elif (
             all(offset < 0 for offset in committed.values())
             and time.monotonic() - started > idle_s
