@@ -189,7 +189,7 @@ class RecoOperator:
     the default model reference (`reco` follows the registry's current version) and `routes` send matching
     clicks to other models (`operators.routing`); a session whose hidden vector came from another model
     continues from zeros with its seen items kept. A retried `event_id` (among the session's last
-    `RECENT_EVENT_IDS`) changes nothing, yields nothing and is counted in `duplicates`.
+    `RECENT_EVENT_IDS`) changes nothing, returns no result and is counted in `duplicates`.
     """
 
     def __init__(
