@@ -91,18 +91,18 @@ SYSTEMS: dict[str, System] = {
                (30_000, 150_000), (6_000, 30_000), _python_passthrough, scores=False),
         System("flink-passthrough", "risk",
                "PyFlink, the job's Kafka SQL tables + identity Python map, thread mode (the Flink limit)",
-               (12_000, 60_000), (2_000, 10_000), _flink_module("peers.flink_passthrough"), scores=False),
+               (30_000, 180_000), (2_000, 10_000), _flink_module("peers.flink_passthrough"), scores=False),
         System("naive-pyflink", "risk",
                "risk as a PyFlink newcomer writes it (process mode, value-only KafkaSource, pickled ValueState)",
                (3_000, 15_000), (1_000, 4_000), _flink_module("peers.naive_pyflink")),
         System("quix", "risk", "risk as a Quix Streams 3.28 app (stateful apply, RocksDB state, at-least-once)",
-               (9_000, 45_000), (2_000, 10_000), _quix, needs_quix=True),
+               (15_000, 75_000), (2_000, 10_000), _quix, needs_quix=True),
         System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once",
-               (3_000, 15_000), (1_000, 4_000), _streamscore("risk", "at-least-once")),
+               (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "at-least-once")),
         System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once",
-               (3_000, 15_000), (1_000, 4_000), _streamscore("risk", "exactly-once"), exactly_once=True),
+               (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "exactly-once"), exactly_once=True),
         System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks)",
-               (2_000, 10_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
+               (3_000, 15_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
         # "faust": the faust runtime (Python owns the loop, batches across keys) joins here once it exists.
     )
 }
