@@ -87,10 +87,20 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipelines.infra import broker
+
+    was_running = broker.status(args.port).running
+    bootstrap = broker.up(args.port).bootstrap
+    try:
+        _measure(args, bootstrap)
+    finally:
+        if not was_running:  # as bench.py does: stop only a broker this run started
+            broker.down(args.port)
+
+
+def _measure(args: argparse.Namespace, bootstrap: str) -> None:
     from pipelines.kafka_io import ensure_topics, publish_records
     from pipelines.publishing import synthetic_records
 
-    bootstrap = broker.up(args.port).bootstrap
     run = uuid.uuid4().hex[:8]
     topics = {}
     for n in (args.small, args.large):
