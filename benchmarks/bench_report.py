@@ -106,6 +106,8 @@ def system_summary(name: str, description: str, sizes: tuple[int, int], runs: li
             "send_to_scored_ms": percentiles(latency.send_to_scored_ms),
             "send_to_visible_ms": percentiles(latency.send_to_visible_ms),
             "send_to_visible_trend_ms": trend(latency.send_to_visible_ms),
+            "settling_send_to_visible_ms": percentiles(latency.settling_send_to_visible_ms),
+            "settling_send_to_visible_trend_ms": trend(latency.settling_send_to_visible_ms),
             "cdf_send_to_scored_ms": cdf_points(latency.send_to_scored_ms),
             "cdf_send_to_visible_ms": cdf_points(latency.send_to_visible_ms),
         }
@@ -137,6 +139,11 @@ def _fmt_lat(lat: dict[str, Any] | None, key: str) -> str:
     return f"{p['p50']:,.0f} / {p['p99']:,.0f} / {p['p99.9']:,.0f}"
 
 
+def _fmt_settling(lat: dict[str, Any] | None) -> str:
+    settling = (lat or {}).get("settling_send_to_visible_ms")
+    return f"{settling['p99']:,.0f}" if settling else "-"
+
+
 def _fmt_check(summary: dict[str, Any]) -> str:
     if summary["status"] in ("ok", "no-slope"):
         disagree = sum((r["check"] or {}).get("disagree", 0) for r in summary["runs"])
@@ -152,8 +159,8 @@ def table(report: dict[str, Any], reference: str) -> str:
     """The results as a Markdown table (one row per system, then the offline operator cost)."""
     lines = [
         f"| system | events/s, median (min-max) | x {reference} | send→scored p50 / p99 / p99.9 ms "
-        "| send→visible p50 / p99 / p99.9 ms | at events/s | outputs |",
-        "|---|---|---|---|---|---|---|",
+        "| send→visible p50 / p99 / p99.9 ms | settling p99 ms | at events/s | outputs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in report["systems"].items():
         ratio = s.get(f"ratio_to_{reference}")
@@ -162,13 +169,14 @@ def table(report: dict[str, Any], reference: str) -> str:
         if lat and not lat["ok"]:
             rate += " (latency run failed)"
         lines.append(f"| {name} | {_fmt_rate(s)} | {f'{ratio:.2f}' if ratio else '-'} | "
-                     f"{_fmt_lat(lat, 'send_to_scored_ms')} | {_fmt_lat(lat, 'send_to_visible_ms')} | {rate} | "
+                     f"{_fmt_lat(lat, 'send_to_scored_ms')} | {_fmt_lat(lat, 'send_to_visible_ms')} | "
+                     f"{_fmt_settling(lat)} | {rate} | "
                      f"{_fmt_check(s)} |")
     for pipeline, o in report.get("offline", {}).items():
         us = o.get("us_per_event")
         if us:
             lines.append(f"| offline operator chain ({pipeline}) | {1e6 / us['median']:,.0f} "
-                         f"({us['median']:.1f} µs/event) | - | - | - | - | - |")
+                         f"({us['median']:.1f} µs/event) | - | - | - | - | - | - |")
     return "\n".join(lines)
 
 
