@@ -49,9 +49,9 @@ from peers.systems import REFERENCE, ROOT, SYSTEMS, System
 
 from pipelines.infra import broker
 from pipelines.infra.jars import FLINK_KAFKA_CONNECTOR, KAFKA_VERSION
-from pipelines.kafka_io import publish_records
-from pipelines.offline import score_lines
-from pipelines.publishing import synthetic_records
+from pipelines.kafka.clients import publish_records
+from pipelines.kafka.publishing import synthetic_records
+from pipelines.runtimes.offline import score_lines
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEED = 5

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from peers.systems import BENCH_DIR, ROOT, RunTarget, System
 
 from pipelines.infra.processes import stop_process_group
-from pipelines.kafka_io import producer as new_producer
+from pipelines.kafka.clients import producer as new_producer
 
 
 class _Output(msgspec.Struct):

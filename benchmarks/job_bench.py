@@ -32,13 +32,13 @@ VARIANTS = ("Passthrough", "StateOnly", "NoFlinkState", "full")
 _RUNNER = """
 import sys, time
 from pathlib import Path
-import pipelines.flink.functions as functions
+import pipelines.runtimes.flink.functions as functions
 variant, bootstrap, topic, out = sys.argv[1:5]
 if variant != "full":
     import job_variants
     functions.KeyedOperatorFunction = getattr(job_variants, variant)
-from pipelines.flink import job
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink import job
+from pipelines.runtimes.flink.options import JobOptions
 options = JobOptions(pipeline="risk", bootstrap=bootstrap, input_topic=topic, output_topic=out + ".out",
                      dlq_topic=out + ".dlq", checkpoint_dir=Path("/tmp/streamscore-bench") / out, bounded=True)
 start = time.perf_counter()
@@ -98,8 +98,8 @@ def main() -> None:
 
 
 def _measure(args: argparse.Namespace, bootstrap: str) -> None:
-    from pipelines.kafka_io import ensure_topics, publish_records
-    from pipelines.publishing import synthetic_records
+    from pipelines.kafka.clients import ensure_topics, publish_records
+    from pipelines.kafka.publishing import synthetic_records
 
     run = uuid.uuid4().hex[:8]
     topics = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 from pyflink.common import Row
 
-from pipelines.flink.functions import KeyedOperatorFunction
+from pipelines.runtimes.flink.functions import KeyedOperatorFunction
 
 
 class Passthrough(KeyedOperatorFunction):

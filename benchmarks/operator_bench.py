@@ -52,7 +52,7 @@ def _chain(pipeline: str) -> tuple[Any, Any, Callable[[Any], str], Any, Any]:
 
 def events_of(pipeline: str, n: int, seed: int = SEED) -> list[bytes]:
     """`n` seeded synthetic events of `pipeline` as the JSON values a producer publishes."""
-    from pipelines.publishing import synthetic_records
+    from pipelines.kafka.publishing import synthetic_records
 
     return [value for _, value in synthetic_records(pipeline, n, seed)]
 

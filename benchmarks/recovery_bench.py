@@ -104,7 +104,7 @@ def _start_run(
 
 
 def _wait_committed(bootstrap: str, group: str, topic: str, n: int, job: subprocess.Popen[bytes], log: Path) -> float:
-    from pipelines.kafka_io import committed_offsets
+    from pipelines.kafka.clients import committed_offsets
 
     start = time.monotonic()
     deadline = start + 600 + n / 500
@@ -124,7 +124,7 @@ class FirstNewResult:
     def __init__(self, bootstrap: str, topic: str, wanted: set[str]) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        from pipelines.kafka_io import end_offsets
+        from pipelines.kafka.clients import end_offsets
 
         self.seen_at: float | None = None
         self.scored_at_ms: int | None = None
@@ -192,8 +192,8 @@ def _stop(job: subprocess.Popen[bytes]) -> None:
 
 def measure(bootstrap: str, keys: int, work: Path, managed_memory: str | None = None) -> dict[str, Any]:
     """One crash-and-restart at `keys` distinct keys (see the module doc for what each number is)."""
-    from pipelines.flink.checkpoints import latest_checkpoint
-    from pipelines.kafka_io import ensure_topics, publish_records
+    from pipelines.kafka.clients import ensure_topics, publish_records
+    from pipelines.runtimes.flink.checkpoints import latest_checkpoint
 
     run = uuid.uuid4().hex[:8]
     names = {"in": f"rbench-{run}.in", "out": f"rbench-{run}.out", "dlq": f"rbench-{run}.dlq"}

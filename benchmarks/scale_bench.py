@@ -17,7 +17,7 @@ take >= 0.2 s, divided by the loop count.
 Part 2, `job`: `streamscore run risk --bounded --fresh --delivery at-least-once --managed-memory M` over a
 fresh topic of N = K events, one per distinct account (K = `--keys`, default 10k and 1M; `--events-per-key E`
 sends E passes over the keys, each later pass in a scattered key order). Events are synthetic transactions
-(`pipelines.publishing.synthetic_records`, a pool of <= 50k tiled) with `event_id`, `account_id` and `ts`
+(`pipelines.kafka.publishing.synthetic_records`, a pool of <= 50k tiled) with `event_id`, `account_id` and `ts`
 rewritten (valid per the event contract). Measured:
 - steady rate = 0.8 N / (t90 - t10) of the results' `scored_at` (first and last 10 % trimmed: no start-up,
   no final checkpoint); also the whole run's wall time and results / (last - first scored_at);
@@ -228,7 +228,7 @@ def scale_records(n: int, keys: int, seed: int, run: str) -> Iterator[tuple[byte
 
     Fields other than the ids and time come from a tiled pool of synthetic transactions; `event_id` is
     `{run}-{i}`, `account_id` `acct-{key:08d}`, `ts` START_MS + i (strictly increasing)."""
-    from pipelines.publishing import synthetic_events
+    from pipelines.kafka.publishing import synthetic_events
 
     pool = synthetic_events("risk", min(n, POOL), seed)
     encode = msgspec.json.Encoder().encode
@@ -250,7 +250,7 @@ def publish(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) 
     checked to have landed by the topic's end offset."""
     from confluent_kafka import Producer
 
-    from pipelines.kafka_io import end_offsets
+    from pipelines.kafka.clients import end_offsets
 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "compression.type": "lz4",
                          "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000})
@@ -428,7 +428,7 @@ def read_results(bootstrap: str, topic: str, run: str, n: int) -> dict[str, Any]
     """Read `topic` (read_committed) to its end: per-event counts and the sorted `scored_at` of the results."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from pipelines.kafka_io import end_offsets
+    from pipelines.kafka.clients import end_offsets
 
     ends = end_offsets(bootstrap, topic)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"scale-bench-{uuid.uuid4().hex[:8]}",
@@ -489,7 +489,7 @@ def steady_rate(scored_at: np.ndarray) -> dict[str, Any]:
 
 def dead_letters(bootstrap: str, topic: str) -> int:
     """How many records the dead-letter topic holds (it is fresh per run)."""
-    from pipelines.kafka_io import end_offsets
+    from pipelines.kafka.clients import end_offsets
 
     return sum(end_offsets(bootstrap, topic).values())
 
@@ -516,7 +516,7 @@ def run_job(bootstrap: str, keys: int, events_per_key: int, managed_memory: str,
             seed: int, keep: bool = False) -> dict[str, Any]:
     """Part 2 for one key count: publish, run the bounded job, sample it, read and check its results (fresh
     topics, deleted afterwards unless `keep`)."""
-    from pipelines.kafka_io import ensure_topics
+    from pipelines.kafka.clients import ensure_topics
 
     run = f"sc{uuid.uuid4().hex[:8]}"
     names = {"in": f"scale-{run}.in", "out": f"scale-{run}.out", "dlq": f"scale-{run}.dlq"}

@@ -1,7 +1,10 @@
-"""The engine-agnostic operator contract: `open(ctx)`, `process(event, state, source)`, `close()`.
+"""The engine-agnostic operator contract: `open(ctx)`, `process(event, state, source)`, `refresh_models()`,
+`duplicates`, `close()` - everything a runtime calls.
 
 Operators never import pyflink or faust; a runtime (Flink, faust, the offline scorer, the test harness)
-decodes events, hands the operator the versioned state of the event's key, and ships what it returns.
+decodes events, hands the operator the versioned state of the event's key through `operators.core.apply_operator`,
+ships what it returns, calls `refresh_models()` between events (hot-swap) and exports `duplicates` as a metric.
+`operators.core` has the bases that implement the common parts once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from models.registry import ModelRegistry
+from operators.routing import ModelSwap
 from state.contract import SourceCoordinates, VersionedState
 
 E = TypeVar("E", contravariant=True)
@@ -37,6 +41,15 @@ class Operator(Protocol, Generic[E, S, R]):
         self, event: E, state: VersionedState[S], source: SourceCoordinates | None
     ) -> Iterable[R]:
         """Fold `event` into its key's `state` (writing one new version) and return the results to emit."""
+        ...
+
+    def refresh_models(self) -> list[ModelSwap]:
+        """Between events: swap in newly promoted model versions; one `ModelSwap` per change or refusal."""
+        ...
+
+    @property
+    def duplicates(self) -> int:
+        """Events dropped so far as retries of an event id their key already saw."""
         ...
 
     def close(self) -> None:

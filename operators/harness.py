@@ -20,39 +20,16 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from models.exceptions import ModelError
 from operators.contract import Operator, OperatorContext
-from operators.dead_letter import DeadLetter, Reason, raw_as_text
+from operators.core import Failure, apply_operator
+from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import EventDecoder, Rejection
 from state.codec import Codec
-from state.contract import RetentionPolicy, SourceCoordinates, VersionedState
+from state.contract import RetentionPolicy, SourceCoordinates
 from state.memory import MemoryVersionedStore
 
 E = TypeVar("E", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
-
-
-class Failure(msgspec.Struct, frozen=True):
-    """Why `apply_operator` produced no results: a dead-letter reason code and the error text."""
-
-    reason: Reason
-    error: str
-
-
-def apply_operator(
-    operator: Operator[Any, Any, Any], event: Any, state: VersionedState[Any], source: SourceCoordinates | None
-) -> list[Any] | Failure:
-    """Every result of `operator.process(event, state, source)`, or the `Failure` that stopped it.
-
-    A `ModelError` is `model_error`; any other exception is `operator_error` (the record becomes a dead letter
-    and the stream goes on: one bad record never stops a pipeline). Used by every runtime.
-    """
-    try:
-        return list(operator.process(event, state, source))
-    except ModelError as exc:
-        return Failure(Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
-    except Exception as exc:
-        return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def process_record(

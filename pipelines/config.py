@@ -24,8 +24,6 @@ found, e.g. `risk.yaml: rules[2].window_minutes: expected int >= 1, got -5. Fix 
 from __future__ import annotations
 
 import os
-import re
-import types
 import typing
 from collections.abc import Hashable
 from pathlib import Path
@@ -42,6 +40,7 @@ from operators.risk.policy import RiskThresholds
 from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
 from operators.risk.schemas import Transaction
 from operators.routing import ModelRef, Route, check_routes
+from pipelines.config_errors import explain, kind, yaml_problem
 from pipelines.exceptions import ConfigError
 from state.contract import RetentionPolicy
 
@@ -119,18 +118,40 @@ class StateConfig(_Section, frozen=True):
         return None if self.ttl_hours is None else self.ttl_hours * 3_600_000
 
 
-class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="pipeline"):
-    """What every pipeline config has: topics, the model (`name` or `name@version`), routes to other models,
-    how often promotions are followed (`model_refresh_seconds`, 0 = never) and state retention."""
+#: Every pipeline config type defined so far (`PipelineConfigBase` subclasses record themselves).
+_CONFIG_TYPES: list[type[Any]] = []
+
+
+class PipelineConfigBase(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="pipeline"
+):
+    """What every pipeline config has: topics, state retention and how often model promotions are followed
+    (`model_refresh_seconds`, 0 = never). A pipeline's config subclasses it with `tag="<pipeline name>"`
+    (a pipeline without models too) and is named as `config_type` in its `PipelineDefinition`."""
+
+    topics: TopicsConfig
+    model_refresh_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):  # a pipeline's config (private bases are not)
+            _CONFIG_TYPES.append(cls)
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline name (the `pipeline:` tag)."""
+        return str(type(self).__struct_config__.tag)
+
+
+class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A pipeline that serves models: the model (`name` or `name@version`) and routes to other models."""
 
     MODEL_NAME: ClassVar[str] = ""
     EVENT_TYPE: ClassVar[type[msgspec.Struct]] = msgspec.Struct
 
-    topics: TopicsConfig
     model: ModelRef
     routes: tuple[Route, ...] = ()
-    model_refresh_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
-    state: StateConfig = msgspec.field(default_factory=StateConfig)
 
     def __post_init__(self) -> None:
         name = self.model.partition("@")[0]
@@ -139,11 +160,6 @@ class _PipelineBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 f"model: expected {self.MODEL_NAME!r} or {self.MODEL_NAME + '@<version>'!r}, got {self.model!r}"
             )
         check_routes(self.routes, self.EVENT_TYPE)
-
-    @property
-    def pipeline(self) -> str:
-        """The pipeline name (the `pipeline:` tag)."""
-        return str(type(self).__struct_config__.tag)
 
     @property
     def model_ref(self) -> str | None:
@@ -192,7 +208,12 @@ class RecoPipelineConfig(_PipelineBase, frozen=True, tag="reco"):
 
 
 PipelineConfig = RiskPipelineConfig | RecoPipelineConfig
-PIPELINES: tuple[str, ...] = ("risk", "reco")
+
+
+def _config_union() -> Any:
+    """The tagged union of every pipeline config type defined (`pipeline:` picks the member): the built-in
+    ones and those of pipelines registered so far (`pipelines.registry` imports them before any lookup)."""
+    return Union[tuple(_CONFIG_TYPES)]  # noqa: UP007 - built at run time
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -227,7 +248,7 @@ def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) ->
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}; fix the YAML and start again") from None
+        raise ConfigError(f"{where}: not valid YAML: {yaml_problem(exc)}; fix the YAML and start again") from None
     return parse_config(data, where, pipeline=pipeline)
 
 
@@ -236,12 +257,12 @@ def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = N
     if not isinstance(data, dict):
         raise ConfigError(
             f"{where}: expected a mapping at the top level (`pipeline: risk`, `topics: ...`), "
-            f"got {_kind(data)}; see {_EXAMPLE} for a complete, valid example"
+            f"got {kind(data)}; see {_EXAMPLE} for a complete, valid example"
         )
     try:
-        config: PipelineConfig = msgspec.convert(data, PipelineConfig)
+        config: PipelineConfig = msgspec.convert(data, _config_union())
     except msgspec.ValidationError as exc:
-        field, detail = _explain(str(exc), data)
+        field, detail = explain(str(exc), data, _config_union(), _PATTERNS)
         raise ConfigError(
             f"{where}: {field or '(top level)'}: {detail}. Fix `{field or 'the top level'}` in {where} and start "
             f"again ({_EXAMPLE} is a complete, valid example)"
@@ -296,19 +317,6 @@ def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
     return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes)
 
 
-# ---------------------------------------------------------------------------------- error messages
-
-_AT = re.compile(r"^(?P<what>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?\Z", re.S)
-_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\.\.\.)\]")
-_FIELD_PREFIX = re.compile(
-    r"^(?P<field>[A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z0-9_]\w*(?:\[\d+\])*)*): (?P<rest>.*)\Z", re.S
-)
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`\Z")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`\Z")
-_INVALID = re.compile(r"^Invalid (?:enum )?value (?P<value>.+)\Z")
-_MISSING_VALUE = object()
-
-
 def _pattern(annotated: Any) -> str:
     return str(typing.get_args(annotated)[1].pattern)
 
@@ -319,163 +327,3 @@ _PATTERNS = {  # msgspec names a pattern by its regex; say what it means instead
     _pattern(Currency): "a currency code (3 upper-case letters)",
     _pattern(TopicName): "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)",
 }
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "an empty document"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _render(tokens: list[str | int]) -> str:
-    out = ""
-    for token in tokens:
-        out += f"[{token}]" if isinstance(token, int) else (f".{token}" if out else token)
-    return out
-
-
-def _tokens(path: str) -> list[str | int]:
-    tokens: list[str | int] = []
-    for name, index in _TOKEN.findall(path):
-        if name:
-            tokens.append(name)
-        elif index != "...":
-            tokens.append(int(index))
-        else:
-            break  # msgspec does not name the dict key
-    return tokens
-
-
-def _value_at(data: Any, tokens: list[str | int]) -> Any:
-    value = data
-    for token in tokens:
-        in_list = isinstance(token, int) and isinstance(value, list) and 0 <= token < len(value)
-        in_dict = isinstance(token, str) and isinstance(value, dict) and token in value
-        if not (in_list or in_dict):
-            return _MISSING_VALUE
-        value = value[token]
-    return value
-
-
-def _strip(tp: Any) -> Any:
-    """`tp` without `Annotated` and without `None` in an optional."""
-    while typing.get_origin(tp) is Annotated:
-        tp = typing.get_args(tp)[0]
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return _strip(args[0])
-    return tp
-
-
-def _members(tp: Any) -> list[type[msgspec.Struct]]:
-    """The struct types `tp` stands for (one struct, or the members of a union of structs)."""
-    tp = _strip(tp)
-    candidates = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
-    return [c for c in candidates if isinstance(c, type) and issubclass(c, msgspec.Struct)]
-
-
-def _pick(tp: Any, value: Any) -> Any:
-    """Resolve a tagged union of structs to the member `value`'s tag names (else `tp` unchanged)."""
-    members = _members(tp)
-    if len(members) > 1 and isinstance(value, dict):
-        for member in members:
-            config = member.__struct_config__
-            if config.tag_field is not None and value.get(config.tag_field) == config.tag:
-                return member
-    return _strip(tp)
-
-
-def _expected_at(data: Any, tokens: list[str | int]) -> tuple[Any, str | None]:
-    """The declared type at `tokens` (unions resolved by the data's tags) and, if the last token is a tag
-    field, that field's name."""
-    tp: Any = PipelineConfig
-    value = data
-    for token in tokens:
-        tp = _pick(tp, value)
-        members = _members(tp)
-        if isinstance(token, str) and members:
-            tag_fields = {m.__struct_config__.tag_field for m in members}
-            if token in tag_fields:
-                return tp, token
-            if len(members) != 1:
-                return None, None
-            fields = {f.encode_name: f.type for f in msgspec.structs.fields(members[0])}
-            if token not in fields:
-                return None, None
-            tp = fields[token]
-        elif typing.get_origin(tp) in (list, tuple) and isinstance(token, int):
-            tp = typing.get_args(tp)[0]
-        elif typing.get_origin(tp) is dict and isinstance(token, str):
-            tp = typing.get_args(tp)[1]
-        else:
-            return None, None
-        value = _value_at(value, [token])
-    return _pick(tp, value), None
-
-
-def _allowed(data: Any, tokens: list[str | int]) -> str:
-    """What is allowed at `tokens`: the fields of the struct there, the tags of a union, or literal values."""
-    tp, tag_field = _expected_at(data, tokens)
-    if tag_field is not None:
-        tags = [str(m.__struct_config__.tag) for m in _members(tp)]
-        return "one of: " + ", ".join(tags)
-    tp = _strip(tp)
-    if typing.get_origin(tp) is typing.Literal:
-        return "one of: " + ", ".join(str(a) for a in typing.get_args(tp))
-    members = _members(tp)
-    if len(members) == 1:
-        config = members[0].__struct_config__
-        names = [f.encode_name for f in msgspec.structs.fields(members[0])]
-        if config.tag_field is not None:
-            names.insert(0, config.tag_field)
-        return "allowed fields: " + ", ".join(names)
-    return ""
-
-
-def _shown(value: Any) -> str:
-    return "nothing" if value is None else repr(value)
-
-
-def _explain(message: str, data: Any) -> tuple[str, str]:
-    """(field path, detail) of a msgspec validation error on `data`."""
-    match = _AT.match(message)
-    what = match.group("what") if match else message
-    tokens = _tokens(match.group("path") or "") if match else []
-    key_error = bool(match and match.group("key"))
-    prefixed = _FIELD_PREFIX.match(what)
-    if prefixed:  # a semantic check: "field: detail" relative to the struct at `tokens`
-        tokens += _tokens("." + prefixed.group("field"))
-        return _render(tokens), prefixed.group("rest")
-    if missing := _MISSING.match(what):
-        tokens.append(missing.group("name"))
-        allowed = _allowed(data, tokens)
-        return _render(tokens), "required field is missing" + (f" ({allowed})" if allowed else "")
-    if unknown := _UNKNOWN.match(what):
-        allowed = _allowed(data, tokens)
-        tokens.append(unknown.group("name"))
-        return _render(tokens), "unknown field" + (f"; {allowed}" if allowed else "")
-    detail = what.replace("`", "")
-    detail = detail[:1].lower() + detail[1:]
-    for pattern, meaning in _PATTERNS.items():
-        detail = detail.replace(f"str matching regex {pattern!r}", meaning)
-    if invalid := _INVALID.match(what):
-        allowed = _allowed(data, tokens)
-        detail = f"unknown value {invalid.group('value')}" + (f"; expected {allowed}" if allowed else "")
-        return _render(tokens), detail
-    value = _value_at(data, tokens)
-    if key_error and isinstance(value, dict):
-        return _render(tokens), f"every key must be: {detail.removeprefix('expected ')}; got keys {list(value)}"
-    if value is not _MISSING_VALUE and not isinstance(value, dict | list):
-        detail += f" ({_shown(value)})" if ", got " in detail else f", got {_shown(value)}"
-    return _render(tokens), detail

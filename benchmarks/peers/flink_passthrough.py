@@ -1,7 +1,8 @@
 """The Flink limit: the real job's Kafka SQL source and sink tables around an identity Python function.
 
-Same environment as `streamscore run` (`pipelines.flink.environment.create_environment`: thread mode,
-RocksDB, checkpoints, the connector jar) and the same table DDL (`pipelines.flink.kafka_tables`), at-least-once;
+Same environment as `streamscore run` (`pipelines.runtimes.flink.environment.create_environment`: thread mode,
+RocksDB, checkpoints, the connector jar) and the same table DDL
+(`pipelines.runtimes.flink.kafka_tables`), at-least-once;
 one Python map turns each source row into a sink row `(k = NULL, v = the value as text)`. Nothing else: no
 decode, no key_by, no state. With `--bounded` it reads what the input topic holds at start, then finishes.
 
@@ -15,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.flink.environment import create_environment
-from pipelines.flink.kafka_tables import sink_ddl, source_ddl
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink.environment import create_environment
+from pipelines.runtimes.flink.kafka_tables import sink_ddl, source_ddl
+from pipelines.runtimes.flink.options import JobOptions
 
 
 def identity(row: Any) -> Any:

@@ -1,6 +1,6 @@
 """The operator's own cost: the project's offline runtime (decode, operator, memory state, encode) in a loop.
 
-`pipelines.offline.score_lines` is the chain `streamscore score` runs, the same step the Flink job applies
+`pipelines.runtimes.offline.score_lines` is the chain `streamscore score` runs, the same step the Flink job applies
 per record, without Kafka or Flink. Prints JSON: per pipeline, µs per event of each repetition.
 
 Usage: python offline.py --risk-events N --reco-events N [--reps 3] [--seed S]
@@ -12,8 +12,8 @@ import argparse
 import json
 import time
 
-from pipelines.offline import score_lines
-from pipelines.publishing import synthetic_records
+from pipelines.kafka.publishing import synthetic_records
+from pipelines.runtimes.offline import score_lines
 
 
 def us_per_event(pipeline: str, values: list[bytes]) -> float:

@@ -40,11 +40,11 @@ import numpy as np
 
 from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
-from operators.contract import OperatorContext
+from operators.core import ModelServingOperator
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
-from operators.routing import ModelSelector, ModelSwap, Route, check_routes
+from operators.routing import Route
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
@@ -182,7 +182,7 @@ class _ModelFacts:
     stepper: _Stepper
 
 
-class RecoOperator:
+class RecoOperator(ModelServingOperator):
     """Recommends the next items of a session: one ONNX GRU step per click, top-k without the session's items.
 
     See the module docstring for seen items, session reset, out-of-order clicks and cold start. `model` is
@@ -206,23 +206,13 @@ class RecoOperator:
             raise OperatorConfigError(
                 f"RecoOperator: idle_timeout_ms must be an int >= 1 (event-time ms), got {idle_timeout_ms!r}"
             )
-        check_routes(routes, Click)
+        super().__init__(model, routes, Click)
         self.k = k
         self.idle_timeout_ms = idle_timeout_ms
-        self._selector = ModelSelector(model, routes, accept=self._accept)
         self._facts: dict[str, _ModelFacts] = {}
-        self._open = False
-        #: Clicks dropped as retries of an event id the session already saw (a metric).
-        self.duplicates = 0
 
-    @property
-    def model(self) -> ModelHandle:
-        """The default model (after `open`); routes may serve some clicks with others."""
-        if not self._open:
-            raise OperatorError("RecoOperator.process called before open(): no model is loaded")
-        return self._selector.loaded[self._selector.default]
-
-    def _accept(self, model: ModelHandle) -> None:
+    def accept(self, model: ModelHandle) -> None:
+        """Refuse a model whose manifest does not fit this operator (every mismatch listed); prepare its step."""
         problems = manifest_problems(model, self.k)
         if problems:
             raise OperatorError(
@@ -238,35 +228,18 @@ class RecoOperator:
             stepper=_Stepper(model, catalog, hidden_size),
         )
 
-    def open(self, ctx: OperatorContext) -> None:
-        """Load the recommenders (default and routed, or only `ctx.model_ref` when it pins one) and check that
-        each manifest fits this operator; raises `OperatorError` listing every mismatch (nothing stays loaded)."""
-        self.close()
-        try:
-            self._selector.open(ctx.registry, ctx.model_ref)
-        except BaseException:
-            self.close()
-            raise
-        self._open = True
-
-    def refresh_models(self) -> list[ModelSwap]:
-        """Swap in promoted versions of unpinned models (between clicks); see `ModelSelector.refresh`."""
-        return self._selector.refresh()
-
     def process(
         self, event: Click, state: VersionedState[SessionState], source: SourceCoordinates | None
     ) -> list[RecoResult]:
         """Advance the session's state by `event` (one model step), write it, and return one `RecoResult` (in a
         list; a retried click returns none)."""
-        if not self._open:
-            raise OperatorError("RecoOperator.process called before open(): no model is loaded")
+        self.require_open()
         model = self._selector.for_event(event)
         facts = self._facts[model.ref]
         latest = state.get()
         previous = latest.value if latest is not None else None
         recent = previous.recent_event_ids if previous is not None else []
-        if event.event_id in recent:
-            self.duplicates += 1
+        if self.is_retry(event.event_id, recent):
             return []
         fresh = (
             previous is None
@@ -337,10 +310,8 @@ class RecoOperator:
                 scores.append(POPULARITY_SCORE)
         return items, scores
 
-    def close(self) -> None:
-        """Drop the model sessions."""
-        self._open = False
-        self._selector.close()
+    def forget_models(self) -> None:
+        """Drop the model steps `accept` prepared."""
         self._facts = {}
 
 

@@ -10,14 +10,14 @@ import numpy as np
 
 from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
-from operators.contract import OperatorContext
+from operators.core import ModelServingOperator
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import RiskResult, Transaction
 from operators.rounding import round6
-from operators.routing import ModelSelector, ModelSwap, Route, check_routes
+from operators.routing import Route
 from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
@@ -42,7 +42,7 @@ RECENT_EVENT_IDS = 32
 RISK_STATE_CODEC: MsgpackCodec[RiskState] = MsgpackCodec(RiskState)
 
 
-class RiskOperator:
+class RiskOperator(ModelServingOperator):
     """Scores transactions: incremental features -> ONNX model -> rules + thresholds -> decision and reasons.
 
     The result's `state_version` is the version written for this event, whose `scored_features` are
@@ -65,30 +65,20 @@ class RiskOperator:
     ) -> None:
         if top_factors < 0:
             raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
-        check_routes(routes, Transaction)
+        super().__init__(model, routes, Transaction)
         self.thresholds = thresholds or RiskThresholds()
         self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
         self.top_factors = top_factors
-        self._selector = ModelSelector(model, routes, accept=self._accept)
         self._stats: dict[str, FeatureStats] = {}
         self._scorers: dict[str, _Scorer] = {}
-        self._open = False
-        #: Events dropped as retries of an event id the account already saw (a metric).
-        self.duplicates = 0
-
-    @property
-    def model(self) -> ModelHandle:
-        """The default model (after `open`); routes may score some events with others."""
-        if not self._open:
-            raise OperatorError("RiskOperator.process called before open(): no model is loaded")
-        return self._selector.loaded[self._selector.default]
 
     @property
     def feature_stats(self) -> FeatureStats:
         """The default model's feature statistics (for the top-factor reasons)."""
         return self._stats[self.model.ref]
 
-    def _accept(self, model: ModelHandle) -> None:
+    def accept(self, model: ModelHandle) -> None:
+        """Refuse a model trained on other features or with other inputs/outputs; prepare its scorer."""
         expected = list(FEATURE_NAMES)
         if model.manifest.get("feature_names") != expected:
             raise OperatorError(
@@ -105,16 +95,6 @@ class RiskOperator:
         self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
         self._scorers[model.ref] = _Scorer(model, self._stats[model.ref])
 
-    def open(self, ctx: OperatorContext) -> None:
-        """Load the default and routed models (or only `ctx.model_ref` when it pins one)."""
-        self.close()
-        self._selector.open(ctx.registry, ctx.model_ref)
-        self._open = True
-
-    def refresh_models(self) -> list[ModelSwap]:
-        """Swap in promoted versions of unpinned models (between events); see `ModelSelector.refresh`."""
-        return self._selector.refresh()
-
     def process(
         self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None
     ) -> list[RiskResult]:
@@ -123,8 +103,7 @@ class RiskOperator:
         An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, returns
         no result and is counted in `duplicates`.
         """
-        if not self._open:
-            raise OperatorError("RiskOperator.process called before open(): no model is loaded")
+        self.require_open()
         model = self._selector.for_event(event)
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
@@ -169,10 +148,8 @@ class RiskOperator:
             )
         ]
 
-    def close(self) -> None:
-        """Drop the model sessions."""
-        self._open = False
-        self._selector.close()
+    def forget_models(self) -> None:
+        """Drop the scorers and feature statistics of the models `accept` prepared."""
         self._stats = {}
         self._scorers = {}
 

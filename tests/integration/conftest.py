@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.infra import broker
-from pipelines.kafka_io import ensure_topics
+from pipelines.kafka.clients import ensure_topics
 
 TEST_PORT = int(os.environ.get("STREAMSCORE_TEST_PORT", "19292"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipelines.kafka_io import consume
+from pipelines.kafka.clients import consume
 
 from .conftest import Topics, run_bounded, streamscore
 

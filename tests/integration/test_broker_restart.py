@@ -19,8 +19,8 @@ from operators.risk.schemas import RiskResult
 from pipelines.infra import broker
 from pipelines.infra.home import home
 from pipelines.infra.jars import FLINK_CONNECTORS, KAFKA_BROKER, ensure_jars
-from pipelines.kafka_io import consume, ensure_topics, publish_records
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.clients import consume, ensure_topics, publish_records
+from pipelines.kafka.publishing import synthetic_events
 
 from .conftest import Topics, start_job
 from .test_recovery import _kill, _offline, _publish, _results, _same_as_offline, _wait_for_results

@@ -11,8 +11,8 @@ import pytest
 from operators.contract import OperatorContext
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator
 from operators.reco.schemas import Click, RecoResult
-from pipelines.kafka_io import consume
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.clients import consume
+from pipelines.kafka.publishing import synthetic_events
 from state import MemoryVersionedStore
 
 from .conftest import Topics, streamscore

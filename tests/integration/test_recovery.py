@@ -17,9 +17,9 @@ import pytest
 from operators.contract import OperatorContext
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.schemas import RiskResult, Transaction
-from pipelines.flink.checkpoints import list_checkpoints
-from pipelines.kafka_io import consume, publish_records
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.clients import consume, publish_records
+from pipelines.kafka.publishing import synthetic_events
+from pipelines.runtimes.flink.checkpoints import list_checkpoints
 from state import MemoryVersionedStore
 
 from .conftest import Topics, run_bounded, start_job, streamscore

@@ -12,8 +12,8 @@ from operators.contract import OperatorContext
 from operators.dead_letter import DeadLetter
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.schemas import RiskResult, Transaction
-from pipelines.kafka_io import consume
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.clients import consume
+from pipelines.kafka.publishing import synthetic_events
 from state import MemoryVersionedStore
 
 from .conftest import Topics, run_bounded, streamscore

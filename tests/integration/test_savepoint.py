@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.publishing import synthetic_events
 
 from .conftest import Topics, start_job, streamscore
 from .test_recovery import _kill, _offline, _publish, _results, _same_as_offline, _wait_for_results

@@ -12,7 +12,7 @@ import pytest
 
 from models.registry import ModelRegistry
 from operators.risk.schemas import RiskResult
-from pipelines.kafka_io import consume, ensure_topics
+from pipelines.kafka.clients import consume, ensure_topics
 
 from .conftest import Topics, run_bounded, streamscore
 

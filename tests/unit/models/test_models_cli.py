@@ -14,7 +14,7 @@ from operators.contract import OperatorContext
 from operators.exceptions import OperatorError
 from operators.reco.operator import RecoOperator
 from operators.reco.schemas import Click
-from pipelines.cli_models import add_models_commands
+from pipelines.cli.models import add_models_commands
 from state import MemoryVersionedStore
 
 

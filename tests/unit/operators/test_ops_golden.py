@@ -25,9 +25,10 @@ import msgspec
 
 from models.registry import DEFAULT_ROOT, ModelRegistry
 from operators.contract import OperatorContext
+from operators.core import Failure
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import EventDecoder, Rejection
-from operators.harness import Failure, process_record
+from operators.harness import process_record
 from operators.reco.decoding import click_decoder
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator
 from operators.risk.decoding import transaction_decoder
@@ -41,7 +42,7 @@ from operators.risk.rules import (
     NewDeviceAndCountry,
 )
 from operators.routing import Route
-from pipelines.publishing import synthetic_records
+from pipelines.kafka.publishing import synthetic_records
 from state.codec import Codec
 from state.contract import RetentionPolicy, SourceCoordinates
 from state.memory import MemoryVersionedStore

@@ -22,7 +22,7 @@ from operators.reco.schemas import Click
 from operators.risk.decoding import transaction_decoder
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.schemas import Transaction
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.publishing import synthetic_events
 from state.contract import SourceCoordinates, VersionedState
 
 MALFORMED = [b"\xff\xfe", b"{not json", b"[1, 2]", b'{"event_id": "x"}']

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.backtest import BacktestRequest, default_shadow_topic, plan, topic_safe
-from pipelines.backtest_job import options_from_json, options_to_json
-from pipelines.backtest_report import (
+from pipelines.backtest.job import options_from_json, options_to_json
+from pipelines.backtest.report import (
     DECISIONS,
     delta_stats,
     diff_reco,
@@ -22,8 +21,9 @@ from pipelines.backtest_report import (
     write_delta_histogram,
     write_json,
 )
+from pipelines.backtest.runner import BacktestRequest, default_shadow_topic, plan, topic_safe
 from pipelines.exceptions import ConfigError
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink.options import JobOptions
 
 
 def _risk(event_id: str, decision: str, score: float, model: str = "risk@1") -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.flink.bounded import record_end_offsets, saved_end_offsets
+from pipelines.runtimes.flink.bounded import record_end_offsets, saved_end_offsets
 
 JOB = "3f2a9c0d11aa4b5e8c7d6e5f4a3b2c1d"
 OTHER = "77aa9c0d11aa4b5e8c7d6e5f4a3b2c1d"

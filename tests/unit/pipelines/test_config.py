@@ -24,6 +24,7 @@ from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import DEFAULT_RULES, AmountAbove, CountInWindow, CountryChangeWithin, RuleSet
 from operators.risk.schemas import Transaction
+from pipelines.builtin import RECO, RISK
 from pipelines.config import (
     CONFIG_DIR,
     RECO_CONFIG_PATH,
@@ -39,7 +40,6 @@ from pipelines.config import (
     risk_operator_from_config,
 )
 from pipelines.exceptions import ConfigError
-from pipelines.specs import RECO, RISK
 from state import MemoryVersionedStore
 from state.contract import RetentionPolicy
 
@@ -62,10 +62,9 @@ def test_shipped_risk_config_loads_and_is_todays_behaviour() -> None:
     assert config.rules == DEFAULT_RULES
     assert config.thresholds.to_risk_thresholds() == RiskThresholds()
     assert (config.topics.input, config.topics.output, config.topics.dlq) == (
-        RISK.input_topic,
-        RISK.output_topic,
-        RISK.dlq_topic,
+        "risk.transactions", "risk.scores", "risk.dlq"
     )
+    assert RISK.topics == config.topics  # the registry's default topics are the shipped config's
     assert config.state.retention_policy() == RISK.retention == RetentionPolicy(max_versions=16)
     assert config.state.ttl_ms is None
     assert config.model == "risk" and config.model_ref is None
@@ -123,8 +122,9 @@ def test_shipped_reco_config_loads_and_builds_the_default_operator() -> None:
     config = load_reco_config()
     assert isinstance(config, RecoPipelineConfig)
     assert (config.topics.input, config.topics.output, config.topics.dlq) == (
-        RECO.input_topic, RECO.output_topic, RECO.dlq_topic,
+        "reco.clicks", "reco.recommendations", "reco.dlq"
     )
+    assert RECO.topics == config.topics
     assert config.state.retention_policy() == RECO.retention
     operator = reco_operator_from_config(config)
     assert (operator.k, operator.idle_timeout_ms) == (DEFAULT_K, DEFAULT_IDLE_TIMEOUT_MS)
@@ -256,7 +256,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("zero_retention", _set("state", "retention_versions", value=0), "state.retention_versions",
      "expected int >= 1, got 0"),
     ("negative_ttl", _set("state", "ttl_hours", value=-1), "state.ttl_hours", "expected int >= 1, got -1"),
-    ("unknown_pipeline", _set("pipeline", value="fraud"), "pipeline", "unknown value 'fraud'; expected one of: risk"),
+    ("unknown_pipeline", _set("pipeline", value="fraud"), "pipeline", "unknown value 'fraud'; expected one of: "),
     ("missing_pipeline", _drop("pipeline"), "pipeline", "required field is missing"),
     ("reco_field_in_risk", _set("k", value=5), "k", "unknown field"),
     ("route_unknown_attribute", _set("routes", value=[{"code": "r", "when": {"colour": ["red"]}, "model": "risk@2"}]),

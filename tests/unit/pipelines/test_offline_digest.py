@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipelines.offline import score_lines
+from pipelines.runtimes.offline import score_lines
 
 CORPORA = Path(__file__).resolve().parents[2] / "corpora"
 DIGESTS = CORPORA / "digests.json"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.flink.checkpoints import latest_checkpoint
-from pipelines.flink.rest import FlinkRestClient, RestUnreachableError, flink_reason
-from pipelines.flink.runinfo import (
+from pipelines.runtimes.flink.checkpoints import latest_checkpoint
+from pipelines.runtimes.flink.rest import FlinkRestClient, RestUnreachableError, flink_reason
+from pipelines.runtimes.flink.runinfo import (
     NoRunningJobError,
     RunInfo,
     find_running_job,
@@ -23,7 +23,7 @@ from pipelines.flink.runinfo import (
     running_jobs,
     write_run_info,
 )
-from pipelines.flink.savepoints import SavepointResult, default_target, local_savepoint_since
+from pipelines.runtimes.flink.savepoints import SavepointResult, default_target, local_savepoint_since
 
 
 @pytest.fixture(autouse=True)

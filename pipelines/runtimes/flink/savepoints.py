@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.exceptions import PipelineError
-from pipelines.flink.rest import FlinkRestClient, RestUnreachableError
+from pipelines.runtimes.flink.rest import FlinkRestClient, RestUnreachableError
 
 DEFAULT_SUBDIR = "savepoints"
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import msgspec
 
-from models.synthetic import generate_clicks, generate_transactions
-from pipelines.decoders import decode_spec
 from pipelines.exceptions import ConfigError
+from pipelines.registry import get
 
 LABEL_FIELDS = ("label", "pattern")
 
@@ -17,17 +16,15 @@ def synthetic_events(pipeline: str, n: int, seed: int) -> list[dict[str, object]
     """`n` seeded synthetic events of `pipeline`, without ground-truth fields."""
     if n < 1:
         raise ConfigError(f"--events must be >= 1, got {n}")
-    if pipeline == "risk":
-        events = generate_transactions(n, seed)
-    elif pipeline == "reco":
-        events = generate_clicks(n, seed)
-    else:
-        raise ConfigError(f"no synthetic generator for pipeline {pipeline!r}")
+    generate = get(pipeline).generate
+    if generate is None:
+        raise ConfigError(f"pipeline {pipeline!r} has no synthetic generator; publish a file with --file")
+    events = generate(n, seed)
     return [{k: v for k, v in e.items() if k not in LABEL_FIELDS} for e in events]
 
 
 def synthetic_records(pipeline: str, n: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
     """`(key, JSON)` records of `n` seeded synthetic events (keyed by the pipeline's key field)."""
-    key_field = decode_spec(pipeline).key_field
+    key_field = get(pipeline).key_field
     for event in synthetic_events(pipeline, n, seed):
         yield str(event[key_field]).encode(), msgspec.json.encode(event)

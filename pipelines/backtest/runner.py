@@ -5,7 +5,7 @@ everything — state (fresh, or copied from a restored production checkpoint, wh
 folder, consumer group, transactional id prefix, output and dead-letter topics — so the production job's
 checkpoints and topics are never written. Then it reads the production output topic and the shadow topic
 (read_committed), joins them on event_id and writes a JSON summary and a PNG histogram (see
-`pipelines.backtest_report`).
+`pipelines.backtest.report`).
 
 A start from a timestamp has empty state: per-key features warm up from that point, so results of keys with
 history before it differ from production for reasons other than the model; compare after the warm-up, or
@@ -26,10 +26,10 @@ from typing import Any
 
 import msgspec
 
-from pipelines import backtest_report as report
-from pipelines.backtest_io import offsets_for_time, partitions, read_values, window_event_ids
+from pipelines.backtest import report
+from pipelines.backtest.topics import offsets_for_time, partitions, read_values, window_event_ids
 from pipelines.exceptions import ConfigError, SetupError
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink.options import JobOptions
 
 WARM_UP_NOTE = (
     "a backtest from a timestamp starts with empty state: per-key features warm up from that time, so events of "
@@ -148,7 +148,7 @@ def plan(request: BacktestRequest, *, home: Callable[..., Path] | None = None) -
 
 
 def _refuse_used_topic(bootstrap: str, topic: str) -> None:
-    from pipelines.kafka_io import end_offsets
+    from pipelines.kafka.clients import end_offsets
 
     try:
         used = sum(end_offsets(bootstrap, topic).values())
@@ -163,7 +163,7 @@ def run_shadow_job(
     shadow_plan: BacktestPlan, stop_offsets: dict[int, int] | None, echo: Callable[[str], None]
 ) -> float:
     """Run the shadow job in a child process (log in the report folder); returns its wall-clock seconds."""
-    from pipelines.backtest_job import options_to_json
+    from pipelines.backtest.job import options_to_json
 
     shadow_plan.report_dir.mkdir(parents=True, exist_ok=True)
     job_file = shadow_plan.report_dir / "shadow-job.json"
@@ -173,7 +173,7 @@ def run_shadow_job(
          f"{shadow_plan.shadow.model_ref} (log: {log})")
     started = time.monotonic()
     with log.open("wb") as out:
-        proc = subprocess.run([sys.executable, "-m", "pipelines.backtest_job", str(job_file)],
+        proc = subprocess.run([sys.executable, "-m", "pipelines.backtest.job", str(job_file)],
                               stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
@@ -187,7 +187,7 @@ def _decoded(values: Any) -> list[dict[str, Any]]:
 
 def run_backtest(request: BacktestRequest, *, echo: Callable[[str], None] = print) -> BacktestOutcome:
     """Plan, run the shadow job, then diff it against production and write the report."""
-    from pipelines.kafka_io import end_offsets, ensure_topics
+    from pipelines.kafka.clients import end_offsets, ensure_topics
 
     check_model(request.model_ref)
     the_plan = plan(request)

@@ -4,7 +4,7 @@ Kafka (SQL source: raw bytes + metadata, the key read by JSON_VALUE) -> keyBy in
 operator per record: decode/validate (bad -> dead letters), then the pipeline's operator with versioned
 RocksDB state and ONNX -> results and dead letters to Kafka (transactional sinks for exactly-once).
 Checkpoints are retained on cancellation. While the job runs, the mini-cluster serves Flink's REST API on a
-free localhost port, announced in a run-info file (`pipelines.flink.runinfo`) so that `streamscore savepoint`
+free localhost port, announced in a run-info file (`pipelines.runtimes.flink.runinfo`) so that `streamscore savepoint`
 can find it.
 """
 
@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipelines.flink.environment import create_environment, free_local_port
-from pipelines.flink.kafka_tables import sink_ddl, source_ddl
-from pipelines.flink.keying import key_by_sql_key, keyed_source_query
-from pipelines.flink.options import JobOptions
-from pipelines.flink.runinfo import RunInfo, remove_run_info, write_run_info
+from pipelines.runtimes.flink.environment import create_environment, free_local_port
+from pipelines.runtimes.flink.kafka_tables import sink_ddl, source_ddl
+from pipelines.runtimes.flink.keying import key_by_sql_key, keyed_source_query
+from pipelines.runtimes.flink.options import JobOptions
+from pipelines.runtimes.flink.runinfo import RunInfo, remove_run_info, write_run_info
 
 if TYPE_CHECKING:
     from pyflink.common import JobClient
@@ -36,15 +36,15 @@ def build(
     env = create_environment(options, restore_path=restore_path, rest_port=rest_port)
     from pyflink.table import StreamTableEnvironment
 
-    from pipelines.decoders import decode_spec
-    from pipelines.flink.functions import DEAD_LETTERS, OUTPUT_ROW, STATE_CHANGELOG, KeyedOperatorFunction
+    from pipelines.registry import get
+    from pipelines.runtimes.flink.functions import DEAD_LETTERS, OUTPUT_ROW, STATE_CHANGELOG, KeyedOperatorFunction
 
     t_env = StreamTableEnvironment.create(env)
     t_env.execute_sql(source_ddl("source", options))
     t_env.execute_sql(sink_ddl("results", options.output_topic, options, id_suffix="results"))
     t_env.execute_sql(sink_ddl("dead_letters", options.dlq_topic, options, id_suffix="dlq"))
 
-    keyed_rows = t_env.sql_query(keyed_source_query("source", decode_spec(options.pipeline).key_field))
+    keyed_rows = t_env.sql_query(keyed_source_query("source", get(options.pipeline).key_field))
     scored = (
         key_by_sql_key(t_env.to_data_stream(keyed_rows))
         .process(
@@ -83,7 +83,7 @@ def run(
     SIGINT/SIGTERM cancels it.
 
     Checkpoints are retained when the job is cancelled. `done` lets a caller end a job that cannot finish
-    by itself (see `pipelines.flink.bounded`); it is polled every `poll_s` seconds. While the job runs, its
+    by itself (see `pipelines.runtimes.flink.bounded`); it is polled every `poll_s` seconds. While the job runs, its
     run-info file (REST URL, job id) lets `streamscore savepoint` reach it.
     """
     rest_port = free_local_port()

@@ -1,5 +1,5 @@
 """`streamscore backtest PIPELINE --model NAME@V --from-timestamp ISO`: re-score history into a shadow topic
-with its own state, then report the differences against production (see `pipelines.backtest`).
+with its own state, then report the differences against production (see `pipelines.backtest.runner`).
 
 `add_backtest_command(subparsers)` adds the command to the `streamscore` sub-parser set.
 """
@@ -37,16 +37,16 @@ def _ms(option: str, text: str | None) -> int | None:
 
 def _production_options(args: argparse.Namespace) -> object:
     """The production job's options as `run` would build them from the same topic/config options."""
-    from pipelines.cli import job_fields
-    from pipelines.flink.options import JobOptions
+    from pipelines.cli.common import job_fields
+    from pipelines.runtimes.flink.options import JobOptions
 
     return JobOptions(**job_fields(args, args.model))  # the backtest's model is checked against the config too
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from pipelines.backtest import BacktestRequest, run_backtest
-    from pipelines.flink.checkpoints import resolve_checkpoint
-    from pipelines.flink.options import JobOptions
+    from pipelines.backtest.runner import BacktestRequest, run_backtest
+    from pipelines.runtimes.flink.checkpoints import resolve_checkpoint
+    from pipelines.runtimes.flink.options import JobOptions
 
     production = _production_options(args)
     assert isinstance(production, JobOptions)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from operators.decoding import Rejection
-from pipelines.decoders import decode_spec
 from pipelines.exceptions import SetupError
+from pipelines.registry import get
 
 
 def _consumer(bootstrap: str, **extra: object) -> Consumer:
@@ -106,7 +106,7 @@ def window_event_ids(
     pipeline: str, bootstrap: str, topic: str, starts: dict[int, int], ends: dict[int, int]
 ) -> tuple[set[str], int]:
     """The event ids of the valid input events in [starts, ends), and the number of invalid records there."""
-    decoder = decode_spec(pipeline).decoder()
+    decoder = get(pipeline).decoder()
     ids: set[str] = set()
     invalid = 0
     for value in read_values(bootstrap, topic, starts=starts, ends=ends):

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.flink.options import JobOptions
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
+from pipelines.runtimes.flink.options import JobOptions
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def prepare_process_environment() -> None:

@@ -1,6 +1,6 @@
 """`streamscore savepoint PIPELINE [--stop]`: a savepoint of a running job, taken through Flink's REST API.
 
-A job started by `streamscore run PIPELINE` is found through its run-info file (`pipelines.flink.runinfo`);
+A job started by `streamscore run PIPELINE` is found through its run-info file (`pipelines.runtimes.flink.runinfo`);
 a job on a Flink cluster through `--rest-url` (and `--job-id`, or the one running job named
 `streamscore-PIPELINE`). The savepoint's path is printed on stdout (alone on its line); it restores with
 `streamscore replay PIPELINE --from-savepoint PATH`, and `streamscore run PIPELINE` resumes from it when it is
@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.decoders import DECODERS
 from pipelines.exceptions import ConfigError
-from pipelines.flink.rest import FlinkRestClient, FlinkRestError
-from pipelines.flink.runinfo import find_running_job, pid_alive
-from pipelines.flink.savepoints import SavepointResult, default_target, take_savepoint
+from pipelines.registry import pipeline_names
+from pipelines.runtimes.flink.rest import FlinkRestClient, FlinkRestError
+from pipelines.runtimes.flink.runinfo import find_running_job, pid_alive
+from pipelines.runtimes.flink.savepoints import SavepointResult, default_target, take_savepoint
 
 
 def _note(message: str) -> None:
@@ -89,7 +89,7 @@ def add_savepoint_commands(commands: argparse._SubParsersAction[argparse.Argumen
     parser = commands.add_parser(
         "savepoint", help="take a savepoint of a running job (started by `streamscore run`), optionally stopping it"
     )
-    parser.add_argument("pipeline", choices=sorted(DECODERS), help="which pipeline's job")
+    parser.add_argument("pipeline", choices=pipeline_names(), help="which pipeline's job")
     parser.add_argument("--stop", action="store_true",
                         help="stop the job with the savepoint (no drain); the `run` process then exits 0")
     parser.add_argument("--target", metavar="DIR",

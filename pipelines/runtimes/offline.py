@@ -16,10 +16,11 @@ from typing import IO
 import msgspec
 
 from operators.contract import OperatorContext
+from operators.core import Failure
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
-from operators.harness import Failure, process_record
-from pipelines.specs import spec
+from operators.harness import process_record
+from pipelines.registry import get
 from state import MemoryVersionedStore
 from state.contract import SourceCoordinates
 
@@ -28,15 +29,15 @@ def score_lines(
     pipeline: str, lines: Iterator[bytes], *, source: str, config: Path | None = None, model_ref: str | None = None
 ) -> Iterator[tuple[bytes, DeadLetter | None]]:
     """Yield `(result JSON, None)` per result and `(b"", dead letter)` per bad line, in input order."""
-    chosen = spec(pipeline)
-    decoder = chosen.decode.decoder()
+    chosen = get(pipeline)
+    decoder = chosen.decoder()
     operator = chosen.operator(config)
     operator.open(OperatorContext(model_ref=model_ref))
-    store = MemoryVersionedStore(codec=chosen.state_codec, retention=chosen.retention)
+    store = MemoryVersionedStore(codec=chosen.state_codec(), retention=chosen.retention)
     try:
         for number, line in enumerate(lines):
             coordinates = SourceCoordinates(source, 0, number)
-            outcome = process_record(operator, decoder, chosen.decode.key_of, store, line, coordinates)
+            outcome = process_record(operator, decoder, chosen.key_of, store, line, coordinates)
             if isinstance(outcome, Rejection | Failure):  # as in the job: a dead letter, and the file goes on
                 yield b"", _letter(pipeline, outcome.reason, outcome.error, line, source, number)
                 continue

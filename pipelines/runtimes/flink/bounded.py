@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.flink.checkpoints import list_checkpoints
-from pipelines.flink.options import JobOptions
-from pipelines.kafka_io import committed_offsets
+from pipelines.kafka.clients import committed_offsets
+from pipelines.runtimes.flink.checkpoints import list_checkpoints
+from pipelines.runtimes.flink.options import JobOptions
 
 END_OFFSETS_FILE = "bounded-end-offsets.json"
 

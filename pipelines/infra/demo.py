@@ -23,8 +23,8 @@ from pipelines.exceptions import SetupError
 from pipelines.infra import broker
 from pipelines.infra.home import subdir
 from pipelines.infra.processes import stop_process_group
-from pipelines.kafka_io import consume, ensure_topics, publish_records
-from pipelines.publishing import synthetic_events
+from pipelines.kafka.clients import consume, ensure_topics, publish_records
+from pipelines.kafka.publishing import synthetic_events
 
 MALFORMED_EVERY = 250
 CHECKPOINT_INTERVAL_MS = 1000

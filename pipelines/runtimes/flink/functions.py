@@ -1,7 +1,7 @@
 """The PyFlink function of every pipeline: one keyed operator that decodes (or dead-letters) each record and
 runs the pipeline's operator on the versioned state of the record's key.
 
-Records arrive keyed by the JVM (`pipelines.flink.keying`), so this is the only Python a record passes
+Records arrive keyed by the JVM (`pipelines.runtimes.flink.keying`), so this is the only Python a record passes
 through. The function looks its pipeline up by name in `open`, so only names and options are serialised
 with the job. Bad records never raise: they leave through the dead-letter side output with a stable reason.
 
@@ -30,7 +30,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from operators.dead_letter import DeadLetter, raw_as_text
 
 if TYPE_CHECKING:
-    from pipelines.specs import PipelineSpec
+    from pipelines.registry import PipelineDefinition
 
 _HEAVY_IMPORTS = threading.Lock()
 _LOG = logging.getLogger("streamscore.models")
@@ -99,18 +99,18 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         with _HEAVY_IMPORTS:
             _run_in_python_thread(_import_native_extensions)
             from operators.contract import OperatorContext
-            from operators.harness import Failure, apply_operator
-            from pipelines.specs import spec
+            from operators.core import Failure, apply_operator
+            from pipelines.registry import get
             from state.contract import SourceCoordinates
             from state.flink_state import FlinkVersionedState
 
-            self._spec: PipelineSpec = spec(self.pipeline)
+            self._spec: PipelineDefinition = get(self.pipeline)
             config = self._spec.load_config(Path(self.config_path) if self.config_path else None)
             operator = self._spec.operator_from_config(config)
             _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
         self._refresh_s = float(config.model_refresh_seconds)
         self._next_refresh = time.monotonic() + self._refresh_s
-        from pipelines.changelog import changelog_record
+        from pipelines.kafka.changelog import changelog_record
 
         self._apply = apply_operator
         self._failure = Failure
@@ -118,11 +118,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._changelog_record = changelog_record
         from operators.decoding import Rejection
 
-        self._decoder = self._spec.decode.decoder()
+        self._decoder = self._spec.decoder()
         self._rejection = Rejection
-        self._key_of = self._spec.decode.key_of
+        self._key_of = self._spec.key_of
         self._state = FlinkVersionedState(
-            self._runtime_context, self.pipeline, self._spec.state_codec, retention=self._spec.retention
+            self._runtime_context, self.pipeline, self._spec.state_codec(), retention=self._spec.retention
         )
         self._operator = operator
         metrics = self._runtime_context.get_metrics_group()
@@ -172,7 +172,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             )
             return
         results = outcome
-        duplicates = getattr(self._operator, "duplicates", 0)
+        duplicates = self._operator.duplicates
         if duplicates != self._duplicates_seen:
             self._duplicates_metric.inc(duplicates - self._duplicates_seen)
             self._duplicates_seen = duplicates

@@ -14,6 +14,7 @@ from typing import Any
 
 from models.exceptions import ModelError
 from models.registry import ModelRegistry, parse_ref
+from pipelines.registry import definitions
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -30,11 +31,13 @@ def _fail(message: str, code: int = EXIT_ERROR) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pipelines.training import train
+    from pipelines.registry import get
 
+    train = get(args.name).train
+    assert train is not None  # the choices are the pipelines with a train hook
     registry = _registry(args)
     try:
-        version = train(args.name, args.seed, registry, events=args.events, progress=not args.quiet, k=args.k)
+        version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     manifest = registry.manifest(args.name, version)
@@ -101,11 +104,13 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipelines.training import DEFAULT_EVAL_SEED, evaluation, write_report
+    from pipelines.registry import get
+    from pipelines.training import DEFAULT_EVAL_SEED, write_report
 
+    evaluation = get(args.name).evaluate
+    assert evaluation is not None  # the choices are the pipelines with an evaluate hook
     try:
         result = evaluation(
-            args.name,
             args.version,
             args.seed if args.seed is not None else DEFAULT_EVAL_SEED,
             args.events,
@@ -139,7 +144,7 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train NAME on a synthetic stream and register a new version")
-    train.add_argument("name", choices=["risk", "reco"])
+    train.add_argument("name", choices=[d.name for d in definitions() if d.train is not None])
     train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -162,7 +167,7 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     quantize.set_defaults(func=_cmd_quantize)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a registered model on a fresh synthetic stream")
-    evaluate.add_argument("name", choices=["risk", "reco"])
+    evaluate.add_argument("name", choices=[d.name for d in definitions() if d.evaluate is not None])
     evaluate.add_argument("--version", type=int, default=None, help="version (default: current)")
     evaluate.add_argument("--seed", type=int, default=None, help="holdout stream seed (default 1001)")
     evaluate.add_argument("--events", type=int, default=None, help="holdout events (default: per model)")

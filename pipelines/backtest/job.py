@@ -1,4 +1,4 @@
-"""The shadow job of a backtest, run in its own process: `python -m pipelines.backtest_job PLAN.json`.
+"""The shadow job of a backtest, run in its own process: `python -m pipelines.backtest.job PLAN.json`.
 
 A child process because the embedded Flink JVM cannot be shut down cleanly inside a Python process that
 still has work to do (the report); see `pipelines.cli._run_job`, which ends its process for the same reason.
@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink.options import JobOptions
 
 PATH_FIELDS = ("checkpoint_dir", "config_path")
 
@@ -46,11 +46,11 @@ def run(options: JobOptions, restore: Path | None, stop_offsets: dict[int, int] 
     """Run the bounded shadow job to its end.
 
     A fresh start finishes by itself at the input's end. A start from a checkpoint cannot
-    finish by itself (FLINK-31006, see `pipelines.flink.bounded`): it is ended once its own consumer group
+    finish by itself (FLINK-31006, see `pipelines.runtimes.flink.bounded`): it is ended once its own consumer group
     committed `stop_offsets`.
     """
-    from pipelines.flink import job
-    from pipelines.flink.bounded import reached
+    from pipelines.runtimes.flink import job
+    from pipelines.runtimes.flink.bounded import reached
 
     done = None
     if restore is not None:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the plan in the file named by the first argument, then end the process."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m pipelines.backtest_job PLAN.json")
+        raise SystemExit("usage: python -m pipelines.backtest.job PLAN.json")
     options, restore, stops = options_from_json(Path(args[0]).read_text())
     run(options, restore, stops)
     print("shadow job finished", flush=True)

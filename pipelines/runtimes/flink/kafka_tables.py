@@ -7,7 +7,7 @@ versions). Sinks take `(k STRING, v STRING)` rows: `k` becomes the Kafka key, `v
 
 from __future__ import annotations
 
-from pipelines.flink.options import JobOptions
+from pipelines.runtimes.flink.options import JobOptions
 
 SOURCE_COLUMNS = ("value", "topic", "partition", "offset")
 

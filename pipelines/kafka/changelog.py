@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from pipelines.exceptions import ConfigError
-from pipelines.kafka_io import consume
+from pipelines.kafka.clients import consume
 from state.contract import RetentionPolicy, SourceCoordinates, StateVersion
 from state.rocks import RocksVersionedStore
 

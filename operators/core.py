@@ -1,0 +1,129 @@
+"""The production step every runtime calls, and the bases operators build on.
+
+- `apply_operator(operator, event, state, source)`: one event through an operator, every failure turned into
+  a `Failure` (a dead-letter reason and text), so one bad record never stops a pipeline. The Flink function,
+  the offline scorer and the test harness all call it.
+- `OperatorBase`: the whole `operators.contract.Operator` surface with no-op defaults (open, close, no models
+  to refresh, no duplicates), for operators that need no models.
+- `ModelServingOperator`: the open / refresh / close life cycle of operators that serve registry models
+  through a `ModelSelector` (default model, routes, pinning, hot-swap), and idempotency bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from models.exceptions import ModelError
+from models.handle import ModelHandle
+from operators.contract import Operator, OperatorContext
+from operators.dead_letter import Reason
+from operators.exceptions import OperatorError
+from operators.routing import ModelSelector, ModelSwap, Route, check_routes
+from state.contract import SourceCoordinates, VersionedState
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """Why `apply_operator` produced no results: a dead-letter reason code and the error text."""
+
+    reason: Reason
+    error: str
+
+
+def apply_operator(
+    operator: Operator[Any, Any, Any], event: Any, state: VersionedState[Any], source: SourceCoordinates | None
+) -> list[Any] | Failure:
+    """Every result of `operator.process(event, state, source)`, or the `Failure` that stopped it.
+
+    A `ModelError` is `model_error`; any other exception is `operator_error` (the record becomes a dead letter
+    and the stream goes on: one bad record never stops a pipeline). Used by every runtime.
+    """
+    try:
+        return list(operator.process(event, state, source))
+    except ModelError as exc:
+        return Failure(Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class OperatorBase:
+    """Defaults for the runtime-facing part of the operator contract: nothing to open or close, no models to
+    refresh; `duplicates` counts events dropped as retries (subclasses increment it)."""
+
+    def __init__(self) -> None:
+        #: Events dropped as retries of an event id the key already saw (a metric the runtimes export).
+        self.duplicates = 0
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Nothing to load."""
+
+    def refresh_models(self) -> list[ModelSwap]:
+        """No models: nothing to swap."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def is_retry(self, event_id: str, recent: Sequence[str]) -> bool:
+        """Whether `event_id` is among the key's `recent` event ids (then counted in `duplicates`)."""
+        if event_id in recent:
+            self.duplicates += 1
+            return True
+        return False
+
+
+class ModelServingOperator(OperatorBase):
+    """An operator that serves registry models: the default `model` reference, `routes` to other models for
+    matching events of `event_type`, a pin from `OperatorContext.model_ref`, and hot-swap between events.
+
+    Subclasses implement `accept(model)` (check that a loaded model fits, prepare per-model helpers; raise
+    `OperatorError` to refuse it) and `forget_models()` (drop those helpers); they call `require_open()`
+    before using a model.
+    """
+
+    def __init__(self, model: str, routes: Sequence[Route], event_type: type[Any]) -> None:
+        super().__init__()
+        check_routes(routes, event_type)
+        self._selector = ModelSelector(model, routes, accept=self.accept)
+        self._open = False
+
+    def accept(self, model: ModelHandle) -> None:
+        """Check that `model` fits this operator and prepare what serving it needs (`OperatorError` if not)."""
+        raise NotImplementedError
+
+    def forget_models(self) -> None:
+        """Drop what `accept` prepared."""
+
+    def require_open(self) -> None:
+        """`OperatorError` unless `open` has loaded the models."""
+        if not self._open:
+            raise OperatorError(f"{type(self).__name__}.process called before open(): no model is loaded")
+
+    @property
+    def model(self) -> ModelHandle:
+        """The default model (after `open`); routes may serve some events with others."""
+        self.require_open()
+        return self._selector.loaded[self._selector.default]
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Load the default and routed models (or only `ctx.model_ref` when it pins one), each checked by
+        `accept`; on any failure nothing stays loaded."""
+        self.close()
+        try:
+            self._selector.open(ctx.registry, ctx.model_ref)
+        except BaseException:
+            self.close()
+            raise
+        self._open = True
+
+    def refresh_models(self) -> list[ModelSwap]:
+        """Swap in promoted versions of unpinned models (between events); see `ModelSelector.refresh`."""
+        return self._selector.refresh()
+
+    def close(self) -> None:
+        """Drop the model sessions."""
+        self._open = False
+        self._selector.close()
+        self.forget_models()

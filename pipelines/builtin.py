@@ -1,0 +1,105 @@
+"""The built-in pipelines, declared once: risk (transactions -> score, decision, reasons) and reco (click
+sessions -> top-k items). Registered with `pipelines.registry` on first lookup."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any
+
+from operators.reco.decoding import click_decoder
+from operators.risk.decoding import transaction_decoder
+from pipelines.config import CONFIG_DIR, RecoPipelineConfig, RiskPipelineConfig
+from pipelines.registry import PipelineDefinition, register
+from state.codec import Codec
+from state.contract import RetentionPolicy
+
+
+def _risk_operator(config: RiskPipelineConfig) -> Any:
+    from pipelines.config import risk_operator_from_config
+
+    return risk_operator_from_config(config)
+
+
+def _reco_operator(config: RecoPipelineConfig) -> Any:
+    from pipelines.config import reco_operator_from_config
+
+    return reco_operator_from_config(config)
+
+
+def _risk_codec() -> Codec[Any]:
+    from operators.risk.operator import RISK_STATE_CODEC
+
+    return RISK_STATE_CODEC
+
+
+def _reco_codec() -> Codec[Any]:
+    from operators.reco.operator import RECO_STATE_CODEC
+
+    return RECO_STATE_CODEC
+
+
+def _transactions(n: int, seed: int) -> list[dict[str, object]]:
+    from models.synthetic import generate_transactions
+
+    return generate_transactions(n, seed)
+
+
+def _clicks(n: int, seed: int) -> list[dict[str, object]]:
+    from models.synthetic import generate_clicks
+
+    return generate_clicks(n, seed)
+
+
+def _train(name: str) -> Any:
+    """`pipelines.training.train` for model `name` (imports torch only when called)."""
+
+    def train_hook(*args: Any, **kwargs: Any) -> Any:
+        from pipelines.training import train
+
+        return train(name, *args, **kwargs)
+
+    return train_hook
+
+
+def _evaluate(name: str) -> Any:
+    """`pipelines.training.evaluation` for model `name`."""
+
+    def evaluate_hook(*args: Any, **kwargs: Any) -> Any:
+        from pipelines.training import evaluation
+
+        return evaluation(name, *args, **kwargs)
+
+    return evaluate_hook
+
+
+RISK = register(PipelineDefinition(
+    name="risk",
+    key_field="account_id",
+    decoder=transaction_decoder,
+    key_of=attrgetter("account_id"),
+    config_type=RiskPipelineConfig,
+    default_config=CONFIG_DIR / "risk.yaml",
+    operator_from_config=_risk_operator,
+    state_codec=_risk_codec,
+    result_key=attrgetter("account_id"),
+    retention=RetentionPolicy(max_versions=16),
+    generate=_transactions,
+    train=_train("risk"),
+    evaluate=_evaluate("risk"),
+))
+
+RECO = register(PipelineDefinition(
+    name="reco",
+    key_field="session_id",
+    decoder=click_decoder,
+    key_of=attrgetter("session_id"),
+    config_type=RecoPipelineConfig,
+    default_config=CONFIG_DIR / "reco.yaml",
+    operator_from_config=_reco_operator,
+    state_codec=_reco_codec,
+    result_key=attrgetter("session_id"),
+    retention=RetentionPolicy(max_versions=8),
+    generate=_clicks,
+    train=_train("reco"),
+    evaluate=_evaluate("reco"),
+))

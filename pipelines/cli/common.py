@@ -1,0 +1,82 @@
+"""What every command group shares: the default broker, exit codes, the pipeline names, job options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pipelines.exceptions import ConfigError
+from pipelines.registry import pipeline_names
+from pipelines.runtimes.flink.options import DEFAULT_MANAGED_MEMORY
+
+DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
+EXIT_ERROR = 2
+
+
+def check_models(operator: Any, model_ref: str | None) -> None:
+    """Open and close `operator` once: every model it would load is found, verified and fits (`ConfigError`)."""
+    from models.exceptions import ModelError
+    from operators.contract import OperatorContext
+    from operators.exceptions import OperatorError
+
+    try:
+        operator.open(OperatorContext(model_ref=model_ref))
+    except (ModelError, OperatorError, ValueError) as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    finally:
+        operator.close()
+
+
+def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any]:
+    """The `JobOptions` fields every job command shares (pipeline, topics, config, checkpoint folder, interval,
+    parallelism, managed memory), after refusing a bad config and models that cannot serve it (`ConfigError`)."""
+    from pipelines.infra.home import subdir
+    from pipelines.registry import get
+
+    pipeline = get(args.pipeline)
+    # Refuses a bad config, routes on unknown attributes, and models that are missing, tampered with or do not
+    # fit the operator (e.g. k above the model's) before Flink starts.
+    config = pipeline.load_config(Path(args.config) if args.config else None)
+    check_models(pipeline.operator_from_config(config), model_ref)
+    topics = config.topics  # the given config's, else the shipped one's
+    return {
+        "pipeline": args.pipeline,
+        "bootstrap": args.bootstrap,
+        "input_topic": args.input_topic or topics.input,
+        "output_topic": args.output_topic or topics.output,
+        "dlq_topic": args.dlq_topic or topics.dlq,
+        "config_path": Path(args.config).resolve() if args.config else None,
+        "checkpoint_dir": Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline),
+        "checkpoint_interval_ms": args.checkpoint_interval,
+        "parallelism": args.parallelism,
+        "managed_memory": getattr(args, "managed_memory", DEFAULT_MANAGED_MEMORY),
+        "allow_non_restored_state": getattr(args, "allow_non_restored_state", False),
+    }
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs a job (`run`, `replay`, `backtest`)."""
+    parser.add_argument("pipeline", choices=pipeline_names(), help="which pipeline")
+    parser.add_argument("--config", help="pipeline YAML (topics, model, rules, thresholds, k ...); validated at start")
+    parser.add_argument("--input-topic")
+    parser.add_argument("--output-topic")
+    parser.add_argument("--dlq-topic")
+    parser.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
+    parser.add_argument("--checkpoint-interval", type=int, default=1000, metavar="MS",
+                        help="checkpoint interval in ms; with exactly-once, results become visible per checkpoint")
+    parser.add_argument("--bounded", action="store_true",
+                        help="process what is in the input topic now, then finish with a final checkpoint")
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--managed-memory", default=DEFAULT_MANAGED_MEMORY, metavar="SIZE",
+                        help="Flink managed memory (RocksDB cache and write buffers), default %(default)s")
+    parser.add_argument("--model", help="pin a model version NAME@V (default: the registry's current)")
+    parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
+    parser.add_argument("--state-changelog", metavar="TOPIC",
+                        help="also publish every state version to TOPIC (read back with `streamscore state`)")
+    parser.add_argument("--transactional-id-prefix",
+                        help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
+    parser.add_argument("--allow-non-restored-state", action="store_true",
+                        help="restore a checkpoint of an earlier job graph: state of operators this job no longer "
+                        "has is dropped (keyed state is kept; the input continues from committed offsets)")

@@ -1,0 +1,156 @@
+"""Commands that run a pipeline's streaming job: `run`, `replay`, `checkpoints`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.cli.common import add_job_options, job_fields
+from pipelines.exceptions import ConfigError
+from pipelines.registry import pipeline_names
+
+
+def _job_options(args: argparse.Namespace) -> object:
+    from pipelines.runtimes.flink.options import JobOptions
+
+    return JobOptions(
+        **job_fields(args, args.model),
+        bounded=args.bounded,
+        model_ref=args.model,  # pins every event; otherwise the config's model and routes decide
+        delivery=args.delivery,
+        transactional_id_prefix=args.transactional_id_prefix,
+        state_changelog=args.state_changelog,
+    )
+
+
+def _run_job(options: object, restore: Path | None) -> int:
+    from pipelines.kafka.clients import ensure_topics
+    from pipelines.runtimes.flink import job
+    from pipelines.runtimes.flink.options import JobOptions
+
+    assert isinstance(options, JobOptions)
+    topics = [options.input_topic, options.output_topic, options.dlq_topic]
+    ensure_topics(options.bootstrap, topics + ([options.state_changelog] if options.state_changelog else []))
+    origin = f"restoring {restore}" if restore else f"fresh state, input from {options.start_from}"
+    print(
+        f"running {options.pipeline}: {options.input_topic} -> {options.output_topic} "
+        f"(dead letters: {options.dlq_topic}; {'bounded' if options.bounded else 'unbounded'}, "
+        f"{options.delivery}, {origin}, checkpoints in {options.checkpoint_dir})",
+        flush=True,
+    )
+    done = None
+    on_started = None
+    if options.bounded:
+        from pipelines.kafka.clients import end_offsets
+        from pipelines.runtimes.flink.bounded import reached, record_end_offsets, saved_end_offsets
+
+        saved = saved_end_offsets(restore, options.checkpoint_dir) if restore is not None else None
+        ends = saved if saved is not None else end_offsets(options.bootstrap, options.input_topic)
+        if restore is not None:  # FLINK-31006: a restored bounded Kafka source never finishes by itself
+            done = reached(options, ends)
+
+        def on_started(client: Any) -> None:  # the next restore of this job's checkpoints finds its ends here
+            record_end_offsets(options.checkpoint_dir, str(client.get_job_id()), ends)
+
+    try:
+        job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started)
+    except Exception as exc:
+        if restore is not None and UNMAPPED_STATE in str(exc):
+            raise ConfigError(
+                f"cannot restore {restore}: it holds state of an operator this job does not have (a checkpoint "
+                "of an earlier job graph, e.g. from before streamscore read the key in the source query). Add "
+                "--allow-non-restored-state to keep the keyed state and continue the input from the offsets the "
+                "consumer group committed, or --fresh to start without it"
+            ) from None
+        raise
+    print("job finished", flush=True)
+    # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
+    # errors for every Java object it can no longer release.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+#: What Flink says when a checkpoint holds state for an operator the job graph no longer has.
+UNMAPPED_STATE = "Cannot map checkpoint/savepoint state for operator"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.runtimes.flink.checkpoints import latest_checkpoint
+    from pipelines.runtimes.flink.options import JobOptions
+
+    options = _job_options(args)
+    assert isinstance(options, JobOptions)
+    latest = None if args.fresh else latest_checkpoint(options.checkpoint_dir)
+    return _run_job(options, latest.path if latest else None)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    from datetime import datetime
+
+    from pipelines.runtimes.flink.checkpoints import resolve_checkpoint
+    from pipelines.runtimes.flink.options import JobOptions
+
+    options = _job_options(args)
+    assert isinstance(options, JobOptions)
+    restore: Path | None = None
+    changes: dict[str, Any] = {
+        "checkpoint_dir": options.checkpoint_dir / "replays" / time.strftime("%Y%m%d-%H%M%S"),
+        "transactional_id_prefix": args.transactional_id_prefix or f"{options.id_prefix}-replay",
+    }
+    if args.from_checkpoint or args.from_savepoint:
+        restore = resolve_checkpoint(args.from_checkpoint or args.from_savepoint, options.checkpoint_dir)
+    elif args.from_timestamp:
+        try:
+            moment = datetime.fromisoformat(args.from_timestamp)
+        except ValueError:
+            raise ConfigError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
+        changes |= {"start_from": "timestamp", "start_timestamp_ms": int(moment.timestamp() * 1000)}
+    else:
+        changes |= {"start_from": "specific-offsets", "start_offsets": args.from_offsets}
+    return _run_job(dataclasses.replace(options, **changes), restore)
+
+
+def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    from pipelines.infra.home import subdir
+    from pipelines.runtimes.flink.checkpoints import list_checkpoints, list_savepoints
+
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else subdir("checkpoints", args.pipeline)
+    found = [(c, f"chk-{c.number}") for c in list_checkpoints(folder)]
+    found += [(s, "savepoint") for s in list_savepoints(folder)]
+    if not found:
+        print(f"no completed checkpoints or savepoints under {folder}")
+        return 1
+    for checkpoint, kind in sorted(found, key=lambda item: item[0].completed_at):  # the last one `run` resumes from
+        print(f"{checkpoint.completed_at.isoformat(timespec='seconds')}  job {checkpoint.job_id}  "
+              f"{kind}  {checkpoint.path}")
+    return 0
+
+
+def add_job_commands(commands: Any) -> None:
+    """Add `run`, `replay` and `checkpoints`."""
+    run = commands.add_parser("run", help="run a pipeline's streaming job on the embedded Flink mini-cluster")
+    add_job_options(run)
+    run.add_argument("--fresh", action="store_true",
+                     help="ignore retained checkpoints (default: resume from the newest one)")
+    run.set_defaults(func=_cmd_run)
+
+    replay = commands.add_parser("replay", help="re-run a pipeline from a checkpoint, savepoint, time or offsets")
+    add_job_options(replay)
+    origin = replay.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from-checkpoint", metavar="latest|PATH")
+    origin.add_argument("--from-savepoint", metavar="PATH")
+    origin.add_argument("--from-timestamp", metavar="ISO-TIME", help="fresh state, input from this time")
+    origin.add_argument("--from-offsets", metavar="SPEC",
+                        help="fresh state; e.g. partition:0,offset:42;partition:1,offset:7")
+    replay.set_defaults(func=_cmd_replay)
+
+    checkpoints = commands.add_parser("checkpoints", help="list a pipeline's retained checkpoints")
+    checkpoints.add_argument("action", choices=["list"])
+    checkpoints.add_argument("pipeline", choices=pipeline_names())
+    checkpoints.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
+    checkpoints.set_defaults(func=_cmd_checkpoints)

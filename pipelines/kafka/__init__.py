@@ -1,0 +1,1 @@
+"""Kafka I/O shared by the CLI and the tools: clients, publishing, the state changelog."""

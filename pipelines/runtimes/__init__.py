@@ -1,0 +1,1 @@
+"""The runtimes that run a pipeline's operator: Flink (the streaming job) and offline (a file, one process)."""
