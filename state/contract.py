@@ -76,11 +76,6 @@ class RetentionPolicy(msgspec.Struct, frozen=True):
         if self.horizon_ms is not None and self.horizon_ms < 0:
             raise ValueError(f"RetentionPolicy.horizon_ms must be >= 0 or None, got {self.horizon_ms}")
 
-    @property
-    def is_bounded_in_count(self) -> bool:
-        """True if the number of retained versions per key has an upper bound."""
-        return self.max_versions is not None
-
 
 #: The retention every backend uses when none is given: the newest 16 versions of each key.
 DEFAULT_RETENTION = RetentionPolicy(max_versions=16)

@@ -213,8 +213,3 @@ def down(port: int = DEFAULT_PORT, *, grace_s: float = 30.0) -> bool:
     (folder / "broker.pid").unlink(missing_ok=True)
     return True
 
-
-def wipe(port: int = DEFAULT_PORT) -> None:
-    """Stop the broker on `port` and delete all its data (topics, offsets, transactions)."""
-    down(port)
-    shutil.rmtree(_folder(port), ignore_errors=True)

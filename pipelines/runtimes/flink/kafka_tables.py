@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pipelines.runtimes.flink.options import JobOptions
 
-SOURCE_COLUMNS = ("value", "topic", "partition", "offset")
-
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
