@@ -90,6 +90,8 @@ T = TypeVar("T")
 #: Version of the key layout above; stored at `META_KEY` and checked on open.
 ROCKS_FORMAT = 1
 META_KEY = b"\x00meta/format"
+#: Prefix of the runtime's own entries (`put_meta`), e.g. the last applied Kafka offset of a partition.
+_RUNTIME_META = b"\x00meta/runtime/"
 
 _RECORD = b"\x01"
 _INDEX = b"\x02"
@@ -313,6 +315,21 @@ class RocksVersionedStore(Generic[T]):
         writes.delete_range(*_range(_INDEX, kb))
         self._commit(writes)
         self._head_cache = None
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Store the runtime entry `name` (e.g. the last applied offset of a partition). Inside `write_batch()`
+        it commits atomically with the state written there: a crash keeps both or neither."""
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError(f"store at {self._path} is read-only; put_meta() is not allowed")
+        writes = self._writes()
+        writes.put(_RUNTIME_META + name.encode("utf-8"), value)
+        self._commit(writes)
+
+    def get_meta(self, name: str) -> bytes | None:
+        """The runtime entry `name` (as committed, or as written earlier in the current batch), or None."""
+        self._check_open()
+        return self._get(_RUNTIME_META + name.encode("utf-8"))
 
     def write_batch(self) -> AbstractContextManager[None]:
         """A context in which puts and deletes commit as one atomic RocksDB write batch.

@@ -1,7 +1,8 @@
 """Child process of the crash test: writes one atomic batch per round number to N keys, forever.
 
 Usage: python crash_writer.py STATE_DIR N_KEYS. Batch n puts {"batch": n} (event time n) on every key
-in one write batch and prints n after the commit returns. It resumes from the batch found on disk.
+in one write batch, with the runtime entry `applied` = n (`put_meta`), and prints n after the commit
+returns. It resumes from the batch found on disk.
 A tiny memtable forces frequent flushes and compactions while the parent kills this process.
 """
 
@@ -24,6 +25,7 @@ def main() -> None:
         with store.write_batch():
             for key in keys:
                 store.key(key).put({"batch": batch, "pad": pad}, event_time=batch)
+            store.put_meta("applied", str(batch).encode())  # as a runtime stores its input offset
         print(batch, flush=True)
         batch += 1
 

@@ -1,5 +1,6 @@
 """Crash test: SIGKILL a process that writes multi-key batches; after reopening, every batch is wholly
-present or wholly absent, and every batch acknowledged before the kill is present."""
+present or wholly absent (the runtime entry written in it included), and every batch acknowledged before the
+kill is present."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def test_batches_survive_sigkill_all_or_nothing(tmp_path: Path) -> None:
             # acknowledged commits are durable; at most the one batch in flight is missing, and whole
             assert acknowledged <= batch <= acknowledged + 1, context
             assert batch > previous, context
+            assert store.get_meta("applied") == str(batch).encode(), context  # offset and state: one batch
             for key in keys:
                 history = store.key(key).history(10)
                 assert [v.version for v in history] == list(range(batch, max(0, batch - 4), -1)), context

@@ -140,3 +140,23 @@ def test_delete_leaves_only_a_version_counter(tmp_path: Path) -> None:
         db.compact_range(None, None)
         keys = list(db.keys())
     assert keys == [META_KEY, b"\x04a"]
+
+
+def test_runtime_entries_commit_with_the_batch_they_are_written_in(tmp_path: Path) -> None:
+    with RocksVersionedStore(tmp_path / "db") as store:
+        assert store.get_meta("offset/p0") is None
+        with store.write_batch():
+            store.key("a").put({"n": 1}, event_time=1)
+            store.put_meta("offset/p0", b"41")
+            assert store.get_meta("offset/p0") == b"41"  # the batch reads its own writes
+        with pytest.raises(RuntimeError), store.write_batch():
+            store.key("a").put({"n": 2}, event_time=2)
+            store.put_meta("offset/p0", b"42")
+            raise RuntimeError("crash before the commit")
+        assert store.get_meta("offset/p0") == b"41"
+        assert store.key("a").get().version == 1  # type: ignore[union-attr]
+        assert list(store.keys()) == ["a"]  # runtime entries are not state keys
+    with RocksVersionedStore(tmp_path / "db", read_only=True) as reader:
+        assert reader.get_meta("offset/p0") == b"41"
+        with pytest.raises(ReadOnlyStoreError):
+            reader.put_meta("offset/p0", b"0")
