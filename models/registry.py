@@ -6,8 +6,10 @@ Layout::
     <root>/<name>/<version>/model.onnx
     <root>/<name>/<version>/manifest.json     # name, version, sha256, created, opset, inputs, outputs, …
 
-The default root is `$STREAMSCORE_MODEL_REGISTRY`, else the `models/registry/` folder of this package (the
-committed default models). Versions are positive integers allocated with an atomic `mkdir`, so two processes
+The default root is `$STREAMSCORE_MODEL_REGISTRY`, else `$STREAMSCORE_HOME/models` (`~/.streamscore/models`),
+seeded on first use with the committed models shipped in this package (`models/registry/`, `SHIPPED_ROOT`),
+so that training and promoting never write into the installed package; a model name shipped later is seeded
+when the home registry lacks it. Versions are positive integers allocated with an atomic `mkdir`, so two processes
 registering at once get different versions. Manifests and `CURRENT` are written atomically (temp + rename).
 Runtime dependencies: onnxruntime and numpy (the `onnx` package is used, if installed, to read the opset).
 """
@@ -15,6 +17,7 @@ Runtime dependencies: onnxruntime and numpy (the `onnx` package is used, if inst
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import re
@@ -32,7 +35,10 @@ from models.exceptions import ManifestError, ModelNotFoundError
 from models.handle import ModelHandle, file_sha256
 
 REGISTRY_ENV = "STREAMSCORE_MODEL_REGISTRY"
-DEFAULT_ROOT = Path(__file__).resolve().parent / "registry"
+#: The committed models that ship with the package (read-only: the seed of every home registry).
+SHIPPED_ROOT = Path(__file__).resolve().parent / "registry"
+#: Kept for callers that mean "the committed models".
+DEFAULT_ROOT = SHIPPED_ROOT
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
@@ -113,12 +119,37 @@ def _opset(model_path: Path) -> int | None:
     return None
 
 
+def home_registry_root() -> Path:
+    """`$STREAMSCORE_HOME/models` (default `~/.streamscore/models`): the registry when none is configured."""
+    return Path(os.environ.get("STREAMSCORE_HOME", "~/.streamscore")).expanduser().resolve() / "models"
+
+
+def seeded_home_registry() -> Path:
+    """The home registry, with every shipped model name it lacks copied in (each name atomically: copied to a
+    temporary folder, then renamed, so concurrent first uses never see half a model)."""
+    root = home_registry_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if not SHIPPED_ROOT.is_dir():
+        return root
+    for shipped in sorted(p for p in SHIPPED_ROOT.iterdir() if p.is_dir() and _NAME.match(p.name)):
+        target = root / shipped.name
+        if target.exists():
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".seed-{shipped.name}-", dir=root))
+        shutil.copytree(shipped, staging / shipped.name, ignore=shutil.ignore_patterns("__pycache__"))
+        with contextlib.suppress(OSError):  # another process seeded it first: keep theirs
+            os.rename(staging / shipped.name, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
 class ModelRegistry:
     """Versioned ONNX models on disk: register, promote, list, read manifests, and load `ModelHandle`s."""
 
     def __init__(self, root: Path | str | None = None) -> None:
         if root is None:
-            root = os.environ.get(REGISTRY_ENV) or DEFAULT_ROOT
+            configured = os.environ.get(REGISTRY_ENV)
+            root = Path(configured) if configured else seeded_home_registry()
         self.root = Path(root)
 
     # ----------------------------------------------------------------- queries

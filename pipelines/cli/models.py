@@ -139,7 +139,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
         "--registry",
         type=Path,
         default=None,
-        help="registry folder (default: $STREAMSCORE_MODEL_REGISTRY, else the package's models/registry)",
+        help="registry folder (default: $STREAMSCORE_MODEL_REGISTRY, else $STREAMSCORE_HOME/models, seeded "
+        "with the committed models)",
     )
     commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
 
