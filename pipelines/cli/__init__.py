@@ -4,6 +4,7 @@ demo). One module per command group; what they share is in `pipelines.cli.common
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 
 from pipelines.cli.backtest import add_backtest_command
@@ -21,8 +22,8 @@ from pipelines.exceptions import PipelineError
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `streamscore` command."""
     root = argparse.ArgumentParser(prog="streamscore", description=__doc__)
-    root.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
-                      help="Kafka bootstrap servers (env STREAMSCORE_BOOTSTRAP; default %(default)s)")
+    root.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help=BOOTSTRAP_HELP)
+    root.add_argument("--version", action="version", version=f"streamscore {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     add_kafka_command(commands)
     add_data_commands(commands)
@@ -32,7 +33,29 @@ def parser() -> argparse.ArgumentParser:
     add_models_commands(commands)
     add_savepoint_commands(commands)
     add_backtest_command(commands)
+    _accept_common_options(root)
     return root
+
+
+BOOTSTRAP_HELP = f"Kafka bootstrap servers (env STREAMSCORE_BOOTSTRAP; default {DEFAULT_BOOTSTRAP})"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("streamscore")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _accept_common_options(parser: argparse.ArgumentParser) -> None:
+    """Accept `--bootstrap` after any (sub)command too: `streamscore run risk --bootstrap X` as well as
+    `streamscore --bootstrap X run risk` (the later one wins; SUPPRESS keeps the root's value otherwise)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if not any("--bootstrap" in a.option_strings for a in sub._actions):
+                    sub.add_argument("--bootstrap", default=argparse.SUPPRESS, help=BOOTSTRAP_HELP)
+                _accept_common_options(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

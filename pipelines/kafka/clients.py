@@ -15,11 +15,30 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.exceptions import SetupError
 
+#: How long a command waits for the broker before it says it cannot reach it.
+REACH_TIMEOUT_S = 5.0
+
+
+def _silent_admin(bootstrap: str) -> AdminClient:
+    # log_level 0: librdkafka's own connection-refused lines would repeat what the error below says
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+
+
+def check_reachable(bootstrap: str, timeout_s: float = REACH_TIMEOUT_S) -> set[str]:
+    """The broker's topic names; a `SetupError` naming the address tried if no broker answers in `timeout_s`."""
+    try:
+        return set(_silent_admin(bootstrap).list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise SetupError(
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s ({exc.args[0].str()}); start the project's "
+            "broker with `streamscore kafka up`, or pass --bootstrap HOST:PORT (env STREAMSCORE_BOOTSTRAP)"
+        ) from None
+
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent); `SetupError` if the broker cannot be reached."""
+    existing = check_reachable(bootstrap)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     if not wanted:
         return
@@ -136,7 +155,9 @@ def consume(
     stop: threading.Event | None = None,
 ) -> Iterator[ConsumedRecord]:
     """Every committed record of `topic` from the beginning (read_committed), until `max_records`, no new
-    record for `timeout_s` seconds, or `stop` is set."""
+    record for `timeout_s` seconds, or `stop` is set. `SetupError` if the broker cannot be reached (instead of
+    waiting `timeout_s` and yielding nothing, as if the topic were empty)."""
+    check_reachable(bootstrap)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
