@@ -31,15 +31,21 @@ def _events(definition: PipelineDefinition, n: int = EVENTS, seed: int = 4) -> l
     return events
 
 
-def _run(definition: PipelineDefinition, events: list[Any]) -> tuple[list[bytes], MemoryVersionedStore[Any], Any]:
-    operator = definition.operator()
-    operator.open(OperatorContext())
+def _score(definition: PipelineDefinition, operator: Any, events: list[Any]) -> tuple[list[bytes], Any]:
+    """The encoded results (wall clock stripped) of `events` through the opened `operator`, and its store."""
     store: MemoryVersionedStore[Any] = MemoryVersionedStore(definition.state_codec(), retention=definition.retention)
     out = []
     for event in events:
         results = apply_operator(operator, event, store.key(definition.key_of(event)), None)
         assert not isinstance(results, Failure), results
         out += [_WALL_CLOCK.sub(b"", definition.encode_result(r)) for r in results]
+    return out, store
+
+
+def _run(definition: PipelineDefinition, events: list[Any]) -> tuple[list[bytes], MemoryVersionedStore[Any], Any]:
+    operator = definition.operator()
+    operator.open(OperatorContext())
+    out, store = _score(definition, operator, events)
     return out, store, operator
 
 
@@ -96,12 +102,7 @@ def test_an_operator_reopens_after_close(definition: PipelineDefinition) -> None
     operator.open(OperatorContext())
     operator.close()
     operator.open(OperatorContext())
-    store: MemoryVersionedStore[Any] = MemoryVersionedStore(definition.state_codec(), retention=definition.retention)
-    out = []
-    for event in events:
-        results = apply_operator(operator, event, store.key(definition.key_of(event)), None)
-        assert not isinstance(results, Failure), results
-        out += [_WALL_CLOCK.sub(b"", definition.encode_result(r)) for r in results]
+    out, _ = _score(definition, operator, events)
     operator.close()
     expected, _, _ = _run(definition, events)
     assert out == expected
