@@ -77,6 +77,17 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
                         help="also publish every state version to TOPIC (read back with `streamscore state`)")
     parser.add_argument("--transactional-id-prefix",
                         help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--runtime", choices=["flink", "faust"], default="flink",
+                         help="flink: the PyFlink job (default); faust: the Python-only faust-streaming worker")
+    runtime.add_argument("--state-dir", help="faust: the partitions' RocksDB stores "
+                         "(default: $STREAMSCORE_HOME/faust/PIPELINE)")
+    runtime.add_argument("--batch-size", type=int, default=500, metavar="N",
+                         help="faust: events per micro-batch (one transaction per partition), default %(default)s")
+    runtime.add_argument("--batch-window", type=int, default=100, metavar="MS",
+                         help="faust: how long a micro-batch may wait to fill up, default %(default)s ms")
+    runtime.add_argument("--group-id", help="faust: the consumer group its workers share "
+                         "(default: streamscore-faust-PIPELINE-INPUT-OUTPUT)")
     parser.add_argument("--allow-non-restored-state", action="store_true",
                         help="restore a checkpoint of an earlier job graph: state of operators this job no longer "
                         "has is dropped (keyed state is kept; the input continues from committed offsets)")

@@ -78,10 +78,53 @@ def _run_job(options: object, restore: Path | None) -> int:
 UNMAPPED_STATE = "Cannot map checkpoint/savepoint state for operator"
 
 
+def _faust_options(args: argparse.Namespace, **changes: Any) -> object:
+    from pipelines.infra.home import subdir
+    from pipelines.runtimes.faust.options import FaustOptions, default_changelog, default_group
+
+    fields = job_fields(args, args.model)
+    group = args.group_id or default_group(args.pipeline, fields["input_topic"], fields["output_topic"])
+    options = FaustOptions(
+        pipeline=args.pipeline, bootstrap=args.bootstrap, input_topic=fields["input_topic"],
+        output_topic=fields["output_topic"], dlq_topic=fields["dlq_topic"],
+        state_dir=Path(args.state_dir) if args.state_dir else subdir("faust", args.pipeline),
+        changelog_topic=args.state_changelog or default_changelog(args.pipeline, fields["output_topic"]),
+        group_id=group, config_path=fields["config_path"], model_ref=args.model, delivery=args.delivery,
+        bounded=args.bounded, batch_size=args.batch_size, batch_window_ms=args.batch_window,
+        transactional_id_prefix=args.transactional_id_prefix,
+    )
+    import dataclasses
+
+    return dataclasses.replace(options, **changes) if changes else options
+
+
+def _run_faust(options: object) -> int:
+    from pipelines.kafka.clients import end_offsets, ensure_topics
+    from pipelines.runtimes.faust import worker
+    from pipelines.runtimes.faust.options import FaustOptions
+
+    assert isinstance(options, FaustOptions)
+    ensure_topics(options.bootstrap, [options.input_topic, options.output_topic, options.dlq_topic])
+    ensure_topics(options.bootstrap, [options.changelog_topic],
+                  partitions=len(end_offsets(options.bootstrap, options.input_topic)))
+    print(
+        f"running {options.pipeline} on faust: {options.input_topic} -> {options.output_topic} "
+        f"(dead letters: {options.dlq_topic}; state changelog: {options.changelog_topic}; "
+        f"{'bounded' if options.bounded else 'unbounded'}, {options.delivery}, group {options.group_id}, "
+        f"batches of <= {options.batch_size} within {options.batch_window_ms} ms, state in {options.state_dir})",
+        flush=True,
+    )
+    counts = worker.run(options)
+    print("worker finished: " + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runtimes.flink.checkpoints import latest_checkpoint
     from pipelines.runtimes.flink.options import JobOptions
 
+    if args.runtime == "faust":
+        return _run_faust(_faust_options(args))
     options = _job_options(args)
     assert isinstance(options, JobOptions)
     latest = None if args.fresh else latest_checkpoint(options.checkpoint_dir)

@@ -1,0 +1,136 @@
+"""One input partition's state on the faust runtime: a `RocksVersionedStore`, rebuilt from the changelog.
+
+Each assigned input partition `p` has its own store in `<state-dir>/<input topic>-<p>` and two runtime entries
+written in the same RocksDB WriteBatch as the state they describe (`RocksVersionedStore.put_meta`):
+
+- `input-next`: the next input offset whose event is not yet in the store;
+- `changelog-next`: the next changelog offset (partition `p` of the changelog topic) not yet in the store.
+
+The store is written only *after* the Kafka side of a batch (results, dead letters, changelog records, input
+offsets) is committed, so it is never ahead of Kafka. It can be behind (a crash between the Kafka commit and the
+RocksDB write, or a partition that another worker processed meanwhile); `open_partition` then replays partition `p`
+of the changelog from `changelog-next` to its end (read_committed under exactly-once), skipping versions the store
+already has, exactly like `streamscore state sync`. Changelog records name their source offset, so the replay
+also moves `input-next` past every event whose state it restored: such an event is never applied twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipelines.exceptions import ConfigError
+from pipelines.kafka.changelog import ChangelogRecord
+from state.rocks import RocksVersionedStore
+
+INPUT_NEXT = "input-next"
+CHANGELOG_NEXT = "changelog-next"
+_RECORD = msgspec.json.Decoder(ChangelogRecord)
+
+
+@dataclass
+class PartitionState:
+    """The open store of one input partition and how far it is applied."""
+
+    partition: int
+    store: RocksVersionedStore[Any]
+    #: Events at offsets below this are already in the store (skipped if the input delivers them again).
+    input_next: int
+    changelog_next: int
+    #: Versions restored from the changelog when the partition was opened.
+    restored: int = 0
+
+    def close(self) -> None:
+        """Close the store (what it holds is committed; nothing pending is written)."""
+        self.store.close()
+
+
+def store_path(state_dir: Path, input_topic: str, partition: int) -> Path:
+    """Where the store of `partition` of `input_topic` lives."""
+    return state_dir / f"{input_topic}-{partition}"
+
+
+def _int_meta(store: RocksVersionedStore[Any], name: str) -> int:
+    raw = store.get_meta(name)
+    return int(raw) if raw is not None else 0
+
+
+async def open_partition(
+    *, bootstrap: str, state_dir: Path, input_topic: str, changelog_topic: str, partition: int,
+    codec: Any, retention: Any, read_committed: bool,
+) -> PartitionState:
+    """Open (creating if needed) the store of `partition` and bring it up to the changelog's committed end."""
+    store: RocksVersionedStore[Any] = RocksVersionedStore(
+        store_path(state_dir, input_topic, partition), codec, retention=retention
+    )
+    try:
+        state = PartitionState(partition, store, _int_meta(store, INPUT_NEXT), _int_meta(store, CHANGELOG_NEXT))
+        await _restore(state, bootstrap, input_topic, changelog_topic, codec.value_type, read_committed)
+    except BaseException:
+        store.close()
+        raise
+    return state
+
+
+async def _restore(
+    state: PartitionState, bootstrap: str, input_topic: str, changelog_topic: str, value_type: Any,
+    read_committed: bool,
+) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(changelog_topic, state.partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if state.changelog_next > end:
+            raise ConfigError(
+                f"the state in {state.store.path} has read changelog {changelog_topic!r} partition "
+                f"{state.partition} up to offset {state.changelog_next}, but the topic ends at {end}: it was "
+                "recreated or belongs to another deployment. Point --state-dir at an empty folder (the state is "
+                "rebuilt from the changelog) or use the changelog this state came from"
+            )
+        consumer.seek(tp, state.changelog_next)
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            records = batch.get(tp, [])
+            if not records:
+                continue
+            with state.store.write_batch():
+                for message in records:
+                    _apply(state, message.value, input_topic, changelog_topic, value_type)
+                state.changelog_next = records[-1].offset + 1
+                state.store.put_meta(CHANGELOG_NEXT, str(state.changelog_next).encode())
+                state.store.put_meta(INPUT_NEXT, str(state.input_next).encode())
+        if state.changelog_next < end:  # only transaction markers (or aborted records) after the last record
+            state.changelog_next = end
+            state.store.put_meta(CHANGELOG_NEXT, str(end).encode())
+    finally:
+        await consumer.stop()
+
+
+def _apply(state: PartitionState, raw: bytes, input_topic: str, changelog_topic: str, value_type: Any) -> None:
+    record = _RECORD.decode(raw)
+    latest = state.store.get(record.key)
+    have = latest.version if latest is not None else 0
+    if record.version <= have:  # already in the store (or a duplicate of an at-least-once retry)
+        pass
+    elif record.version != have + 1:
+        raise ConfigError(
+            f"changelog {changelog_topic!r} partition {state.partition} jumps from version {have} to "
+            f"{record.version} for key {record.key!r}: the store in {state.store.path} does not belong to this "
+            "changelog. Point --state-dir at an empty folder to rebuild it from the changelog"
+        )
+    else:
+        value = msgspec.convert(record.value, type=value_type)
+        state.store.put(record.key, value, event_time=record.event_time, source=record.source)
+        state.restored += 1
+    source = record.source
+    if source is not None and source.topic == input_topic and source.partition == state.partition:
+        state.input_next = max(state.input_next, source.offset + 1)

@@ -1,0 +1,86 @@
+"""One micro-batch of one input partition through the pipeline's operator: the outputs to publish.
+
+The same step as every runtime: validated decode (a rejection is a dead letter), the key's versioned state, the
+operator through `operators.core.apply_operator` (a failure is a dead letter), results encoded by the pipeline
+definition; plus one changelog record per state version written, for the partition's changelog.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from operators.core import Failure, apply_operator
+from operators.dead_letter import DeadLetter, raw_as_text
+from operators.decoding import Rejection
+from pipelines.kafka.changelog import changelog_record
+from pipelines.registry import PipelineDefinition
+from state.contract import SourceCoordinates
+from state.rocks import RocksVersionedStore
+
+
+@dataclass
+class BatchOutputs:
+    """What one partition's batch produced: (key, value) records per topic, and the next input offset."""
+
+    results: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[bytes] = field(default_factory=list)
+    changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
+    next_offset: int | None = None
+    duplicates: int = 0
+
+
+class PartitionScorer:
+    """Runs a pipeline's operator over records of one topic (any partition), writing into the given store."""
+
+    def __init__(self, spec: PipelineDefinition, operator: Any, topic: str) -> None:
+        self._spec = spec
+        self._operator = operator
+        self._decoder = spec.decoder()
+        self._key_of = spec.key_of
+        self._result_key = spec.result_key
+        self._encode = spec.encode_result
+        self._topic = topic
+
+    def score(
+        self, store: RocksVersionedStore[Any], partition: int, records: list[tuple[int, bytes | None]],
+        skip_below: int,
+    ) -> BatchOutputs:
+        """Score `(offset, value)` records of `partition` in order; offsets below `skip_below` are already
+        applied and skipped. Writes go to `store` (inside the caller's write batch)."""
+        out = BatchOutputs()
+        operator = self._operator
+        before = operator.duplicates
+        for offset, value in records:
+            if offset < skip_below:
+                continue
+            out.next_offset = offset + 1
+            raw = b"" if value is None else value
+            event = self._decoder.decode(raw)
+            if isinstance(event, Rejection):
+                out.dead_letters.append(self._letter(event.reason, event.error, raw, partition, offset))
+                continue
+            key = self._key_of(event)
+            state = store.key(key)
+            outcome = apply_operator(operator, event, state, SourceCoordinates(self._topic, partition, offset))
+            if isinstance(outcome, Failure):
+                out.dead_letters.append(self._letter(outcome.reason, outcome.error, raw, partition, offset))
+                continue
+            for result in outcome:
+                out.results.append((self._result_key(result).encode(), self._encode(result)))
+            if outcome:
+                latest = state.get()
+                if latest is not None:
+                    out.changelog.append((key.encode(), changelog_record(key, latest)))
+        out.duplicates = operator.duplicates - before
+        return out
+
+    def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:
+        letter = DeadLetter(
+            pipeline=self._spec.name, reason=reason, error=error, raw=raw_as_text(raw), topic=self._topic,
+            partition=partition, offset=offset, at=int(time.time() * 1000),
+        )
+        return msgspec.json.encode(letter)
