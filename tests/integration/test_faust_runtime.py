@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -188,5 +189,6 @@ def test_second_faust_worker_takes_over_a_killed_workers_partitions(
     finally:
         os.killpg(workers[1].pid, signal.SIGTERM)
         workers[1].wait(60)
-    assert "assigned" in logs[1].read_text()
+    restored = [int(n) for n in re.findall(r"assigned: (\d+) versions restored", logs[1].read_text())]
+    assert max(restored) > 0, "worker b never rebuilt a partition's state from the changelog"
     _assert_exactly_offline(bootstrap, topics.output, events)

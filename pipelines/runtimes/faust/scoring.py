@@ -18,8 +18,24 @@ from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
 from pipelines.kafka.changelog import changelog_record
 from pipelines.registry import PipelineDefinition
-from state.contract import SourceCoordinates
+from state._handle import KeyState
+from state.contract import SourceCoordinates, StateVersion
 from state.rocks import RocksVersionedStore
+
+
+class _RecordingKeyState(KeyState[Any]):
+    """A key's state that remembers the version its `put` wrote (for the changelog: no second read)."""
+
+    __slots__ = ("written",)
+
+    def __init__(self, store: RocksVersionedStore[Any], key: str) -> None:
+        super().__init__(store, key)
+        self.written: StateVersion[Any] | None = None
+
+    def put(self, value: Any, *, event_time: int, source: SourceCoordinates | None = None) -> int:
+        version = super().put(value, event_time=event_time, source=source)
+        self.written = StateVersion(version, event_time, value, source)
+        return version
 
 
 @dataclass
@@ -64,17 +80,15 @@ class PartitionScorer:
                 out.dead_letters.append(self._letter(event.reason, event.error, raw, partition, offset))
                 continue
             key = self._key_of(event)
-            state = store.key(key)
+            state = _RecordingKeyState(store, key)
             outcome = apply_operator(operator, event, state, SourceCoordinates(self._topic, partition, offset))
             if isinstance(outcome, Failure):
                 out.dead_letters.append(self._letter(outcome.reason, outcome.error, raw, partition, offset))
                 continue
             for result in outcome:
                 out.results.append((self._result_key(result).encode(), self._encode(result)))
-            if outcome:
-                latest = state.get()
-                if latest is not None:
-                    out.changelog.append((key.encode(), changelog_record(key, latest)))
+            if outcome and state.written is not None:
+                out.changelog.append((key.encode(), changelog_record(key, state.written)))
         out.duplicates = operator.duplicates - before
         return out
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from operators.contract import OperatorContext
@@ -72,6 +73,8 @@ class Runner:
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.producer: AIOKafkaProducer | None = None
         self.lock = asyncio.Lock()
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
         self.done = asyncio.Event()
         self.ends: dict[int, int] | None = None
         self.position: dict[int, int] = {}
@@ -199,17 +202,41 @@ class Runner:
             await self.producer.flush()
         if not changelog:
             return None
-        metadata = await changelog[-1]
-        return int(metadata.offset) + 1
+        future, count = changelog[-1]
+        metadata = await future  # a record batch's base offset
+        return int(metadata.offset) + count
 
     async def _send_all(self, producer: AIOKafkaProducer, partition: int, out: BatchOutputs) -> list[Any]:
+        """Send the batch's records in record batches per topic partition (one future per batch, not per
+        record); results are partitioned by key like Kafka's default partitioner, the changelog by input
+        partition. Returns the changelog's send futures (in order)."""
         options = self.options
-        for key, value in out.results:
-            await producer.send(options.output_topic, value=value, key=key)
-        for value in out.dead_letters:
-            await producer.send(options.dlq_topic, value=value)
-        return [await producer.send(options.changelog_topic, value=value, key=key, partition=partition)
-                for key, value in out.changelog]
+        await self._batches(producer, options.output_topic, out.results, None)
+        await self._batches(producer, options.dlq_topic, [(None, v) for v in out.dead_letters], None)
+        return await self._batches(producer, options.changelog_topic, out.changelog, partition)
+
+    async def _batches(
+        self, producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None
+    ) -> list[Any]:
+        if not records:
+            return []
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        for key, value in records:
+            target = partition if partition is not None else self._partitioner(key, partitions, partitions)
+            by_partition[target].append((key, value))
+        futures = []
+        for target, chunk in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in chunk:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    futures.append((await producer.send_batch(batch, topic, partition=target), batch.record_count()))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append((await producer.send_batch(batch, topic, partition=target), batch.record_count()))
+        return futures
 
     def _refresh_models(self) -> None:
         self._next_refresh = time.monotonic() + self._refresh_s
