@@ -138,6 +138,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from pipelines.runtimes.flink.checkpoints import resolve_checkpoint
     from pipelines.runtimes.flink.options import JobOptions
 
+    if args.runtime == "faust":
+        return _replay_faust(args)
     options = _job_options(args)
     assert isinstance(options, JobOptions)
     restore: Path | None = None
@@ -156,6 +158,39 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     else:
         changes |= {"start_from": "specific-offsets", "start_offsets": args.from_offsets}
     return _run_job(dataclasses.replace(options, **changes), restore)
+
+
+def _replay_faust(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from pipelines.runtimes.faust.options import FaustOptions
+    from pipelines.runtimes.faust.starts import parse_offsets, start_group
+
+    if args.from_checkpoint or args.from_savepoint:
+        raise ConfigError(
+            "the faust runtime keeps no checkpoints or savepoints (its state is the changelog and the committed "
+            "offsets): replay it --from-timestamp or --from-offsets, or replay the Flink job's checkpoints with "
+            "--runtime flink"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = _faust_options(args)
+    assert isinstance(base, FaustOptions)
+    options = _faust_options(
+        args, state_dir=base.state_dir / "replays" / stamp, group_id=f"{base.group_id}-replay-{stamp}",
+        transactional_id_prefix=args.transactional_id_prefix or f"{base.id_prefix}-replay-{stamp}",
+    )
+    assert isinstance(options, FaustOptions)
+    if args.from_timestamp:
+        try:
+            moment = int(datetime.fromisoformat(args.from_timestamp).timestamp() * 1000)
+        except ValueError:
+            raise ConfigError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
+        starts = start_group(options.bootstrap, options.group_id, options.input_topic, timestamp_ms=moment)
+    else:
+        starts = start_group(options.bootstrap, options.group_id, options.input_topic,
+                             offsets=parse_offsets(args.from_offsets))
+    print(f"replay group {options.group_id} starts at offsets {starts}", flush=True)
+    return _run_faust(options)
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:

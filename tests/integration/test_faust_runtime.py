@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,3 +193,57 @@ def test_second_faust_worker_takes_over_a_killed_workers_partitions(
     restored = [int(n) for n in re.findall(r"assigned: (\d+) versions restored", logs[1].read_text())]
     assert max(restored) > 0, "worker b never rebuilt a partition's state from the changelog"
     _assert_exactly_offline(bootstrap, topics.output, events)
+
+
+def test_lost_faust_state_is_rebuilt_from_its_changelog_and_readable_with_state_get(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    events = synthetic_events("risk", 5_000, 59)
+    _publish(bootstrap, topics.input, events[:3_000])
+    state_dir = tmp_path / "state"
+    args = _faust_args(bootstrap, "risk", topics, state_dir, "--bounded", "--state-changelog", topics.input + ".cl")
+    streamscore(*args)
+    shutil.rmtree(state_dir)  # the machine's disk is gone: the next worker starts from the changelog
+    _publish(bootstrap, topics.input, events[3_000:])
+    second = streamscore(*args)
+    restored = [int(n) for n in re.findall(r"assigned: (\d+) versions restored", second.stdout + second.stderr)]
+    assert restored and restored[0] > 0
+    _assert_exactly_offline(bootstrap, topics.output, events)
+
+    # The same state, read through `state sync` of the changelog and straight from the partition's store.
+    operator = RiskOperator()
+    operator.open(OperatorContext())
+    store = MemoryVersionedStore(codec=RISK_STATE_CODEC)
+    for event in events:
+        tx = msgspec.json.decode(msgspec.json.encode(event), type=Transaction)
+        operator.process(tx, store.key(tx.account_id), None)
+    synced = tmp_path / "synced"
+    streamscore("--bootstrap", bootstrap, "state", "sync", "risk", "--changelog-topic", topics.input + ".cl",
+                "--state-dir", str(synced), "--timeout", "3")
+    for account in sorted({str(e["account_id"]) for e in events})[:20]:
+        want = store.get(account)
+        assert want is not None
+        for folder in (synced, state_dir / f"{topics.input}-0"):
+            got = msgspec.json.decode(streamscore("state", "get", "risk", account, "--state-dir", str(folder)).stdout)
+            assert got["version"] == want.version and got["event_time"] == want.event_time
+            assert got["value"] == msgspec.to_builtins(want.value)
+
+
+def test_faust_replay_from_offsets_starts_fresh_there_and_refuses_checkpoints(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    events = synthetic_events("risk", 2_000, 61)
+    _publish(bootstrap, topics.input, events)
+    replayed = Topics(topics.input, topics.output + ".replay", topics.dlq + ".replay")
+    streamscore("--bootstrap", bootstrap, "replay", "risk", "--runtime", "faust", "--bounded",
+                "--from-offsets", "partition:0,offset:1200", "--input-topic", topics.input,
+                "--output-topic", replayed.output, "--dlq-topic", replayed.dlq, "--state-dir", str(tmp_path / "s"))
+    _assert_exactly_offline(bootstrap, replayed.output, events[1200:])  # fresh state from offset 1200 on
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "replay", "risk", "--runtime", "faust",
+         "--from-checkpoint", "latest", "--input-topic", topics.input, "--output-topic", replayed.output,
+         "--dlq-topic", replayed.dlq], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert refused.returncode != 0 and "keeps no checkpoints" in refused.stderr
+    assert "Traceback" not in refused.stderr

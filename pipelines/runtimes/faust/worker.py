@@ -42,6 +42,7 @@ import logging
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -216,7 +217,8 @@ class Runner:
         return await self._batches(producer, options.changelog_topic, out.changelog, partition)
 
     async def _batches(
-        self, producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None
+        self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]],
+        partition: int | None,
     ) -> list[Any]:
         if not records:
             return []
@@ -273,21 +275,22 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
                        value_serializer="raw")
     within = options.batch_window_ms / 1000
 
-    async def score(stream: faust.StreamT[bytes]) -> None:
+    async def score(stream: Any) -> None:  # a faust Stream (StreamT does not declare take_events)
         async for events in stream.take_events(options.batch_size, within=within):
             await runner.process(list(events))
 
     app.agent(source, name=f"streamscore-{options.pipeline}")(score)
 
-    @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
         if options.exactly_once:
             _disable_faust_commits(app)
         await runner.on_assigned(assigned)
 
-    @app.on_partitions_revoked.connect
     async def revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         await runner.on_revoked(revoked)
+
+    app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]  # faust awaits async receivers
+    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
 
     return app
 
