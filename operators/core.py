@@ -42,10 +42,16 @@ def apply_operator(
     """
     try:
         return list(operator.process(event, state, source))
-    except ModelError as exc:
-        return Failure(Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
-        return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
+        return failure_of(exc)
+
+
+def failure_of(exc: Exception) -> Failure:
+    """The dead-letter `Failure` for an exception an operator raised: `model_error` for a `ModelError`,
+    `operator_error` for anything else."""
+    if isinstance(exc, ModelError):
+        return Failure(Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
+    return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 class OperatorBase:

@@ -4,7 +4,8 @@ Every system reads one input topic and writes one result (or copy) per input rec
 `sizes` are the two points of its throughput slope: a run over the large input, measured from its small-th to
 its last result (past the job's warm-up), chosen so that this window lasts several seconds at today's speed
 within the `make bench` budget (each run also pays a Flink job's ~20-30 s start-up on the shared 2-core
-machine). The faust runtime joins here once it exists.
+machine). The faust runtime runs with micro-batching on (its default: up to 500 events per batch and
+transaction) and off (`--batch-size 1`: one transaction, or one flush, per event).
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def _streamscore(pipeline: str, delivery: str) -> Callable[[RunTarget], list[str
     return command
 
 
+def _faust(pipeline: str, delivery: str, batch_size: int) -> Callable[[RunTarget], list[str]]:
+    def command(t: RunTarget) -> list[str]:
+        cmd = [str(Path(sys.executable).parent / "streamscore"), "--bootstrap", t.bootstrap, "run", pipeline,
+               "--runtime", "faust", "--delivery", delivery, "--batch-size", str(batch_size),
+               "--input-topic", t.input_topic, "--output-topic", t.output_topic,
+               "--dlq-topic", f"{t.output_topic}.dlq", "--state-dir", str(t.workdir / "state")]
+        return [*cmd, "--bounded"] if t.bounded else cmd
+
+    return command
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in (
@@ -103,7 +115,17 @@ SYSTEMS: dict[str, System] = {
                (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "exactly-once"), exactly_once=True),
         System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks)",
                (3_000, 15_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
-        # "faust": the faust runtime (Python owns the loop, batches across keys) joins here once it exists.
+        System("faust-risk-alo", "risk", "streamscore run risk --runtime faust --delivery at-least-once "
+               "(micro-batches of <= 500)", (5_000, 25_000), (1_000, 4_000), _faust("risk", "at-least-once", 500)),
+        System("faust-risk-eos", "risk", "streamscore run risk --runtime faust --delivery exactly-once "
+               "(micro-batches of <= 500, one transaction per batch)", (5_000, 25_000), (1_000, 4_000),
+               _faust("risk", "exactly-once", 500), exactly_once=True),
+        System("faust-risk-alo-unbatched", "risk", "faust runtime, at-least-once, --batch-size 1 (a flush per event)",
+               (500, 2_500), (200, 1_000), _faust("risk", "at-least-once", 1)),
+        System("faust-risk-eos-unbatched", "risk", "faust runtime, exactly-once, --batch-size 1 (a transaction per "
+               "event)", (500, 2_500), (200, 1_000), _faust("risk", "exactly-once", 1), exactly_once=True),
+        System("faust-reco", "reco", "streamscore run reco --runtime faust --delivery at-least-once (clicks)",
+               (3_000, 15_000), (1_000, 4_000), _faust("reco", "at-least-once", 500)),
     )
 }
 

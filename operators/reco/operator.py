@@ -40,7 +40,8 @@ import numpy as np
 
 from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
-from operators.core import ModelServingOperator
+from operators.batching import BatchItem, one_at_a_time
+from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
@@ -270,19 +271,106 @@ class RecoOperator(ModelServingOperator):
             event_time=event.ts,
             source=source,
         )
-        return [
-            RecoResult(
-                event_id=event.event_id,
-                user_id=event.user_id,
-                session_id=event.session_id,
-                items=items,
-                scores=scores,
-                model=model.ref,
-                state_version=version,
-                ts=event.ts,
-                scored_at=int(time.time() * 1000),
+        return [_result(event, items, scores, model.ref, version)]
+
+    def process_batch(self, items: Sequence[BatchItem]) -> list[list[RecoResult] | Failure]:
+        """`process` for a micro-batch with one model step per model and *wave* (see `operators.batching`).
+
+        A session's next click needs the hidden vector its previous click produced, so the batch runs in waves:
+        wave w holds the w-th click of every session in the batch, and each wave is one model call per model
+        over all its sessions. The states stay in memory until every wave has run, then are written in batch
+        order; if a model call fails, nothing has been written and the batch is processed one click at a time
+        instead (so a model error is the same dead letter it is unbatched).
+        """
+        self.require_open()
+        before = self.duplicates
+        outcomes: list[list[RecoResult] | Failure] = [[] for _ in items]
+        latest: dict[str, SessionState] = {}
+        written: list[tuple[int, SessionState, RecoResult]] = []
+        try:
+            for wave in _waves(items):
+                staged = self._stage_wave(items, wave, latest, outcomes)
+                for s, (new_hidden, top_items, top_scores) in zip(staged, self._step_staged(staged), strict=True):
+                    written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
+        except Exception:
+            return one_at_a_time(self, items, before)
+        for index, state, result in sorted(written, key=lambda w: w[0]):
+            item = items[index]
+            version = item.state.put(state, event_time=item.event.ts, source=item.source)
+            outcomes[index] = [msgspec.structs.replace(result, state_version=version)]
+        return outcomes
+
+    def _stage_wave(
+        self, items: Sequence[BatchItem], wave: list[int], latest: dict[str, SessionState],
+        outcomes: list[list[RecoResult] | Failure],
+    ) -> list[_StagedClick]:
+        """The model inputs of one wave's clicks (retries dropped; a failing click gets its dead letter)."""
+        staged = []
+        for index in wave:
+            item = items[index]
+            event: Click = item.event
+            try:
+                model = self._selector.for_event(event)
+                facts = self._facts[model.ref]
+                previous = latest.get(item.key)
+                if previous is None:
+                    stored = item.state.get()
+                    previous = stored.value if stored is not None else None
+                recent = previous.recent_event_ids if previous is not None else []
+                if self.is_retry(event.event_id, recent):
+                    continue
+                fresh = previous is None or previous.events == 0 or event.ts - previous.last_ts > self.idle_timeout_ms
+                if fresh or previous is None:
+                    hidden: list[float] | None = None
+                    seen: list[int] = []
+                    events, last_ts = 0, event.ts
+                else:
+                    same = previous.model == model.ref and len(previous.hidden) == facts.hidden_size
+                    hidden = previous.hidden if same else None
+                    seen, events, last_ts = previous.seen, previous.events, max(previous.last_ts, event.ts)
+                seen = remember(seen, event.item_id, facts.catalog)
+            except Exception as exc:
+                outcomes[index] = failure_of(exc)
+                continue
+            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh, recent))
+        return staged
+
+    def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
+        """Every staged click's model step, with one model call per model."""
+        steps: list[tuple[list[float], list[int], list[float]]] = [([], [], [])] * len(staged)
+        by_model: dict[str, list[int]] = {}
+        for position, s in enumerate(staged):
+            by_model.setdefault(s.model, []).append(position)
+        for ref, positions in by_model.items():
+            clicks = [staged[p] for p in positions]
+            outputs = self._facts[ref].stepper.step_many(
+                [c.item for c in clicks],
+                [c.hidden for c in clicks],
+                [c.seen for c in clicks],
             )
-        ]
+            for p, step in zip(positions, outputs, strict=True):
+                steps[p] = step
+        return steps
+
+    def _finish(
+        self, item: BatchItem, s: _StagedClick, new_hidden: list[float], top_items: list[int],
+        top_scores: list[float], latest: dict[str, SessionState],
+    ) -> tuple[int, SessionState, RecoResult]:
+        """The next state and the result (without its state version) of one stepped click."""
+        event: Click = item.event
+        facts = self._facts[s.model]
+        cold = s.fresh and not 0 <= event.item_id < facts.catalog
+        items, scores = self._top_k(facts, event.item_id, s.seen, [] if cold else top_items, top_scores)
+        state = SessionState(
+            hidden=new_hidden,
+            seen=s.seen,
+            last_ts=s.last_ts,
+            events=s.events + 1,
+            model=s.model,
+            recent_event_ids=[*s.recent, event.event_id][-RECENT_EVENT_IDS:],
+        )
+        latest[item.key] = state
+        return s.index, state, _result(event, items, scores, s.model, 0)
 
     def _top_k(
         self, facts: _ModelFacts, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
@@ -313,6 +401,49 @@ class RecoOperator(ModelServingOperator):
     def forget_models(self) -> None:
         """Drop the model steps `accept` prepared."""
         self._facts = {}
+
+
+@dataclass(slots=True)
+class _StagedClick:
+    """One click of a wave, ready for the model: where it came from, its step's inputs, and its next state's
+    fields (`hidden` None: start from zeros)."""
+
+    index: int
+    model: str
+    item: int
+    hidden: list[float] | None
+    seen: list[int]
+    events: int
+    last_ts: int
+    fresh: bool
+    recent: list[str]
+
+
+def _waves(items: Sequence[BatchItem]) -> list[list[int]]:
+    """Batch positions grouped in waves: wave w holds the w-th item of every key, each wave in batch order."""
+    waves: list[list[int]] = []
+    count: dict[str, int] = {}
+    for index, item in enumerate(items):
+        wave = count.get(item.key, 0)
+        count[item.key] = wave + 1
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+    return waves
+
+
+def _result(event: Click, items: list[int], scores: list[float], model: str, version: int) -> RecoResult:
+    return RecoResult(
+        event_id=event.event_id,
+        user_id=event.user_id,
+        session_id=event.session_id,
+        items=items,
+        scores=scores,
+        model=model,
+        state_version=version,
+        ts=event.ts,
+        scored_at=int(time.time() * 1000),
+    )
 
 
 class _Stepper:
@@ -371,3 +502,22 @@ class _Stepper:
             out["top_items"].reshape(-1).tolist(),
             out["top_scores"].reshape(-1).tolist(),
         )
+
+    def step_many(
+        self, items: list[int], hidden: list[list[float] | None], seen: list[list[int]]
+    ) -> list[tuple[list[float], list[int], list[float]]]:
+        """`step` for many sessions in one model call: row j steps `items[j]` from `hidden[j]` (None: zeros)
+        with `seen[j]` masked; one (new hidden vector, top items, top scores) per row."""
+        n = len(items)
+        hidden_rows = np.zeros((n, self._hidden_size), dtype=np.float32)
+        for j, vector in enumerate(hidden):
+            if vector is not None:
+                hidden_rows[j] = vector
+        mask = np.zeros((n, self.seen.shape[1]), dtype=np.float32)
+        for j, row in enumerate(seen):
+            mask[j, row] = 1.0
+        out = self._model.run({"item": np.array(items, dtype=np.int64), "hidden": hidden_rows, "seen": mask})
+        new_hidden = out["new_hidden"].reshape(n, -1).tolist()
+        top_items = out["top_items"].reshape(n, -1).tolist()
+        top_scores = out["top_scores"].reshape(n, -1).tolist()
+        return list(zip(new_hidden, top_items, top_scores, strict=True))

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
 
 from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
-from operators.core import ModelServingOperator
+from operators.batching import BatchItem, one_at_a_time
+from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
-from operators.risk.schemas import RiskResult, Transaction
+from operators.risk.schemas import Decision, RiskResult, Transaction
 from operators.rounding import round6
 from operators.routing import Route
 from state.codec import MsgpackCodec
@@ -107,10 +109,7 @@ class RiskOperator(ModelServingOperator):
         model = self._selector.for_event(event)
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
-        event_id = event.event_id
-        recent = previous.recent_event_ids
-        if event_id in recent or event_id == previous.last_event_id:
-            self.duplicates += 1
+        if self._is_repeat(event.event_id, previous):
             return []
         features_state, values = advance(previous.features, event)
         scorer = self._scorers[model.ref]
@@ -122,36 +121,125 @@ class RiskOperator(ModelServingOperator):
         decision, reasons = decide(
             score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
-        recent = [*recent, event_id]
         version = state.put(
-            RiskState(
-                features=features_state,
-                scored_features=scored,
-                last_event_id=event_id,
-                recent_ts=outcome.recent_ts,
-                recent_event_ids=recent[-RECENT_EVENT_IDS:] if len(recent) > RECENT_EVENT_IDS else recent,
-            ),
+            _next_state(previous, event.event_id, features_state, scored, outcome.recent_ts),
             event_time=event.ts,
             source=source,
         )
-        return [
-            RiskResult(
-                event_id=event_id,
-                account_id=event.account_id,
-                score=score,
-                decision=decision,
-                reasons=reasons,
-                model=model.ref,
-                state_version=version,
-                ts=event.ts,
-                scored_at=int(time.time() * 1000),
-            )
-        ]
+        return [_result(event, score, decision, reasons, model.ref, version)]
+
+    def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
+        """`process` for a micro-batch with one model call per model (see `operators.batching`).
+
+        The state never depends on the score, so the batch runs in three passes: features, rules and next
+        states in batch order (a key's later items see its earlier ones); one model call per model over all
+        the rows; decisions, then the state writes and results in batch order. If a model call or a decision
+        fails, nothing has been written and the batch is processed one event at a time instead (so a model
+        error is the same dead letter it is unbatched).
+        """
+        self.require_open()
+        before = self.duplicates
+        outcomes: list[list[RiskResult] | Failure] = [[] for _ in items]
+        staged: list[_Staged] = []
+        latest: dict[str, RiskState] = {}
+        for index, item in enumerate(items):
+            event = item.event
+            try:
+                model = self._selector.for_event(event)
+                previous = latest.get(item.key)
+                if previous is None:
+                    stored = item.state.get()
+                    previous = stored.value if stored is not None else RiskState()
+                if self._is_repeat(event.event_id, previous):
+                    continue
+                features_state, values = advance(previous.features, event)
+                row = np.array(values, dtype=np.float32)  # the float32 rounding `process` does in place
+                scored = row.tolist()
+                outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
+            except Exception as exc:
+                outcomes[index] = failure_of(exc)
+                continue
+            state = _next_state(previous, event.event_id, features_state, scored, outcome.recent_ts)
+            latest[item.key] = state
+            staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state))
+        try:
+            scores = self._score_staged(staged)
+            decisions = [
+                decide(score, s.scored, self.thresholds, s.fired, stats=self._stats[s.model], top_k=self.top_factors)
+                for s, score in zip(staged, scores, strict=True)
+            ]
+        except Exception:
+            return one_at_a_time(self, items, before)
+        for s, score, (decision, reasons) in zip(staged, scores, decisions, strict=True):
+            item = items[s.index]
+            version = item.state.put(s.state, event_time=item.event.ts, source=item.source)
+            outcomes[s.index] = [_result(item.event, score, decision, reasons, s.model, version)]
+        return outcomes
+
+    def _score_staged(self, staged: list[_Staged]) -> list[float]:
+        """Every staged row's score, with one model call per model."""
+        scores = [0.0] * len(staged)
+        by_model: dict[str, list[int]] = {}
+        for position, s in enumerate(staged):
+            by_model.setdefault(s.model, []).append(position)
+        for ref, positions in by_model.items():
+            rows = np.stack([staged[p].row for p in positions])
+            for p, score in zip(positions, self._scorers[ref].score_rows(rows), strict=True):
+                scores[p] = score
+        return scores
+
+    def _is_repeat(self, event_id: str, previous: RiskState) -> bool:
+        """Whether `event_id` is a retry of one of the account's recent events (then counted in `duplicates`)."""
+        if event_id in previous.recent_event_ids or event_id == previous.last_event_id:
+            self.duplicates += 1
+            return True
+        return False
 
     def forget_models(self) -> None:
         """Drop the scorers and feature statistics of the models `accept` prepared."""
         self._stats = {}
         self._scorers = {}
+
+
+@dataclass(slots=True)
+class _Staged:
+    """One batch item past the first pass of `process_batch`: its row, rule verdicts and next state."""
+
+    index: int
+    model: str
+    row: np.ndarray
+    scored: list[float]
+    fired: tuple[Rule, ...]
+    state: RiskState
+
+
+def _next_state(
+    previous: RiskState, event_id: str, features: RiskFeatureState, scored: list[float], recent_ts: list[int]
+) -> RiskState:
+    recent = [*previous.recent_event_ids, event_id]
+    return RiskState(
+        features=features,
+        scored_features=scored,
+        last_event_id=event_id,
+        recent_ts=recent_ts,
+        recent_event_ids=recent[-RECENT_EVENT_IDS:] if len(recent) > RECENT_EVENT_IDS else recent,
+    )
+
+
+def _result(
+    event: Transaction, score: float, decision: Decision, reasons: list[str], model: str, version: int
+) -> RiskResult:
+    return RiskResult(
+        event_id=event.event_id,
+        account_id=event.account_id,
+        score=score,
+        decision=decision,
+        reasons=reasons,
+        model=model,
+        state_version=version,
+        ts=event.ts,
+        scored_at=int(time.time() * 1000),
+    )
 
 
 class _Scorer:
@@ -182,3 +270,8 @@ class _Scorer:
             return round6(float(self._probability[0]))
         outputs = self._model.run({"features": self.features})
         return round6(float(outputs["probability"].reshape(-1)[0]))
+
+    def score_rows(self, rows: np.ndarray) -> list[float]:
+        """The model's probability for every row of `rows` (float32, one row per event), rounded, in one call."""
+        outputs = self._model.run({"features": rows})
+        return [round6(p) for p in outputs["probability"].reshape(-1).tolist()]

@@ -1,19 +1,22 @@
 """One micro-batch of one input partition through the pipeline's operator: the outputs to publish.
 
 The same step as every runtime: validated decode (a rejection is a dead letter), the key's versioned state, the
-operator through `operators.core.apply_operator` (a failure is a dead letter), results encoded by the pipeline
-definition; plus one changelog record per state version written, for the partition's changelog.
+operator (a failure is a dead letter), results encoded by the pipeline definition; plus one changelog record per
+state version written, for the partition's changelog. The batch's valid events go through the operator together
+(`operators.batching.apply_operator_batch`: one model call per batch for risk, one per wave of distinct sessions
+for reco), with every outcome identical to one event at a time; `--batch-size 1` turns that off.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from operators.core import Failure, apply_operator
+from operators.batching import BatchItem, apply_operator_batch
+from operators.core import Failure
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
 from pipelines.kafka.changelog import changelog_record
@@ -65,30 +68,39 @@ class PartitionScorer:
         self, store: RocksVersionedStore[Any], partition: int, records: list[tuple[int, bytes | None]],
         skip_below: int,
     ) -> BatchOutputs:
-        """Score `(offset, value)` records of `partition` in order; offsets below `skip_below` are already
-        applied and skipped. Writes go to `store` (inside the caller's write batch)."""
+        """Score `(offset, value)` records of `partition` as one micro-batch, outputs in offset order; offsets
+        below `skip_below` are already applied and skipped. Writes go to `store` (inside the caller's write
+        batch)."""
         out = BatchOutputs()
         operator = self._operator
         before = operator.duplicates
+        slots: list[tuple[int, bytes, Rejection | BatchItem]] = []
         for offset, value in records:
             if offset < skip_below:
                 continue
-            out.next_offset = offset + 1
             raw = b"" if value is None else value
             event = self._decoder.decode(raw)
             if isinstance(event, Rejection):
-                out.dead_letters.append(self._letter(event.reason, event.error, raw, partition, offset))
+                slots.append((offset, raw, event))
                 continue
             key = self._key_of(event)
-            state = _RecordingKeyState(store, key)
-            outcome = apply_operator(operator, event, state, SourceCoordinates(self._topic, partition, offset))
+            source = SourceCoordinates(self._topic, partition, offset)
+            slots.append((offset, raw, BatchItem(key, event, _RecordingKeyState(store, key), source)))
+        outcomes = iter(apply_operator_batch(operator, [e for _, _, e in slots if isinstance(e, BatchItem)]))
+        for offset, raw, entry in slots:
+            out.next_offset = offset + 1
+            if isinstance(entry, Rejection):
+                out.dead_letters.append(self._letter(entry.reason, entry.error, raw, partition, offset))
+                continue
+            outcome = next(outcomes)
             if isinstance(outcome, Failure):
                 out.dead_letters.append(self._letter(outcome.reason, outcome.error, raw, partition, offset))
                 continue
             for result in outcome:
                 out.results.append((self._result_key(result).encode(), self._encode(result)))
-            if outcome and state.written is not None:
-                out.changelog.append((key.encode(), changelog_record(key, state.written)))
+            written = cast(_RecordingKeyState, entry.state).written
+            if outcome and written is not None:
+                out.changelog.append((entry.key.encode(), changelog_record(entry.key, written)))
         out.duplicates = operator.duplicates - before
         return out
 
