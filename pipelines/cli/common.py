@@ -91,3 +91,31 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-non-restored-state", action="store_true",
                         help="restore a checkpoint of an earlier job graph: state of operators this job no longer "
                         "has is dropped (keyed state is kept; the input continues from committed offsets)")
+
+
+#: Options only one runtime reads, with the value they have when not given.
+_FLINK_ONLY: dict[str, object] = {
+    "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
+    "allow_non_restored_state": False, "fresh": False,
+}
+_FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
+
+
+def check_runtime_options(args: argparse.Namespace) -> None:
+    """`ConfigError` naming every option given that `--runtime` does not read (instead of ignoring it)."""
+    faust = getattr(args, "runtime", "flink") == "faust"
+    other = _FLINK_ONLY if faust else _FAUST_ONLY
+    given = [name for name, default in other.items() if getattr(args, name, default) != default]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        hint = (
+            "the faust runtime keeps its state in --state-dir and its position in the consumer group (scale out "
+            "with more workers of one --group-id; start over with a new --state-dir and --group-id, or `replay`)"
+            if faust else "they configure the faust runtime: add --runtime faust"
+        )
+        raise ConfigError(f"{flags} {'is' if len(given) == 1 else 'are'} not used by --runtime "
+                          f"{'faust' if faust else 'flink'}: {hint}")
+    if faust and getattr(args, "batch_size", 1) < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if faust and getattr(args, "batch_window", 1) < 0:
+        raise ConfigError(f"--batch-window must be >= 0 ms, got {args.batch_window}")

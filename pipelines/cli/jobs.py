@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli.common import add_job_options, job_fields
+from pipelines.cli.common import add_job_options, check_runtime_options, job_fields
 from pipelines.exceptions import ConfigError
 from pipelines.registry import pipeline_names
 
@@ -123,6 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runtimes.flink.checkpoints import latest_checkpoint
     from pipelines.runtimes.flink.options import JobOptions
 
+    check_runtime_options(args)
     if args.runtime == "faust":
         return _run_faust(_faust_options(args))
     options = _job_options(args)
@@ -138,6 +139,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from pipelines.runtimes.flink.checkpoints import resolve_checkpoint
     from pipelines.runtimes.flink.options import JobOptions
 
+    check_runtime_options(args)
     if args.runtime == "faust":
         return _replay_faust(args)
     options = _job_options(args)

@@ -69,12 +69,16 @@ def run_bounded(bootstrap: str, topics: Topics, checkpoint_dir: Path, *extra: st
     )
 
 
-def start_job(bootstrap: str, topics: Topics, checkpoint_dir: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Start an unbounded risk job in its own process group (the Flink mini-cluster JVM is its child)."""
+def start_job(
+    bootstrap: str, topics: Topics, checkpoint_dir: Path | None, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """Start an unbounded risk job in its own process group (the Flink mini-cluster JVM is its child);
+    `checkpoint_dir` None for the faust runtime (it has none)."""
+    checkpoints = ("--checkpoint-dir", str(checkpoint_dir)) if checkpoint_dir is not None else ()
     with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", "risk",
              "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
-             "--checkpoint-dir", str(checkpoint_dir), *extra],
+             *checkpoints, *extra],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -1,5 +1,6 @@
-"""Routing and hot-swap on a running job: a model promoted in the registry while events flow takes over at an
-event boundary, routed events keep their model, and every result equals the offline score of the model it names."""
+"""Routing and hot-swap on a running job (Flink and faust runtimes): a model promoted in the registry while events
+flow takes over at an event boundary, routed events keep their model, and every result equals the offline score of
+the model it names."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def _offline(events: list[dict[str, object]], config: Path, ref: str) -> dict[st
     return out
 
 
+@pytest.mark.parametrize("runtime", ["flink", "faust"])
 def test_promotion_under_load_switches_the_default_model_and_routes_hold(
-    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str
 ) -> None:
     registry = tmp_path / "registry"
     shutil.copytree(DEFAULT_ROOT, registry)  # risk@1 current, risk@2 a candidate
@@ -69,7 +71,9 @@ def test_promotion_under_load_switches_the_default_model_and_routes_hold(
     assert sum(e["country"] in LATAM for e in events) > 50
 
     log = tmp_path / "job.log"
-    job = start_job(bootstrap, topics, tmp_path / "checkpoints", log, "--config", str(config_path))
+    extra = ("--runtime", "faust", "--state-dir", str(tmp_path / "state")) if runtime == "faust" else ()
+    checkpoints = None if runtime == "faust" else tmp_path / "checkpoints"
+    job = start_job(bootstrap, topics, checkpoints, log, "--config", str(config_path), *extra)
     errors: list[BaseException] = []
     publisher = threading.Thread(target=_publish_paced, args=(bootstrap, topics.input, events, errors))
     try:
@@ -100,7 +104,8 @@ def test_promotion_under_load_switches_the_default_model_and_routes_hold(
     routed = [r.model for r in results if country[r.event_id] in LATAM]
     default = [r.model for r in results if country[r.event_id] not in LATAM]
     assert set(routed) == {"risk@1"}  # the route pins its model through the promotion
-    # One partition, so output order is processing order: the default switches once, between two events.
+    # One partition, so output order is processing order: the default switches once, between two events
+    # (faust: between two micro-batches).
     switch = default.index("risk@2")
     assert set(default[:switch]) == {"risk@1"} and set(default[switch:]) == {"risk@2"}
     assert switch >= EVENTS // 5 and len(default) - switch >= EVENTS // 10

@@ -47,3 +47,22 @@ def test_run_refuses_a_bad_managed_memory_size(tmp_path: Path, capsys: pytest.Ca
     code = main(["--bootstrap", "127.0.0.1:1", "run", "risk", "--managed-memory", "lots",
                  "--checkpoint-dir", str(tmp_path / "chk")])
     assert code != 0 and "--managed-memory must be a size like 512m" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--runtime", "faust", "--checkpoint-dir", "x"), "--checkpoint-dir is not used by --runtime faust"),
+        (("--runtime", "faust", "--parallelism", "2", "--fresh"),
+         "--parallelism, --fresh are not used by --runtime faust"),
+        (("--batch-size", "64"), "--batch-size is not used by --runtime flink: they configure the faust runtime"),
+        (("--runtime", "faust", "--batch-size", "0"), "--batch-size must be >= 1"),
+    ],
+    ids=["checkpoint_dir_on_faust", "parallelism_and_fresh_on_faust", "batch_size_on_flink", "batch_size_zero"],
+)
+def test_run_refuses_options_its_runtime_does_not_read(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--bootstrap", "127.0.0.1:1", "run", "risk", *args])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and "Traceback" not in err, err
