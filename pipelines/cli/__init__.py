@@ -9,6 +9,7 @@ import sys
 
 from pipelines.cli.backtest import add_backtest_command
 from pipelines.cli.broker import add_kafka_command
+from pipelines.cli.cluster import add_cluster_command
 from pipelines.cli.common import DEFAULT_BOOTSTRAP, EXIT_ERROR
 from pipelines.cli.data import add_data_commands
 from pipelines.cli.demo import add_demo_command
@@ -26,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"streamscore {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     add_kafka_command(commands)
+    add_cluster_command(commands)
     add_data_commands(commands)
     add_job_commands(commands)
     add_state_commands(commands)

@@ -5,7 +5,9 @@ Why it is exactly-once (and why faust's own exactly-once mode is not used)
 faust's `processing_guarantee="exactly_once"` commits the open transactions on a timer task, independently of
 the agent: a commit can land while the agent is in the middle of a batch, committing outputs of events whose
 offsets are not yet acked (they are processed again after a crash: duplicates), and faust has no hook that
-would let a RocksDB write follow the Kafka commit. So faust is used for what it does well - group membership,
+would let a RocksDB write follow the Kafka commit (upstream: faust-streaming/faust#517 "Duplicate messages despite
+exactly_once configuration", #323 duplicates on rebalance with exactly_once, #177 sends outside a transaction; all
+open). So faust is used for what it does well - group membership,
 rebalances (`on_partitions_revoked/assigned`), fetching, `stream.take_events` micro-batches, the worker life cycle
 - and the runtime owns the commit, at batch boundaries:
 

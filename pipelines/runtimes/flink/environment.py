@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import site
 import socket
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
+from pipelines.infra.python_env import flink_python_environment
 from pipelines.runtimes.flink.options import JobOptions
 
 if TYPE_CHECKING:
@@ -28,11 +28,7 @@ def prepare_process_environment() -> None:
     virtualenv's site-packages and an editable checkout are invisible unless put on PYTHONPATH before
     the JVM starts (it inherits this process's environment).
     """
-    wanted = [str(PROJECT_ROOT), *site.getsitepackages()]
-    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*wanted, *current]))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # one compute thread per operator; Flink parallelism scales out
+    os.environ.update(flink_python_environment())
     os.environ.setdefault("FLINK_LOG_DIR", str(subdir("logs", "flink")))
 
 
