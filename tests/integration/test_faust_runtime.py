@@ -83,6 +83,44 @@ def test_faust_and_flink_produce_the_same_risk_results_and_dead_letters(
     assert len(_letters(bootstrap, twin.dlq)) == len(test_risk_job.MALFORMED)
 
 
+def _publish_transactions(bootstrap: str, topic: str, batches: list[tuple[list[dict[str, Any]], bool]]) -> None:
+    """Publish each batch of events in its own transaction, committed or aborted."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"upstream-{topic}"})
+    producer.init_transactions(10)
+    for events, commit in batches:
+        producer.begin_transaction()
+        for event in events:
+            producer.produce(topic, msgspec.json.encode(event), str(event["account_id"]).encode())
+        producer.flush(10)
+        if commit:
+            producer.commit_transaction(10)
+        else:
+            producer.abort_transaction(10)
+
+
+def test_a_transactional_input_is_read_committed_and_a_bounded_run_ends_past_its_markers(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """Input written by a transactional producer (another job, say), one transaction aborted: neither runtime
+    scores the aborted events, and both bounded runs end although the last offsets are commit markers."""
+    events = synthetic_events("risk", 900, seed=45)
+    _publish_transactions(bootstrap, topics.input, [(events[:300], True), (events[300:600], False),
+                                                    (events[600:], True)])
+    streamscore("--bootstrap", bootstrap, "run", "risk", "--bounded", "--input-topic", topics.input,
+                "--output-topic", topics.output, "--dlq-topic", topics.dlq,
+                "--checkpoint-dir", str(tmp_path / "checkpoints"), timeout=300)
+    twin = _twin(topics)
+    for delivery in ("exactly-once", "at-least-once"):
+        out = Topics(topics.input, f"{twin.output}.{delivery}", f"{twin.dlq}.{delivery}")
+        streamscore(*_faust_args(bootstrap, "risk", out, tmp_path / delivery, "--bounded", "--delivery", delivery),
+                    timeout=120)
+        assert _assert_same_outputs(bootstrap, topics, out) == 600
+    scored = {msgspec.json.decode(r.value)["event_id"] for r in _records(bootstrap, twin.output + ".exactly-once")}
+    assert scored == {e["event_id"] for e in events[:300] + events[600:]}
+
+
 def test_faust_and_flink_produce_the_same_reco_results_and_dead_letters(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:

@@ -33,6 +33,10 @@ handler takes the batch lock, so no commit for a revoked partition happens after
 partition's store and producer. On assignment the handler starts the partition's producer (fencing) and opens
 its store (restoring from the changelog) before any of its events are scored.
 
+Input isolation: the input is read `read_committed` in both modes (`_read_committed`), and a bounded run stops one
+past the last record such a consumer sees (`pipelines.runtimes.faust.ends`), not at the high watermark, which a
+transactional input's commit markers would keep out of reach.
+
 Keys: state is kept per input partition, so the input must be partitioned by the pipeline's key (as
 `streamscore publish` and any keyed producer do); events of one key in two partitions would have two states.
 """
@@ -282,6 +286,7 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
             await runner.process(list(events))
 
     app.agent(source, name=f"streamscore-{options.pipeline}")(score)
+    _read_committed(app)
 
     async def assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
         if options.exactly_once:
@@ -295,6 +300,21 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
 
     return app
+
+
+def _read_committed(app: faust.App) -> None:
+    """Read the input `read_committed`, whatever the delivery (as the Flink job does): records of aborted upstream
+    transactions are never scored. faust reads `read_uncommitted` unless its own exactly-once mode is on, which
+    this runtime does not use (module doc), so the worker consumer is created with the isolation level set."""
+    thread = app.consumer._thread  # type: ignore[attr-defined]  # the aiokafka driver's consumer thread
+    create = thread._create_worker_consumer
+
+    def read_committed_consumer(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._isolation_level = "read_committed"  # read by aiokafka's Fetcher when the consumer starts
+        return consumer
+
+    thread._create_worker_consumer = read_committed_consumer
 
 
 def _disable_faust_commits(app: faust.App) -> None:
@@ -329,6 +349,7 @@ async def serve(options: FaustOptions, runner: Runner) -> None:
 def run(options: FaustOptions) -> dict[str, int]:
     """Run the pipeline on the faust runtime (blocking); returns the counts of what it processed."""
     from pipelines.kafka.clients import committed_offsets, end_offsets
+    from pipelines.runtimes.faust.ends import stop_offsets
 
     spec = get(options.pipeline)
     config = spec.load_config(options.config_path)
@@ -336,8 +357,8 @@ def run(options: FaustOptions) -> dict[str, int]:
     if options.bounded:
         ends = end_offsets(options.bootstrap, options.input_topic)
         committed = committed_offsets(options.bootstrap, options.group_id, options.input_topic, ends)
-        runner.ends = ends
         runner.position = {p: max(0, committed.get(p, -1)) for p in ends}
+        runner.ends = stop_offsets(options.bootstrap, options.input_topic, runner.position, ends)
         runner._check_done()
     if runner.done.is_set():
         runner.operator.close()
