@@ -53,7 +53,23 @@ def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any
         "parallelism": args.parallelism,
         "managed_memory": getattr(args, "managed_memory", DEFAULT_MANAGED_MEMORY),
         "allow_non_restored_state": getattr(args, "allow_non_restored_state", False),
+        "jobmanager": _jobmanager(args),
     }
+
+
+def _jobmanager(args: argparse.Namespace) -> str | None:
+    """The session cluster's REST address for `--target remote` (default: the one `streamscore cluster up`
+    started); None for the embedded mini-cluster."""
+    target, given = getattr(args, "target", "local"), getattr(args, "jobmanager", None)
+    if target == "local":
+        if given is not None:
+            raise ConfigError("--jobmanager needs --target remote (the default target is the embedded mini-cluster)")
+        return None
+    if given is not None:
+        return str(given)
+    from pipelines.infra.cluster import saved_spec
+
+    return f"localhost:{saved_spec().rest_port}"
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +93,12 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
                         help="also publish every state version to TOPIC (read back with `streamscore state`)")
     parser.add_argument("--transactional-id-prefix",
                         help="default: streamscore-PIPELINE-OUTPUT_TOPIC (unique per concurrently running job)")
+    parser.add_argument("--target", choices=["local", "remote"], default="local",
+                        help="local: the embedded Flink mini-cluster (default); remote: submit to a session cluster")
+    parser.add_argument("--jobmanager", metavar="HOST:PORT",
+                        help="the session cluster's REST address (default: the one `streamscore cluster up` runs)")
+    parser.add_argument("--attach", action="store_true",
+                        help="--target remote: follow the job until it ends (default: return once it is submitted)")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--runtime", choices=["flink", "faust"], default="flink",
                          help="flink: the PyFlink job (default); faust: the Python-only faust-streaming worker")
@@ -96,7 +118,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 #: Options only one runtime reads, with the value they have when not given.
 _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
-    "allow_non_restored_state": False, "fresh": False,
+    "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
 }
 _FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
 
@@ -115,6 +137,8 @@ def check_runtime_options(args: argparse.Namespace) -> None:
         )
         raise ConfigError(f"{flags} {'is' if len(given) == 1 else 'are'} not used by --runtime "
                           f"{'faust' if faust else 'flink'}: {hint}")
+    if getattr(args, "attach", False) and getattr(args, "target", "local") != "remote":
+        raise ConfigError("--attach is for --target remote (a local run always follows its job)")
     if faust and getattr(args, "batch_size", 1) < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if faust and getattr(args, "batch_window", 1) < 0:

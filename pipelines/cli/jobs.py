@@ -27,7 +27,7 @@ def _job_options(args: argparse.Namespace) -> object:
     )
 
 
-def _run_job(options: object, restore: Path | None) -> int:
+def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> int:
     from pipelines.kafka.clients import ensure_topics
     from pipelines.runtimes.flink import job
     from pipelines.runtimes.flink.options import JobOptions
@@ -57,7 +57,8 @@ def _run_job(options: object, restore: Path | None) -> int:
             record_end_offsets(options.checkpoint_dir, str(client.get_job_id()), ends)
 
     try:
-        job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started)
+        job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started,
+                attach=attach)
     except Exception as exc:
         if restore is not None and UNMAPPED_STATE in str(exc):
             raise ConfigError(
@@ -67,7 +68,8 @@ def _run_job(options: object, restore: Path | None) -> int:
                 "consumer group committed, or --fresh to start without it"
             ) from None
         raise
-    print("job finished", flush=True)
+    if options.jobmanager is None or attach:
+        print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.
     sys.stderr.flush()
@@ -129,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = _job_options(args)
     assert isinstance(options, JobOptions)
     latest = None if args.fresh else latest_checkpoint(options.checkpoint_dir)
-    return _run_job(options, latest.path if latest else None)
+    return _run_job(options, latest.path if latest else None, attach=args.attach)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -159,7 +161,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         changes |= {"start_from": "timestamp", "start_timestamp_ms": int(moment.timestamp() * 1000)}
     else:
         changes |= {"start_from": "specific-offsets", "start_offsets": args.from_offsets}
-    return _run_job(dataclasses.replace(options, **changes), restore)
+    return _run_job(dataclasses.replace(options, **changes), restore, attach=args.attach)
 
 
 def _replay_faust(args: argparse.Namespace) -> int:

@@ -126,6 +126,9 @@ def configuration(spec: ClusterSpec, folder: Path) -> dict[str, str]:
         "rest.address": "localhost",
         "rest.bind-address": "localhost",
         "rest.port": str(spec.rest_port),
+        # A lost TaskManager is declared dead after 15 s (default 50 s) so that a job fails over promptly.
+        "heartbeat.interval": "3000",
+        "heartbeat.timeout": "15000",
         "parallelism.default": "1",
         "pipeline.max-parallelism": "128",
         "state.backend.type": "rocksdb",
@@ -178,18 +181,33 @@ def _script(name: str, *args: str, folder: Path) -> None:
         raise SetupError(f"`{name} {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
 
 
-def _pids() -> list[int]:
-    """The live JVMs whose pid files the cluster's scripts wrote."""
+def taskmanager_pids() -> list[int]:
+    """The live TaskManager JVMs of the cluster."""
+    return _pids("*taskexecutor*.pid")
+
+
+def _pids(pattern: str = "*.pid") -> list[int]:
+    """The live JVMs whose pid files (matching `pattern`) the cluster's scripts wrote."""
     pids = []
-    for path in subdir("cluster", "pid").glob("*.pid"):
+    for path in subdir("cluster", "pid").glob(pattern):
         for line in path.read_text().split():
             try:
                 pid = int(line)
                 os.kill(pid, 0)
             except (ValueError, ProcessLookupError, PermissionError):
                 continue
-            pids.append(pid)
+            if not _zombie(pid):
+                pids.append(pid)
     return pids
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited but not been reaped (a killed daemon's parent is init, which may reap late)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def _rest(spec: ClusterSpec, path: str, timeout_s: float = 2.0) -> Any:
@@ -250,7 +268,12 @@ def up(spec: ClusterSpec, *, timeout_s: float = 120.0) -> ClusterStatus:
     if current.running:
         if saved_spec() != spec:
             raise SetupError("a cluster with another shape is running: `streamscore cluster down` first")
-        return current
+        missing = spec.taskmanagers - len(taskmanager_pids())
+        if missing <= 0:
+            return current
+        for _ in range(missing):  # a TaskManager died (or was killed): start its replacement
+            _script("taskmanager.sh", "start", folder=_folder())
+        return _wait_up(spec, timeout_s)
     for port in (spec.rest_port, spec.rpc_port):
         if _port_open(port):
             raise SetupError(f"port {port} is taken by another process: stop it or choose other ports "
@@ -261,11 +284,19 @@ def up(spec: ClusterSpec, *, timeout_s: float = 120.0) -> ClusterStatus:
     _script("jobmanager.sh", "start", folder=folder)
     for _ in range(spec.taskmanagers):
         _script("taskmanager.sh", "start", folder=folder)
+    return _wait_up(spec, timeout_s)
+
+
+def _wait_up(spec: ClusterSpec, timeout_s: float) -> ClusterStatus:
+    """Wait until every TaskManager has registered and every JVM's Prometheus endpoint answers."""
+    current = status(spec)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         current = status(spec)
         endpoints = sum(len(v) for v in current.prometheus.values())
-        if current.running and current.taskmanagers == spec.taskmanagers and endpoints == spec.taskmanagers + 1:
+        alive = len(taskmanager_pids())
+        # A killed TaskManager stays registered until its heartbeat times out: count the live JVMs too.
+        if current.running and alive == spec.taskmanagers <= current.taskmanagers and endpoints > alive:
             return current
         if not _pids():
             break

@@ -88,13 +88,18 @@ def flink_configuration(
             config["execution.state-recovery.ignore-unclaimed-state"] = "true"
     if rest_port is not None:
         config |= rest_configuration(rest_port)
+    if options.jobmanager is not None:  # submitted to a session cluster, whose TaskManagers size their memory
+        host, _, port = options.jobmanager.rpartition(":")
+        del config["taskmanager.memory.managed.size"]
+        config |= {"execution.target": "remote", "rest.address": host, "rest.port": port}
     return config
 
 
 def create_environment(
     options: JobOptions, *, restore_path: str | None = None, rest_port: int | None = None
 ) -> StreamExecutionEnvironment:
-    """A local (mini-cluster) StreamExecutionEnvironment configured for `options` (REST on `rest_port` if given)."""
+    """A StreamExecutionEnvironment configured for `options`: the local mini-cluster (REST on `rest_port` if
+    given), or a session cluster's client when `options.jobmanager` names one."""
     prepare_process_environment()
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -103,4 +108,24 @@ def create_environment(
     config = Configuration()
     for key, value in flink_configuration(options, restore_path=restore_path, rest_port=rest_port).items():
         config.set_string(key, value)
-    return StreamExecutionEnvironment.get_execution_environment(config)
+    if options.jobmanager is None:
+        return StreamExecutionEnvironment.get_execution_environment(config)
+    # A standalone program always gets a local environment from `get_execution_environment` (it forces
+    # execution.target=local); a session cluster is reached through Java's RemoteStreamEnvironment, which
+    # uploads the jars with the job graph: the Kafka connector and flink-python (PyFlink's operators; a
+    # cluster's lib/ does not hold it, `flink run -py` ships it the same way).
+    from pyflink.java_gateway import get_gateway
+
+    from pipelines.infra.cluster import flink_home
+
+    gateway = get_gateway()
+    host, _, port = options.jobmanager.rpartition(":")
+    python_jars = sorted((flink_home() / "opt").glob("flink-python-*.jar"))
+    jars = [str(p.resolve()) for p in [*jar_paths(FLINK_CONNECTORS), *python_jars]]
+    j_jars = gateway.new_array(gateway.jvm.String, len(jars))
+    for i, jar in enumerate(jars):
+        j_jars[i] = jar
+    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
+        host, int(port), config._j_configuration, j_jars
+    )
+    return StreamExecutionEnvironment(j_env)

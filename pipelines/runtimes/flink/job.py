@@ -78,22 +78,31 @@ def run(
     on_started: Callable[[JobClient], None] | None = None,
     done: Callable[[], bool] | None = None,
     poll_s: float = 1.0,
+    attach: bool = True,
 ) -> None:
-    """Run the job until it finishes (bounded, or stopped with a savepoint), `done()` turns true, or
+    """Run the job (on a session cluster when `options.jobmanager` is set: without `attach`, return once it is
+    submitted) until it finishes (bounded, or stopped with a savepoint), `done()` turns true, or
     SIGINT/SIGTERM cancels it.
 
     Checkpoints are retained when the job is cancelled. `done` lets a caller end a job that cannot finish
     by itself (see `pipelines.runtimes.flink.bounded`); it is polled every `poll_s` seconds. While the job runs, its
     run-info file (REST URL, job id) lets `streamscore savepoint` reach it.
     """
-    rest_port = free_local_port()
+    remote = options.jobmanager is not None
+    rest_port = None if remote else free_local_port()
     env = build(options, restore_path=restore_path, rest_port=rest_port)
     client = env.execute_async(f"streamscore-{options.pipeline}")
+    rest_url = f"http://{options.jobmanager}" if remote else f"http://127.0.0.1:{rest_port}"
+    if remote and not attach:
+        print(f"job {client.get_job_id()} submitted to the Flink cluster at {rest_url} (detached; follow it in "
+              f"the Web UI, stop it with `streamscore savepoint {options.pipeline} --stop --rest-url {rest_url} "
+              f"--job-id {client.get_job_id()}`)", flush=True)
+        return
     info = RunInfo(
         pid=os.getpid(),
         pipeline=options.pipeline,
         job_id=str(client.get_job_id()),
-        rest_url=f"http://127.0.0.1:{rest_port}",
+        rest_url=rest_url,
         checkpoint_dir=str(options.checkpoint_dir.resolve()),
         started_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
     )

@@ -13,6 +13,7 @@ DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: default (128 MB) makes the risk job ~10x slower past ~400k accounts (benchmarks/recovery_bench.py).
 DEFAULT_MANAGED_MEMORY = "512m"
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*\s*(b|k|kb|m|mb|g|gb)?\Z", re.IGNORECASE)
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}\Z")
 START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
 
 
@@ -42,6 +43,9 @@ class JobOptions:
     managed_memory: str = DEFAULT_MANAGED_MEMORY
     #: Restore a checkpoint even if it holds state of operators this job graph does not have (dropped).
     allow_non_restored_state: bool = False
+    #: The REST address (HOST:PORT) of a Flink session cluster to submit the job to; None: the embedded
+    #: mini-cluster of this process.
+    jobmanager: str | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -52,6 +56,8 @@ class JobOptions:
             raise ConfigError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
         if self.parallelism < 1:
             raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
+        if self.jobmanager is not None and not _HOST_PORT.match(self.jobmanager):
+            raise ConfigError(f"--jobmanager must be the cluster's REST address HOST:PORT, got {self.jobmanager!r}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic]
         if self.state_changelog is not None:
             topics.append(self.state_changelog)
