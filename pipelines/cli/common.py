@@ -54,6 +54,7 @@ def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any
         "managed_memory": getattr(args, "managed_memory", DEFAULT_MANAGED_MEMORY),
         "allow_non_restored_state": getattr(args, "allow_non_restored_state", False),
         "jobmanager": _jobmanager(args),
+        "metrics_port": getattr(args, "metrics_port", None),
     }
 
 
@@ -97,6 +98,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
                         help="local: the embedded Flink mini-cluster (default); remote: submit to a session cluster")
     parser.add_argument("--jobmanager", metavar="HOST:PORT",
                         help="the session cluster's REST address (default: the one `streamscore cluster up` runs)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve the job's Flink and operator metrics for Prometheus on localhost:PORT/metrics")
     parser.add_argument("--attach", action="store_true",
                         help="--target remote: follow the job until it ends (default: return once it is submitted)")
     runtime = parser.add_argument_group("runtime")
@@ -119,6 +122,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
     "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
+    "metrics_port": None,
 }
 _FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
 

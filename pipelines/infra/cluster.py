@@ -92,6 +92,19 @@ def flink_home() -> Path:
     return home
 
 
+def lib_with_prometheus_reporter() -> Path:
+    """A lib folder for an embedded mini-cluster that reports to Prometheus: links to the distribution's lib/
+    jars plus the metrics-prometheus plugin's jar. (A mini-cluster loads no plugins: its reporters must be on
+    the JVM's classpath, which PyFlink builds from `FLINK_LIB_DIR`.)"""
+    folder = subdir("flink-lib-prometheus")
+    wanted = [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "plugins" / "metrics-prometheus").glob("*.jar")]
+    for stale in folder.iterdir():
+        stale.unlink()
+    for jar in wanted:
+        (folder / jar.name).symlink_to(jar)
+    return folder
+
+
 def _folder() -> Path:
     return subdir("cluster")
 

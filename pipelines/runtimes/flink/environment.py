@@ -88,6 +88,11 @@ def flink_configuration(
             config["execution.state-recovery.ignore-unclaimed-state"] = "true"
     if rest_port is not None:
         config |= rest_configuration(rest_port)
+    if options.metrics_port is not None:  # the reporter jar is on the classpath (`create_environment`)
+        config |= {
+            "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+            "metrics.reporter.prom.port": str(options.metrics_port),
+        }
     if options.jobmanager is not None:  # submitted to a session cluster, whose TaskManagers size their memory
         host, _, port = options.jobmanager.rpartition(":")
         del config["taskmanager.memory.managed.size"]
@@ -101,6 +106,12 @@ def create_environment(
     """A StreamExecutionEnvironment configured for `options`: the local mini-cluster (REST on `rest_port` if
     given), or a session cluster's client when `options.jobmanager` names one."""
     prepare_process_environment()
+    if options.metrics_port is not None:
+        from pipelines.infra.cluster import flink_home, lib_with_prometheus_reporter
+
+        # FLINK_HOME set, or PyFlink's find_flink_home overwrites FLINK_LIB_DIR with the package's lib/.
+        os.environ.setdefault("FLINK_HOME", str(flink_home()))
+        os.environ["FLINK_LIB_DIR"] = str(lib_with_prometheus_reporter())
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 

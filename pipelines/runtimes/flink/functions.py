@@ -126,9 +126,36 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         )
         self._operator = operator
         metrics = self._runtime_context.get_metrics_group()
+        self._metrics = metrics
         self._duplicates_metric = metrics.counter("duplicate_events")
         self._duplicates_seen = 0
         self._swaps_metric = metrics.counter("model_swaps")
+        self._scored_metric = metrics.counter("events_scored")
+        self._dead_letter_metrics: dict[str, Any] = {}
+        self._decision_metrics: dict[str, Any] = {}
+        model = getattr(operator, "model", None)
+        if model is not None:  # the default model's version in use (changes on a hot-swap)
+            metrics.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
+
+    def _model_version(self) -> int:
+        version = str(self._operator.model.ref).rpartition("@")[2]
+        return int(version) if version.isdigit() else 0
+
+    def _dead_letter(self, reason: str, *fields: Any) -> tuple[Any, Row]:
+        """The dead-letter side output for one record, counted in `dead_letters{reason}`."""
+        counter = self._dead_letter_metrics.get(reason)
+        if counter is None:
+            counter = self._dead_letter_metrics[reason] = self._metrics.add_group("reason", reason).counter(
+                "dead_letters")
+        counter.inc()
+        return DEAD_LETTERS, dead_letter_row(self.pipeline, reason, *fields)
+
+    def _count_decision(self, decision: str) -> None:
+        counter = self._decision_metrics.get(decision)
+        if counter is None:
+            counter = self._decision_metrics[decision] = self._metrics.add_group("decision", decision).counter(
+                "decisions")
+        counter.inc()
 
     def _refresh_models(self) -> None:
         """Hot-swap: follow registry promotions between two events (sessions are created on a Python thread)."""
@@ -154,12 +181,12 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         raw = b"" if value is None else value if type(value) is bytes else bytes(value)
         event = self._decoder.decode(raw)
         if isinstance(event, self._rejection):
-            yield DEAD_LETTERS, dead_letter_row(self.pipeline, event.reason, event.error, raw, topic, partition, offset)
+            yield self._dead_letter(event.reason, event.error, raw, topic, partition, offset)
             return
         key = self._key_of(event)
         if key != ctx.get_current_key():  # JSON_VALUE read another key than the decoder (e.g. a duplicated field)
-            yield DEAD_LETTERS, dead_letter_row(
-                self.pipeline, "invalid_value",
+            yield self._dead_letter(
+                "invalid_value",
                 f"ambiguous key: the record was keyed by {ctx.get_current_key()!r} but decodes to {key!r}",
                 raw, topic, partition, offset,
             )
@@ -167,9 +194,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._state.begin_element()  # one state read per element, reused by the operator's put
         outcome = self._apply(self._operator, event, self._state, self._coordinates(topic, partition, offset))
         if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
-            yield DEAD_LETTERS, dead_letter_row(
-                self.pipeline, outcome.reason, outcome.error, raw, topic, partition, offset
-            )
+            yield self._dead_letter(outcome.reason, outcome.error, raw, topic, partition, offset)
             return
         results = outcome
         duplicates = self._operator.duplicates
@@ -177,6 +202,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             self._duplicates_metric.inc(duplicates - self._duplicates_seen)
             self._duplicates_seen = duplicates
         for result in results:
+            self._scored_metric.inc()
+            decision = getattr(result, "decision", None)
+            if decision is not None:
+                self._count_decision(decision)
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self.changelog:
             latest = self._state.last_written  # written by this event's put: no second state read

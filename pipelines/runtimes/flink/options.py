@@ -46,6 +46,8 @@ class JobOptions:
     #: The REST address (HOST:PORT) of a Flink session cluster to submit the job to; None: the embedded
     #: mini-cluster of this process.
     jobmanager: str | None = None
+    #: Serve the mini-cluster's metrics (the operators' included) on http://localhost:PORT/metrics (Prometheus).
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -56,6 +58,11 @@ class JobOptions:
             raise ConfigError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
         if self.parallelism < 1:
             raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
+        if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
+            raise ConfigError(f"--metrics-port must be a TCP port, got {self.metrics_port}")
+        if self.metrics_port is not None and self.jobmanager is not None:
+            raise ConfigError("--metrics-port is for the embedded mini-cluster; a session cluster's JVMs report "
+                              "on the ports `streamscore cluster status` lists")
         if self.jobmanager is not None and not _HOST_PORT.match(self.jobmanager):
             raise ConfigError(f"--jobmanager must be the cluster's REST address HOST:PORT, got {self.jobmanager!r}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic]

@@ -1,0 +1,85 @@
+"""The job's metrics for Prometheus (`run --metrics-port`): the operator's counters (events_scored,
+dead_letters by reason, decisions by kind, duplicate_events) and the model version gauge, scraped from the
+running job, match what was sent and what came out."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from pipelines.infra.cluster import _port_open
+from pipelines.kafka.clients import consume
+
+from . import test_risk_job
+from .conftest import Topics, start_job
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 2_000
+#: The operator metrics as Flink's Prometheus reporter names them (a key-value group's key joins the name).
+_SAMPLE = re.compile(r"^flink_taskmanager_job_task_operator_(events_scored|reason_dead_letters|decision_decisions|"
+                     r"duplicate_events|model_model_version)(\{[^}]*\})? ([0-9.eE+-]+)$", re.MULTILINE)
+_SHORT = {"reason_dead_letters": "dead_letters", "decision_decisions": "decisions",
+          "model_model_version": "model_version"}
+
+
+def _scrape(port: int) -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[tuple[str, str], float] = {}
+    for name, labels, value in _SAMPLE.findall(text):
+        label = ""
+        for key in ("reason", "decision"):
+            match = re.search(key + r'="([^"]+)"', labels or "")
+            if match:
+                label = match.group(1)
+        key = (_SHORT.get(name, name), label)
+        samples[key] = samples.get(key, 0.0) + float(value)
+    return samples
+
+
+def _free_port() -> int:
+    port = 19480
+    while _port_open(port):
+        port += 1
+    return port
+
+
+def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    test_risk_job._publish(bootstrap, topics, tmp_path, events=EVENTS, seed=17)
+    port = _free_port()
+    log = tmp_path / "job.log"
+    job = start_job(bootstrap, topics, tmp_path / "checkpoints", log, "--metrics-port", str(port))
+    try:
+        deadline = time.monotonic() + 240
+        while sum(1 for _ in consume(bootstrap, topics.output, timeout_s=1)) < EVENTS:
+            assert job.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        results = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.output, timeout_s=3)]
+        letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
+        samples = _scrape(port)
+    finally:
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(60)
+        except subprocess.TimeoutExpired:
+            job.kill()
+
+    assert len(results) == EVENTS
+    assert samples[("events_scored", "")] == EVENTS
+    assert samples[("duplicate_events", "")] == 10  # the producer retries _publish sends
+    by_reason = Counter(letter["reason"] for letter in letters)
+    assert by_reason == Counter(reason for _, reason in test_risk_job.MALFORMED)
+    assert {label: int(v) for (name, label), v in samples.items() if name == "dead_letters"} == dict(by_reason)
+    decisions = Counter(r["decision"] for r in results)
+    assert {label: int(v) for (name, label), v in samples.items() if name == "decisions"} == dict(decisions)
+    assert samples[("model_version", "")] == 1.0
