@@ -49,6 +49,7 @@ def _unstamped(value: bytes) -> bytes:
     return msgspec.json.encode(decoded)
 
 
+@pytest.mark.slow  # three JVMs plus a kill and a restart: `make test-slow`
 def test_risk_job_on_two_taskmanagers_survives_losing_one(
     bootstrap: str, tmp_path: Path, two_taskmanagers: None
 ) -> None:

@@ -182,6 +182,7 @@ def _publish(bootstrap: str, topic: str, events: list[dict[str, object]]) -> Non
     publish_records(bootstrap, topic, [(str(e["account_id"]).encode(), msgspec.json.encode(e)) for e in events])
 
 
+@pytest.mark.slow  # a multi-kill run over 100k events: `make test-slow`
 def test_faust_worker_sigkilled_twice_loses_and_duplicates_nothing(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
