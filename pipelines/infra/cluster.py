@@ -32,6 +32,7 @@ from typing import Any
 from pipelines.exceptions import SetupError
 from pipelines.infra.home import subdir
 from pipelines.infra.python_env import flink_python_environment
+from pipelines.runtimes.flink.options import MAX_PARALLELISM
 
 #: Prometheus metric families each kind of JVM exports (used to tell the endpoints apart).
 JOBMANAGER_METRIC = "flink_jobmanager_numRegisteredTaskManagers"
@@ -143,7 +144,7 @@ def configuration(spec: ClusterSpec, folder: Path) -> dict[str, str]:
         "heartbeat.interval": "3000",
         "heartbeat.timeout": "15000",
         "parallelism.default": "1",
-        "pipeline.max-parallelism": "128",
+        "pipeline.max-parallelism": str(MAX_PARALLELISM),
         "state.backend.type": "rocksdb",
         "execution.checkpointing.storage": "filesystem",
         "execution.checkpointing.dir": (folder / "checkpoints").as_uri(),
@@ -177,7 +178,7 @@ def _write_conf(spec: ClusterSpec, folder: Path) -> Path:
 
 
 def _env(folder: Path) -> dict[str, str]:
-    env = flink_python_environment()
+    env = flink_python_environment(with_project=False)  # the code ships with each job (job_files)
     env.update({
         "FLINK_HOME": str(flink_home()),
         "FLINK_CONF_DIR": str(folder / "conf"),

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 EVENTS = 2_000
 #: The operator metrics as Flink's Prometheus reporter names them (a key-value group's key joins the name).
 _SAMPLE = re.compile(r"^flink_taskmanager_job_task_operator_(events_scored|reason_dead_letters|decision_decisions|"
-                     r"duplicate_events|model_model_version)(\{[^}]*\})? ([0-9.eE+-]+)$", re.MULTILINE)
+                     r"duplicate_events|model_model_version|send_to_scored_ms_(?:p50|p99|max))"
+                     r"(\{[^}]*\})? ([0-9.eE+-]+)$", re.MULTILINE)
 _SHORT = {"reason_dead_letters": "dead_letters", "decision_decisions": "decisions",
           "model_model_version": "model_version"}
 
@@ -54,6 +55,7 @@ def _free_port() -> int:
 
 
 def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    published_at = time.time()
     test_risk_job._publish(bootstrap, topics, tmp_path, events=EVENTS, seed=17)
     port = _free_port()
     log = tmp_path / "job.log"
@@ -67,6 +69,7 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
         results = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.output, timeout_s=3)]
         letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
         samples = _scrape(port)
+        scraped_at = time.time()
     finally:
         job.send_signal(signal.SIGTERM)
         try:
@@ -83,3 +86,7 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
     decisions = Counter(r["decision"] for r in results)
     assert {label: int(v) for (name, label), v in samples.items() if name == "decisions"} == dict(decisions)
     assert samples[("model_version", "")] == 1.0
+    # Send→scored latency from the records' Kafka timestamps: the events waited in the topic for the job to start,
+    # so every latency lies between 0 and the time since the first send.
+    p50, p99, most = (samples[(f"send_to_scored_ms_{q}", "")] for q in ("p50", "p99", "max"))
+    assert 0 < p50 <= p99 <= most <= (scraped_at - published_at) * 1000, (p50, p99, most)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
 from pipelines.infra.python_env import flink_python_environment
-from pipelines.runtimes.flink.options import JobOptions
+from pipelines.runtimes.flink import job_files
+from pipelines.runtimes.flink.options import MAX_PARALLELISM, JobOptions
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -72,6 +73,7 @@ def flink_configuration(
         "restart-strategy.exponential-delay.max-backoff": "30 s",
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": "10",
         "parallelism.default": str(options.parallelism),
+        "pipeline.max-parallelism": str(MAX_PARALLELISM),
         "pipeline.jars": ";".join(p.resolve().as_uri() for p in jar_paths(FLINK_CONNECTORS)),
         "pipeline.name": f"streamscore-{options.pipeline}",
         "taskmanager.memory.managed.size": options.managed_memory,
@@ -139,4 +141,6 @@ def create_environment(
     j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
         host, int(port), config._j_configuration, j_jars
     )
-    return StreamExecutionEnvironment(j_env)
+    env = StreamExecutionEnvironment(j_env)
+    env.add_python_file(str(job_files.stage(subdir("job-files"))))  # the TaskManagers run this code
+    return env

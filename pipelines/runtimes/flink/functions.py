@@ -131,6 +131,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._duplicates_seen = 0
         self._swaps_metric = metrics.counter("model_swaps")
         self._scored_metric = metrics.counter("events_scored")
+        from pipelines.runtimes.flink.latency import LatencyWindow
+
+        self._latency = LatencyWindow()
+        self._latency.register(metrics)
         self._dead_letter_metrics: dict[str, Any] = {}
         self._decision_metrics: dict[str, Any] = {}
         model = getattr(operator, "model", None)
@@ -171,7 +175,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
                            swap.new, swap.error)
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        """`row` is (value, topic, partition, offset) of one Kafka record, keyed by the JVM; emit
+        """`row` is (value, topic, partition, offset, timestamp ms) of one Kafka record, keyed by the JVM; emit
         `(result key, result JSON)` rows, or one dead letter if the record is malformed or scoring fails."""
         if self._operator is None:
             self._open_operator()
@@ -201,6 +205,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         if duplicates != self._duplicates_seen:
             self._duplicates_metric.inc(duplicates - self._duplicates_seen)
             self._duplicates_seen = duplicates
+        if results:
+            self._latency.record(row[4])
         for result in results:
             self._scored_metric.inc()
             decision = getattr(result, "decision", None)

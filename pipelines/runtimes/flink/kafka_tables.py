@@ -19,7 +19,7 @@ def _with(options: dict[str, str]) -> str:
 
 
 def source_ddl(table: str, options: JobOptions) -> str:
-    """CREATE TABLE for the input topic: `value BYTES` plus `topic`, `partition`, `offset` metadata.
+    """CREATE TABLE for the input topic: `value BYTES` plus `topic`, `partition`, `offset`, `timestamp` metadata.
 
     Without a checkpoint to restore, the source starts where `options.start_from` says; the default,
     `group-offsets`, continues from the offsets the job's consumer group committed at its last completed
@@ -49,7 +49,8 @@ def source_ddl(table: str, options: JobOptions) -> str:
   `value` BYTES,
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
-  `offset` BIGINT METADATA VIRTUAL
+  `offset` BIGINT METADATA VIRTUAL,
+  `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL
 ) WITH (
   {_with(props)}
 )"""

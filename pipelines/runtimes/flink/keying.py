@@ -20,26 +20,30 @@ if TYPE_CHECKING:
     from pyflink.datastream import DataStream, KeyedStream
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+#: The record's timestamp (TIMESTAMP_LTZ(3)) as epoch milliseconds, whatever the session time zone (Flink SQL
+#: has no cast from TIMESTAMP_LTZ to BIGINT; a difference of two LTZ values is zone-free).
+_EPOCH_MS = ("TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), `timestamp`) * CAST(1000 AS BIGINT) "
+             "+ EXTRACT(MILLISECOND FROM `timestamp`)")
 
 
 def keyed_source_query(table: str, key_field: str) -> str:
     """SELECT `k` (the key field of the JSON value, '' when unreadable) and `v` (value, topic, partition,
-    offset) from the raw Kafka source table `table`."""
+    offset, the record's Kafka timestamp in epoch ms) from the raw Kafka source table `table`."""
     if not _FIELD.match(key_field):
         raise ValueError(f"key field must be a plain JSON field name, got {key_field!r}")
     return (
         f"SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.{key_field}'), '') AS `k`, "
-        f"ROW(`value`, `topic`, `partition`, `offset`) AS `v` FROM `{table}`"
+        f"ROW(`value`, `topic`, `partition`, `offset`, {_EPOCH_MS}) AS `v` FROM `{table}`"
     )
 
 
 def source_record_type() -> object:
-    """The type of a keyed stream's element as Python sees it: Row(value, topic, partition, offset)."""
+    """The type of a keyed stream's element as Python sees it: Row(value, topic, partition, offset, timestamp_ms)."""
     from pyflink.common import Types
 
     return Types.ROW_NAMED(
-        ["value", "topic", "partition", "offset"],
-        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+        ["value", "topic", "partition", "offset", "timestamp_ms"],
+        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
     )
 
 

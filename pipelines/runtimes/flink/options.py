@@ -12,6 +12,11 @@ DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: Managed memory of the local task manager: RocksDB's block cache and write buffers live in it. The local
 #: default (128 MB) makes the risk job ~10x slower past ~400k accounts (benchmarks/recovery_bench.py).
 DEFAULT_MANAGED_MEMORY = "512m"
+#: Key groups of every job (`pipeline.max-parallelism`), fixed up front: a job's keyed state is split into this
+#: many groups, a savepoint restores at any parallelism up to it, and it cannot change for the life of the
+#: state (a restore with another value fails). 128 is Flink's default for parallelism <= 85, so checkpoints
+#: taken before it was set restore unchanged.
+MAX_PARALLELISM = 128
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*\s*(b|k|kb|m|mb|g|gb)?\Z", re.IGNORECASE)
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}\Z")
 START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
@@ -56,8 +61,9 @@ class JobOptions:
             raise ConfigError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
         if not _MEMORY_SIZE.match(self.managed_memory):
             raise ConfigError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
-        if self.parallelism < 1:
-            raise ConfigError(f"--parallelism must be >= 1, got {self.parallelism}")
+        if not 1 <= self.parallelism <= MAX_PARALLELISM:
+            raise ConfigError(f"--parallelism must be between 1 and the jobs' max parallelism {MAX_PARALLELISM} "
+                              f"(the number of key groups of their state), got {self.parallelism}")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise ConfigError(f"--metrics-port must be a TCP port, got {self.metrics_port}")
         if self.metrics_port is not None and self.jobmanager is not None:
