@@ -93,17 +93,34 @@ def flink_home() -> Path:
     return home
 
 
-def lib_with_prometheus_reporter() -> Path:
-    """A lib folder for an embedded mini-cluster that reports to Prometheus: links to the distribution's lib/
-    jars plus the metrics-prometheus plugin's jar. (A mini-cluster loads no plugins: its reporters must be on
-    the JVM's classpath, which PyFlink builds from `FLINK_LIB_DIR`.)"""
-    folder = subdir("flink-lib-prometheus")
-    wanted = [*(flink_home() / "lib").glob("*.jar"), *(flink_home() / "plugins" / "metrics-prometheus").glob("*.jar")]
+def _lib_folder(name: str, extra: list[Path]) -> Path:
+    """A folder of links to the distribution's lib/ jars plus `extra` jars (what `FLINK_LIB_DIR` points at)."""
+    folder = subdir(name)
     for stale in folder.iterdir():
         stale.unlink()
-    for jar in wanted:
+    for jar in [*(flink_home() / "lib").glob("*.jar"), *extra]:
         (folder / jar.name).symlink_to(jar)
     return folder
+
+
+def lib_with_prometheus_reporter() -> Path:
+    """A lib folder for an embedded mini-cluster that reports to Prometheus: the distribution's lib/ jars plus
+    the metrics-prometheus plugin's jar. (A mini-cluster loads no plugins: its reporters must be on the JVM's
+    classpath, which PyFlink builds from `FLINK_LIB_DIR`.)"""
+    return _lib_folder("flink-lib-prometheus", sorted((flink_home() / "plugins" / "metrics-prometheus").glob("*.jar")))
+
+
+def cluster_lib() -> Path:
+    """The cluster JVMs' lib folder: the distribution's lib/ plus flink-python from opt/ (as PyFlink's deployment
+    docs direct). Loaded once per JVM by the parent class loader, so pemja's native library is loaded once per
+    TaskManager: shipped with each job instead, the second Python job on a TaskManager fails to open its
+    operators (`NoSuchFieldException: loadedLibraryNames`, pemja reloading its library in a new class loader)."""
+    return _lib_folder("cluster-lib", python_jars())
+
+
+def python_jars() -> list[Path]:
+    """The flink-python jar of the distribution (PyFlink's operators and pemja)."""
+    return sorted((flink_home() / "opt").glob("flink-python-*.jar"))
 
 
 def _folder() -> Path:
@@ -178,10 +195,11 @@ def _write_conf(spec: ClusterSpec, folder: Path) -> Path:
 
 
 def _env(folder: Path) -> dict[str, str]:
-    env = flink_python_environment(with_project=False)  # the code ships with each job (job_files)
+    env = flink_python_environment()  # this checkout's code: see pipelines.runtimes.flink.job_files
     env.update({
         "FLINK_HOME": str(flink_home()),
         "FLINK_CONF_DIR": str(folder / "conf"),
+        "FLINK_LIB_DIR": str(cluster_lib()),
         "FLINK_LOG_DIR": str(subdir("cluster", "log")),
         "FLINK_PID_DIR": str(subdir("cluster", "pid")),
     })

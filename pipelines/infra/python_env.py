@@ -9,20 +9,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def flink_python_environment(base: dict[str, str] | None = None, *, with_project: bool = True) -> dict[str, str]:
-    """`base` (default: this process's environment) with the venv's site-packages and (`with_project`) this
-    checkout on PYTHONPATH, and one compute thread per operator for the numeric libraries.
+def flink_python_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) with the venv's site-packages and the project on
+    PYTHONPATH, and one compute thread per operator for the numeric libraries.
 
     PyFlink's thread mode runs Python inside the JVM (pemja) with the base interpreter's paths, so a
     virtualenv's site-packages and an editable checkout are invisible unless put on PYTHONPATH before the
     JVM starts (it inherits its parent's environment). Flink's parallelism, not BLAS threads, scales out.
-    A session cluster's JVMs get the packages only: the project's code comes with each job (`job_files`).
     """
     env = dict(os.environ if base is None else base)
-    wanted = [*([str(PROJECT_ROOT)] if with_project else []), *site.getsitepackages()]
+    wanted = [str(PROJECT_ROOT), *site.getsitepackages()]
     current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if not with_project:
-        current = [p for p in current if Path(p).resolve() != PROJECT_ROOT]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*wanted, *current]))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
 from pipelines.infra.python_env import flink_python_environment
-from pipelines.runtimes.flink import job_files
 from pipelines.runtimes.flink.options import MAX_PARALLELISM, JobOptions
 
 if TYPE_CHECKING:
@@ -125,22 +124,18 @@ def create_environment(
         return StreamExecutionEnvironment.get_execution_environment(config)
     # A standalone program always gets a local environment from `get_execution_environment` (it forces
     # execution.target=local); a session cluster is reached through Java's RemoteStreamEnvironment, which
-    # uploads the jars with the job graph: the Kafka connector and flink-python (PyFlink's operators; a
-    # cluster's lib/ does not hold it, `flink run -py` ships it the same way).
+    # uploads the jars with the job graph: the Kafka connector. flink-python (PyFlink's operators) must be in
+    # the cluster's lib/, as PyFlink's deployment docs direct (`cluster up` and the image put it there):
+    # shipped with each job, a TaskManager's second Python job cannot load pemja's native library again.
     from pyflink.java_gateway import get_gateway
-
-    from pipelines.infra.cluster import flink_home
 
     gateway = get_gateway()
     host, _, port = options.jobmanager.rpartition(":")
-    python_jars = sorted((flink_home() / "opt").glob("flink-python-*.jar"))
-    jars = [str(p.resolve()) for p in [*jar_paths(FLINK_CONNECTORS), *python_jars]]
+    jars = [str(p.resolve()) for p in jar_paths(FLINK_CONNECTORS)]
     j_jars = gateway.new_array(gateway.jvm.String, len(jars))
     for i, jar in enumerate(jars):
         j_jars[i] = jar
     j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.createRemoteEnvironment(
         host, int(port), config._j_configuration, j_jars
     )
-    env = StreamExecutionEnvironment(j_env)
-    env.add_python_file(str(job_files.stage(subdir("job-files"))))  # the TaskManagers run this code
-    return env
+    return StreamExecutionEnvironment(j_env)

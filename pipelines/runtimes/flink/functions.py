@@ -83,9 +83,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
     """Runs the pipeline's operator on each event with the versioned state of the event's key."""
 
     def __init__(
-        self, pipeline: str, model_ref: str | None, *, changelog: bool = False, config_path: str | None = None
+        self, pipeline: str, model_ref: str | None, *, changelog: bool = False, config_path: str | None = None,
+        code_fingerprint: str | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.code_fingerprint = code_fingerprint  # a cluster job: refuse other code than the client's
         self.model_ref = model_ref
         self.changelog = changelog
         self.config_path = config_path
@@ -96,6 +98,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._operator: Any = None
 
     def _open_operator(self) -> None:
+        if self.code_fingerprint is not None:
+            from pipelines.runtimes.flink.job_files import check_loaded_code
+
+            check_loaded_code(self.code_fingerprint)
         with _HEAVY_IMPORTS:
             _run_in_python_thread(_import_native_extensions)
             from operators.contract import OperatorContext

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pipelines.runtimes.flink.environment import create_environment, free_local_port
+from pipelines.runtimes.flink.job_files import fingerprint
 from pipelines.runtimes.flink.kafka_tables import sink_ddl, source_ddl
 from pipelines.runtimes.flink.keying import key_by_sql_key, keyed_source_query
 from pipelines.runtimes.flink.options import JobOptions
@@ -53,6 +54,7 @@ def build(
                 options.model_ref,
                 changelog=options.state_changelog is not None,
                 config_path=str(options.config_path) if options.config_path else None,
+                code_fingerprint=fingerprint() if options.jobmanager is not None else None,
             ),
             output_type=OUTPUT_ROW,
         )

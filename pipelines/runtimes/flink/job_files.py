@@ -1,49 +1,49 @@
-"""The project's Python code shipped with a job submitted to a session cluster (Flink's `python.files`).
+"""Which streamscore code a session cluster's TaskManagers run, and a refusal when it is not the client's.
 
-A TaskManager of a cluster has the interpreter and the third-party packages (the image or venv it runs), not this
-checkout: `stage()` copies the project's packages (`pipelines`, `operators`, `state`, `models`, with the committed
-models of `models/registry`) into a folder that `add_python_file` attaches to the job. Flink uploads it with the
-job graph and puts it first on the Python path of every task, so the code that runs is the code that submitted
-the job, whatever version a TaskManager has installed (or none).
-
-The models a job loads come from the registry the TaskManagers see: `STREAMSCORE_MODEL_REGISTRY` or their
-`$STREAMSCORE_HOME/models`, seeded from the shipped committed models on first use. A version trained or promoted
-on the client reaches a remote cluster through a registry on shared storage (that variable), not with the job.
+PyFlink's thread mode runs every Python operator of a TaskManager in one embedded CPython interpreter that lives
+as long as the TaskManager: a module imported by one job stays in `sys.modules` for the next. So shipping the
+project's code with each job (`python.files`) does not work there: the second job on a TaskManager imports
+nothing and runs the first job's modules, from a folder Flink deleted when that job ended (seen here: the
+second job failed to read `pipelines/configs/risk.yaml` under the first job's `flink-dist-cache` folder). The code
+is therefore the TaskManagers' installed streamscore (this checkout for `streamscore cluster up`, the package
+baked into the image for compose and Kubernetes), and each job carries the fingerprint of the client's code:
+the operator refuses to open when the code its interpreter loaded differs (e.g. the checkout was edited after
+the cluster started), instead of silently scoring with other code. Models come from the registry the
+TaskManagers see (`STREAMSCORE_MODEL_REGISTRY`, or their `$STREAMSCORE_HOME/models`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
+
+from pipelines.exceptions import ConfigError
 
 PACKAGES = ("pipelines", "operators", "state", "models")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
+#: The fingerprint of the code this interpreter loaded, taken the first time it was asked for.
+_loaded: str | None = None
 
 
-def _fingerprint(root: Path) -> str:
+def fingerprint(root: Path = PROJECT_ROOT) -> str:
+    """A digest of the project's Python source under `root` (models and configs are data: not included)."""
     digest = hashlib.sha256()
     for package in PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(str(path.relative_to(root)).encode())
-                digest.update(path.read_bytes())
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def stage(into: Path, root: Path = PROJECT_ROOT) -> Path:
-    """A folder under `into` holding a copy of the project's packages (one per content fingerprint, so an
-    unchanged checkout is staged once); the folder to attach with `add_python_file`."""
-    target = into / f"streamscore-{_fingerprint(root)}"
-    if (target / ".complete").exists():
-        return target
-    staging = into / f".{target.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for package in PACKAGES:
-        shutil.copytree(root / package, staging / package, ignore=_IGNORED)
-    (staging / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+def check_loaded_code(expected: str) -> None:
+    """`ConfigError` unless the code this interpreter loaded is the client's (`expected`: its fingerprint)."""
+    global _loaded
+    if _loaded is None:
+        _loaded = fingerprint()
+    if _loaded != expected:
+        raise ConfigError(
+            f"this TaskManager runs streamscore code {_loaded} (as its interpreter first loaded it from "
+            f"{PROJECT_ROOT}), the job was submitted from code {expected}: thread mode keeps a TaskManager's "
+            "modules loaded for its lifetime, so restart the cluster (`streamscore cluster down` and `up`) or "
+            "install the client's version on it"
+        )
