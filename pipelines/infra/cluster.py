@@ -180,15 +180,20 @@ def configuration(spec: ClusterSpec, folder: Path) -> dict[str, str]:
     }
 
 
-def _write_conf(spec: ClusterSpec, folder: Path) -> Path:
-    conf = folder / "conf"
-    conf.mkdir(exist_ok=True)
+def write_conf_dir(conf: Path, values: dict[str, str], writer: str) -> None:
+    """A Flink configuration folder: `values` as `config.yaml` plus the distribution's logging files."""
+    conf.mkdir(parents=True, exist_ok=True)
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "logback.xml"):
         source = flink_home() / "conf" / name
         if source.exists():
             shutil.copyfile(source, conf / name)
-    lines = [f"{key}: {json.dumps(value)}" for key, value in configuration(spec, folder).items()]
-    (conf / "config.yaml").write_text("# written by `streamscore cluster up`\n" + "\n".join(lines) + "\n")
+    lines = [f"{key}: {json.dumps(value)}" for key, value in values.items()]
+    (conf / "config.yaml").write_text(f"# written by {writer}\n" + "\n".join(lines) + "\n")
+
+
+def _write_conf(spec: ClusterSpec, folder: Path) -> Path:
+    conf = folder / "conf"
+    write_conf_dir(conf, configuration(spec, folder), "`streamscore cluster up`")
     (conf / "workers").write_text("localhost\n" * spec.taskmanagers)
     (conf / "masters").write_text(f"localhost:{spec.rest_port}\n")
     return conf

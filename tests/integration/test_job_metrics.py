@@ -4,6 +4,7 @@ running job, match what was sent and what came out."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from .conftest import Topics, start_job
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
+
 EVENTS = 2_000
 #: The operator metrics as Flink's Prometheus reporter names them (a key-value group's key joins the name).
 _SAMPLE = re.compile(r"^flink_taskmanager_job_task_operator_(events_scored|reason_dead_letters|decision_decisions|"
@@ -33,8 +36,7 @@ _SHORT = {"reason_dead_letters": "dead_letters", "decision_decisions": "decision
 
 
 def _scrape(port: int) -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = _scrape_text(port)
     samples: dict[tuple[str, str], float] = {}
     for name, labels, value in _SAMPLE.findall(text):
         label = ""
@@ -45,6 +47,18 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
         key = (_SHORT.get(name, name), label)
         samples[key] = samples.get(key, 0.0) + float(value)
     return samples
+
+
+def _scrape_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def _dashboard_metric_names() -> set[str]:
+    """The metric names the provisioned Grafana dashboard (scripts/deploy/grafana) queries."""
+    dashboard = json.loads((ROOT / "scripts/deploy/grafana/dashboards/streamscore.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(r"\bflink_[A-Za-z0-9_]+", expr)}
 
 
 def _free_port() -> int:
@@ -70,6 +84,7 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
         letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
         samples = _scrape(port)
         scraped_at = time.time()
+        exported = set(re.findall(r"^(flink_[A-Za-z0-9_]+)", _scrape_text(port), re.MULTILINE))
     finally:
         job.send_signal(signal.SIGTERM)
         try:
@@ -90,3 +105,5 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
     # so every latency lies between 0 and the time since the first send.
     p50, p99, most = (samples[(f"send_to_scored_ms_{q}", "")] for q in ("p50", "p99", "max"))
     assert 0 < p50 <= p99 <= most <= (scraped_at - published_at) * 1000, (p50, p99, most)
+    # Every metric the Grafana dashboard of the deployment files queries is one the job really exports.
+    assert _dashboard_metric_names() <= exported, _dashboard_metric_names() - exported
