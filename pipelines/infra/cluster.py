@@ -32,8 +32,12 @@ from typing import Any
 from pipelines.exceptions import SetupError
 from pipelines.infra.home import subdir
 from pipelines.infra.python_env import flink_python_environment
-from pipelines.runtimes.flink.options import MAX_PARALLELISM
 
+#: Key groups of every job (`pipeline.max-parallelism`), fixed up front: a job's keyed state is split into this
+#: many groups, a savepoint restores at any parallelism up to it, and it cannot change for the life of the
+#: state (a restore with another value fails). 128 is Flink's default for parallelism <= 85, so checkpoints
+#: taken before it was set restore unchanged.
+MAX_PARALLELISM = 128
 #: Prometheus metric families each kind of JVM exports (used to tell the endpoints apart).
 JOBMANAGER_METRIC = "flink_jobmanager_numRegisteredTaskManagers"
 TASKMANAGER_METRIC = "flink_taskmanager_Status_JVM_CPU_Load"

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.infra.cluster import MAX_PARALLELISM
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
 from pipelines.infra.python_env import flink_python_environment
-from pipelines.runtimes.flink.options import MAX_PARALLELISM, JobOptions
+from pipelines.runtimes.flink.options import JobOptions
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment

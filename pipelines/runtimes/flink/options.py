@@ -7,16 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.exceptions import ConfigError
+from pipelines.infra.cluster import MAX_PARALLELISM
 
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: Managed memory of the local task manager: RocksDB's block cache and write buffers live in it. The local
 #: default (128 MB) makes the risk job ~10x slower past ~400k accounts (benchmarks/recovery_bench.py).
 DEFAULT_MANAGED_MEMORY = "512m"
-#: Key groups of every job (`pipeline.max-parallelism`), fixed up front: a job's keyed state is split into this
-#: many groups, a savepoint restores at any parallelism up to it, and it cannot change for the life of the
-#: state (a restore with another value fails). 128 is Flink's default for parallelism <= 85, so checkpoints
-#: taken before it was set restore unchanged.
-MAX_PARALLELISM = 128
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*\s*(b|k|kb|m|mb|g|gb)?\Z", re.IGNORECASE)
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}\Z")
 START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
