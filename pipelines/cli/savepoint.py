@@ -1,8 +1,8 @@
 """`streamscore savepoint PIPELINE [--stop]`: a savepoint of a running job, taken through Flink's REST API.
 
 A job started by `streamscore run PIPELINE` is found through its run-info file (`pipelines.runtimes.flink.runinfo`);
-a job on a Flink cluster through `--rest-url` (and `--job-id`, or the one running job named
-`streamscore-PIPELINE`). The savepoint's path is printed on stdout (alone on its line); it restores with
+a job on a Flink cluster through `--rest-url` or `--jobmanager HOST:PORT` (and `--job-id`, or the one running job
+named `streamscore-PIPELINE`). The savepoint's path is printed on stdout (alone on its line); it restores with
 `streamscore replay PIPELINE --from-savepoint PATH`, and `streamscore run PIPELINE` resumes from it when it is
 the newest under the job's checkpoint folder (the default target).
 """
@@ -44,8 +44,11 @@ def _absolute(target: str) -> str:
 
 def _cmd_savepoint(args: argparse.Namespace) -> int:
     pid: int | None = None
-    if args.rest_url:
-        client = FlinkRestClient(args.rest_url)
+    if args.rest_url and args.jobmanager:
+        raise ConfigError("give the cluster once: --rest-url URL or --jobmanager HOST:PORT")
+    rest_url = args.rest_url or (f"http://{args.jobmanager}" if args.jobmanager else None)
+    if rest_url:
+        client = FlinkRestClient(rest_url)
         job_id = _cluster_job(client, args.pipeline, args.job_id)
         target = _absolute(args.target) if args.target else None
     else:
@@ -100,6 +103,9 @@ def add_savepoint_commands(commands: argparse._SubParsersAction[argparse.Argumen
                         help="choose the running job by its checkpoint folder when several of PIPELINE run")
     parser.add_argument("--rest-url", metavar="URL",
                         help="a Flink cluster's REST API (e.g. http://jobmanager:8081) instead of a local run")
+    parser.add_argument("--jobmanager", metavar="HOST:PORT",
+                        help="a session cluster's REST address, as `run --target remote --jobmanager` takes it "
+                        "(same as --rest-url http://HOST:PORT)")
     parser.add_argument("--job-id", help="the job to savepoint (default: from the run file, or the one running "
                                          "job named streamscore-PIPELINE at --rest-url)")
     parser.set_defaults(func=_cmd_savepoint)

@@ -23,6 +23,7 @@ from pipelines.kafka.clients import consume, ensure_topics, publish_records
 from pipelines.kafka.publishing import synthetic_events
 from pipelines.runtimes.offline import score_lines
 
+from . import test_risk_job
 from .conftest import Topics, streamscore
 from .test_cluster_jobs import _count, _unstamped, two_taskmanagers  # noqa: F401 (fixture)
 
@@ -30,7 +31,9 @@ pytestmark = pytest.mark.integration
 
 PHASE = 2_000
 REST = "http://localhost:18281"
-_SCORED = re.compile(r"^flink_taskmanager_job_task_operator_events_scored\{([^}]*)\} ([0-9.eE+-]+)$", re.MULTILINE)
+_OPERATOR = r"^flink_taskmanager_job_task_operator_{}\{{([^}}]*)\}} ([0-9.eE+-]+)$"
+_SCORED = re.compile(_OPERATOR.format("events_scored"), re.MULTILINE)
+_DEAD = re.compile(_OPERATOR.format("reason_dead_letters"), re.MULTILINE)
 
 
 def _job(bootstrap: str, topics: Topics, changelog: str, checkpoints: Path, log: Path,
@@ -71,12 +74,17 @@ def _histories(bootstrap: str, changelog: str, state_dir: Path, keys: list[str])
     return found
 
 
-def _scored_by_taskmanager() -> list[float]:
-    """events_scored summed per TaskManager endpoint (each subtask reports its own series)."""
+def _by_taskmanager(metric: re.Pattern[str]) -> list[Counter[str]]:
+    """A counter's series summed per TaskManager endpoint, by their `reason` label ('' when none)."""
     totals = []
     for url in cluster.status().prometheus["taskmanager"]:
         with urllib.request.urlopen(url, timeout=5) as response:
-            totals.append(sum(float(value) for _, value in _SCORED.findall(response.read().decode())))
+            text = response.read().decode()
+        found: Counter[str] = Counter()
+        for labels, value in metric.findall(text):
+            reason = re.search(r'reason="([^"]+)"', labels)
+            found[reason.group(1) if reason else ""] += int(float(value))
+        totals.append(found)
     return totals
 
 
@@ -117,13 +125,20 @@ def test_a_savepoint_at_parallelism_1_resumes_at_2_and_back_with_state_intact(
 
     # Phase 2: `run` resumes the newest savepoint under its checkpoint folder, now at parallelism 2.
     publish(1)
+    publish_records(bootstrap, topics.input, [(None, raw) for raw, _ in test_risk_job.MALFORMED])
     log = tmp_path / "p2.log"
     job = _job(bootstrap, topics, changelog, checkpoints, log, "run", "--parallelism", "2")
     _wait_for(bootstrap, topics.output, 2 * PHASE, job, log)
     assert f"restoring {first}" in log.read_text()
-    scored = _scored_by_taskmanager()
+    letters = len(test_risk_job.MALFORMED)
+    deadline = time.monotonic() + 60
+    while _count(bootstrap, topics.dlq) < letters and time.monotonic() < deadline:
+        time.sleep(1)
+    scored = [sum(c.values()) for c in _by_taskmanager(_SCORED)]
     assert len(scored) == 2 and all(n > 0 for n in scored), f"both TaskManagers score: {scored}"
     assert sum(scored) == PHASE, scored  # this job's counters: phase 2's events, once each
+    dead = sum(_by_taskmanager(_DEAD), Counter())
+    assert dead == Counter(reason for _, reason in test_risk_job.MALFORMED), dead
     second = _stop_with_savepoint(job, checkpoints, log)
     middle = _histories(bootstrap, changelog, tmp_path / "state", sampled)
 

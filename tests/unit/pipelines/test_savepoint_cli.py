@@ -106,6 +106,14 @@ def test_cli_with_an_unreachable_rest_endpoint_says_so(capsys: pytest.CaptureFix
     assert "cannot reach Flink's REST API" in capsys.readouterr().err
 
 
+def test_a_cluster_given_by_jobmanager_address_is_reached_over_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    port = _closed_port()
+    assert main(["savepoint", "risk", "--jobmanager", f"127.0.0.1:{port}", "--timeout", "5"]) == 2
+    assert f"http://127.0.0.1:{port}" in capsys.readouterr().err  # not the run file: there is none
+    assert main(["savepoint", "risk", "--jobmanager", "h:1", "--rest-url", "http://h:1"]) == 2
+    assert "give the cluster once" in capsys.readouterr().err
+
+
 def test_rest_client_unreachable() -> None:
     with pytest.raises(RestUnreachableError, match="cannot reach Flink's REST API"):
         FlinkRestClient(f"http://127.0.0.1:{_closed_port()}", timeout_s=2).jobs()
