@@ -11,7 +11,7 @@ A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
     thresholds: {review: 0.3, block: 0.7}
     rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
       - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
-    state: {retention_versions: 16, ttl_hours: 720}   # optional; ttl_hours optional
+    state: {retention_versions: 16, ttl_hours: 720, dedup_window_hours: 24}   # optional; each field optional
 
 A reco config has `pipeline: reco`, `topics`, `model: reco[@N]`, `k`, `idle_timeout_minutes` and `state`.
 
@@ -101,6 +101,8 @@ class StateConfig(_Section, frozen=True):
 
     retention_versions: PositiveInt = 16
     ttl_hours: PositiveInt | None = None
+    #: A re-sent event id is recognised (dropped) for this long in event time (`operators.idempotency`).
+    dedup_window_hours: PositiveInt = 24
 
     def __post_init__(self) -> None:
         if self.retention_versions < 1:
@@ -111,6 +113,11 @@ class StateConfig(_Section, frozen=True):
     def retention_policy(self) -> RetentionPolicy:
         """The store's `RetentionPolicy` (the newest `retention_versions` versions per key)."""
         return RetentionPolicy(max_versions=self.retention_versions)
+
+    @property
+    def dedup_window_ms(self) -> int:
+        """`dedup_window_hours` in milliseconds."""
+        return self.dedup_window_hours * 3_600_000
 
     @property
     def ttl_ms(self) -> int | None:
@@ -299,7 +306,8 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
     if not isinstance(cfg, RiskPipelineConfig):
         raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
     return RiskOperator(
-        thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes
+        thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
+        dedup_window_ms=cfg.state.dedup_window_ms,
     )
 
 
@@ -314,7 +322,8 @@ def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
     """The `RecoOperator` of a reco config: k, idle timeout, the default model and routes."""
     if not isinstance(cfg, RecoPipelineConfig):
         raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
-    return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes)
+    return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes,
+                        dedup_window_ms=cfg.state.dedup_window_ms)
 
 
 def _pattern(annotated: Any) -> str:

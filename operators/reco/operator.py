@@ -43,6 +43,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
+from operators.idempotency import DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
 from operators.routing import Route
@@ -58,8 +59,6 @@ MODEL_OUTPUTS: tuple[tuple[str, str], ...] = (
     ("top_scores", "float32"),
 )
 MAX_SEEN_ITEMS = 200
-#: How many of a session's latest event ids are remembered to drop producer retries (idempotency).
-RECENT_EVENT_IDS = 32
 DEFAULT_K = 10
 DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000
 POPULARITY_SCORE = 0.0  # the score reported for an item filled in from the popularity list
@@ -71,8 +70,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     `hidden`: the GRU hidden vector after the session's last click (float32 values; empty means zeros).
     `seen`: the session's distinct in-catalogue items, least recently clicked first, at most `MAX_SEEN_ITEMS`.
     `last_ts`: the newest event time of the session. `events`: clicks since the session (re)started.
-    `model`: the model ("reco@<v>") that computed `hidden`. `recent_event_ids`: the session's latest event ids
-    (at most `RECENT_EVENT_IDS`, kept across resets), so a producer retry is not applied twice.
+    `model`: the model ("reco@<v>") that computed `hidden`. `seen_ids`: the event ids of the idempotency window
+    (kept across resets), so a producer retry is not applied twice (`operators.idempotency`);
+    `recent_event_ids`: what versions written before the window remembered (the last 32), folded in once.
     """
 
     hidden: list[float] = msgspec.field(default_factory=list)
@@ -81,6 +81,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     events: int = 0
     model: str = ""
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
+    seen_ids: SeenEventIds = msgspec.field(default_factory=SeenEventIds)
 
 
 RECO_STATE_CODEC: MsgpackCodec[SessionState] = MsgpackCodec(SessionState)
@@ -189,8 +190,9 @@ class RecoOperator(ModelServingOperator):
     See the module docstring for seen items, session reset, out-of-order clicks and cold start. `model` is
     the default model reference (`reco` follows the registry's current version) and `routes` send matching
     clicks to other models (`operators.routing`); a session whose hidden vector came from another model
-    continues from zeros with its seen items kept. A retried `event_id` (among the session's last
-    `RECENT_EVENT_IDS`) changes nothing, returns no result and is counted in `duplicates`.
+    continues from zeros with its seen items kept. A retried `event_id` (seen by the session within the
+    idempotency window of event time, `dedup_window_ms`) changes nothing, returns no result and is counted in
+    `duplicates`.
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class RecoOperator(ModelServingOperator):
         *,
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
+        dedup_window_ms: int = DEFAULT_WINDOW_MS,
     ) -> None:
         if _int(k) is None or k < 1:
             raise OperatorConfigError(f"RecoOperator: k must be an int >= 1, got {k!r}")
@@ -210,6 +213,10 @@ class RecoOperator(ModelServingOperator):
         super().__init__(model, routes, Click)
         self.k = k
         self.idle_timeout_ms = idle_timeout_ms
+        try:
+            self.idempotency = IdempotencyWindow(dedup_window_ms)
+        except ValueError as exc:
+            raise OperatorConfigError(f"RecoOperator: {exc}") from None
         self._facts: dict[str, _ModelFacts] = {}
 
     def accept(self, model: ModelHandle) -> None:
@@ -239,8 +246,7 @@ class RecoOperator(ModelServingOperator):
         facts = self._facts[model.ref]
         latest = state.get()
         previous = latest.value if latest is not None else None
-        recent = previous.recent_event_ids if previous is not None else []
-        if self.is_retry(event.event_id, recent):
+        if self._is_retry(event, previous):
             return []
         fresh = (
             previous is None
@@ -266,7 +272,7 @@ class RecoOperator(ModelServingOperator):
                 last_ts=last_ts,
                 events=events + 1,
                 model=model.ref,
-                recent_event_ids=[*recent, event.event_id][-RECENT_EVENT_IDS:],
+                seen_ids=self._ids_after(previous, event),
             ),
             event_time=event.ts,
             source=source,
@@ -316,8 +322,7 @@ class RecoOperator(ModelServingOperator):
                 if previous is None:
                     stored = item.state.get()
                     previous = stored.value if stored is not None else None
-                recent = previous.recent_event_ids if previous is not None else []
-                if self.is_retry(event.event_id, recent):
+                if self._is_retry(event, previous):
                     continue
                 fresh = previous is None or previous.events == 0 or event.ts - previous.last_ts > self.idle_timeout_ms
                 if fresh or previous is None:
@@ -332,7 +337,8 @@ class RecoOperator(ModelServingOperator):
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
                 continue
-            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh, recent))
+            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh,
+                                       self._ids_after(previous, event)))
         return staged
 
     def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
@@ -367,10 +373,28 @@ class RecoOperator(ModelServingOperator):
             last_ts=s.last_ts,
             events=s.events + 1,
             model=s.model,
-            recent_event_ids=[*s.recent, event.event_id][-RECENT_EVENT_IDS:],
+            seen_ids=s.ids,
         )
         latest[item.key] = state
         return s.index, state, _result(event, items, scores, s.model, 0)
+
+    def _is_retry(self, event: Click, previous: SessionState | None) -> bool:
+        """Whether `event` re-sends one the session saw within the window (then counted in `duplicates`)."""
+        if previous is not None and self.idempotency.seen(
+            previous.seen_ids, event.event_id, event.ts, legacy=previous.recent_event_ids
+        ):
+            self.duplicates += 1
+            return True
+        return False
+
+    def _ids_after(self, previous: SessionState | None, event: Click) -> SeenEventIds:
+        """The session's remembered event ids once `event` is applied."""
+        if previous is None:
+            return self.idempotency.remember(SeenEventIds(), event.event_id, event.ts)
+        ids = previous.seen_ids
+        for legacy in previous.recent_event_ids:  # a version written before the window: fold its ids in once
+            ids = self.idempotency.remember(ids, legacy, previous.last_ts)
+        return self.idempotency.remember(ids, event.event_id, event.ts)
 
     def _top_k(
         self, facts: _ModelFacts, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
@@ -416,7 +440,7 @@ class _StagedClick:
     events: int
     last_ts: int
     fresh: bool
-    recent: list[str]
+    ids: SeenEventIds
 
 
 def _waves(items: Sequence[BatchItem]) -> list[list[int]]:

@@ -14,6 +14,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
+from operators.idempotency import DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
@@ -29,17 +30,16 @@ MODEL_NAME = "risk"
 class RiskState(msgspec.Struct, kw_only=True):
     """One account's versioned state: the incremental features, the vector the last score was computed on,
     and the rule state (`recent_ts`: sorted recent event times, bounded; empty unless a `count_in_window`
-    rule is configured). Fields added later have defaults, so older versions still decode."""
+    rule is configured), and the event ids seen within the idempotency window (`seen_ids`). Fields added later
+    have defaults, so older versions still decode; `recent_event_ids` is what versions written before the
+    window remembered (the last 32 ids), read once and folded into `seen_ids`."""
 
     features: RiskFeatureState = msgspec.field(default_factory=RiskFeatureState)
     scored_features: list[float] = msgspec.field(default_factory=list)
     last_event_id: str = ""
     recent_ts: list[int] = msgspec.field(default_factory=list)
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
-
-
-#: How many of an account's latest event ids are remembered to drop producer retries (idempotency).
-RECENT_EVENT_IDS = 32
+    seen_ids: SeenEventIds = msgspec.field(default_factory=SeenEventIds)
 
 RISK_STATE_CODEC: MsgpackCodec[RiskState] = MsgpackCodec(RiskState)
 
@@ -64,6 +64,7 @@ class RiskOperator(ModelServingOperator):
         top_factors: int = DEFAULT_TOP_FACTORS,
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
+        dedup_window_ms: int = DEFAULT_WINDOW_MS,
     ) -> None:
         if top_factors < 0:
             raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
@@ -71,6 +72,10 @@ class RiskOperator(ModelServingOperator):
         self.thresholds = thresholds or RiskThresholds()
         self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
         self.top_factors = top_factors
+        try:
+            self.idempotency = IdempotencyWindow(dedup_window_ms)
+        except ValueError as exc:
+            raise OperatorConfigError(f"RiskOperator: {exc}") from None
         self._stats: dict[str, FeatureStats] = {}
         self._scorers: dict[str, _Scorer] = {}
 
@@ -102,14 +107,14 @@ class RiskOperator(ModelServingOperator):
     ) -> list[RiskResult]:
         """Update the account's state with `event`, score it and return one `RiskResult` (in a list).
 
-        An `event_id` among the account's last `RECENT_EVENT_IDS` is a retry: it changes nothing, returns
-        no result and is counted in `duplicates`.
+        An `event_id` the account saw within the idempotency window of event time is a retry
+        (`operators.idempotency`): it changes nothing, returns no result and is counted in `duplicates`.
         """
         self.require_open()
         model = self._selector.for_event(event)
         latest = state.get()
         previous = latest.value if latest is not None else RiskState()
-        if self._is_repeat(event.event_id, previous):
+        if self._is_repeat(event, previous):
             return []
         features_state, values = advance(previous.features, event)
         scorer = self._scorers[model.ref]
@@ -122,7 +127,7 @@ class RiskOperator(ModelServingOperator):
             score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
         version = state.put(
-            _next_state(previous, event.event_id, features_state, scored, outcome.recent_ts),
+            self._next_state(previous, event, features_state, scored, outcome.recent_ts),
             event_time=event.ts,
             source=source,
         )
@@ -150,7 +155,7 @@ class RiskOperator(ModelServingOperator):
                 if previous is None:
                     stored = item.state.get()
                     previous = stored.value if stored is not None else RiskState()
-                if self._is_repeat(event.event_id, previous):
+                if self._is_repeat(event, previous):
                     continue
                 features_state, values = advance(previous.features, event)
                 row = np.array(values, dtype=np.float32)  # the float32 rounding `process` does in place
@@ -159,7 +164,7 @@ class RiskOperator(ModelServingOperator):
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
                 continue
-            state = _next_state(previous, event.event_id, features_state, scored, outcome.recent_ts)
+            state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
             latest[item.key] = state
             staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state))
         try:
@@ -188,12 +193,27 @@ class RiskOperator(ModelServingOperator):
                 scores[p] = score
         return scores
 
-    def _is_repeat(self, event_id: str, previous: RiskState) -> bool:
-        """Whether `event_id` is a retry of one of the account's recent events (then counted in `duplicates`)."""
-        if event_id in previous.recent_event_ids or event_id == previous.last_event_id:
+    def _is_repeat(self, event: Transaction, previous: RiskState) -> bool:
+        """Whether `event` re-sends one the account saw within the window (then counted in `duplicates`)."""
+        if self.idempotency.seen(previous.seen_ids, event.event_id, event.ts, legacy=previous.recent_event_ids):
             self.duplicates += 1
             return True
         return False
+
+    def _next_state(
+        self, previous: RiskState, event: Transaction, features: RiskFeatureState, scored: list[float],
+        recent_ts: list[int],
+    ) -> RiskState:
+        seen = previous.seen_ids
+        for legacy in previous.recent_event_ids:  # a version written before the window: fold its ids in once
+            seen = self.idempotency.remember(seen, legacy, previous.features.last_ts)
+        return RiskState(
+            features=features,
+            scored_features=scored,
+            last_event_id=event.event_id,
+            recent_ts=recent_ts,
+            seen_ids=self.idempotency.remember(seen, event.event_id, event.ts),
+        )
 
     def forget_models(self) -> None:
         """Drop the scorers and feature statistics of the models `accept` prepared."""
@@ -211,19 +231,6 @@ class _Staged:
     scored: list[float]
     fired: tuple[Rule, ...]
     state: RiskState
-
-
-def _next_state(
-    previous: RiskState, event_id: str, features: RiskFeatureState, scored: list[float], recent_ts: list[int]
-) -> RiskState:
-    recent = [*previous.recent_event_ids, event_id]
-    return RiskState(
-        features=features,
-        scored_features=scored,
-        last_event_id=event_id,
-        recent_ts=recent_ts,
-        recent_event_ids=recent[-RECENT_EVENT_IDS:] if len(recent) > RECENT_EVENT_IDS else recent,
-    )
 
 
 def _result(
