@@ -9,13 +9,15 @@ event — the window is the promise, so choose it longer than any re-send delay 
 Memory per key is bounded by the events of one window: each id is kept as a 64-bit BLAKE2b digest (8 bytes), so
 two different ids are mistaken for each other with probability about n / 2**64 per lookup — 5e-16 with 10,000
 ids in the window — in time buckets of 1/24 of the window, each a sorted run of digests; a whole bucket is
-dropped once every id in it is older than the window. A lookup is a binary search per bucket (at most 25), an
-insert rebuilds one bucket. The remembered ids are part of the key's versioned state (`SeenEventIds`), so
-they are checkpointed, restored and replayed with it, and the same in every runtime, offline and in the harness.
+dropped once every id in it is older than the window. A lookup is one scan of a quiet key's ids (a binary search
+per bucket for a busy key), an insert rebuilds one bucket. The remembered ids are part of the key's versioned
+state (`SeenEventIds`), so they are checkpointed, restored and replayed with it, and the same in every
+runtime, offline and in the harness.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Sequence
 
@@ -56,9 +58,20 @@ def _position(packed: bytes, value: bytes) -> int:
     return low
 
 
+#: Runs up to this many bytes are searched by `bytes.find` (one C scan beats a binary search in Python there).
+_SCAN_BYTES = 8_192
+
+
 def _contains(packed: bytes, value: bytes) -> bool:
-    at = _position(packed, value)
-    return packed[at * _DIGEST:(at + 1) * _DIGEST] == value
+    if len(packed) > _SCAN_BYTES:
+        at = _position(packed, value)
+        return packed[at * _DIGEST:(at + 1) * _DIGEST] == value
+    at = packed.find(value)
+    while at >= 0:  # a match must start on a digest boundary (a straddling one is as likely as a collision)
+        if at % _DIGEST == 0:
+            return True
+        at = packed.find(value, at + 1)
+    return False
 
 
 class IdempotencyWindow:
@@ -74,41 +87,39 @@ class IdempotencyWindow:
     def seen(self, seen: SeenEventIds, event_id: str, ts: int, legacy: Sequence[str] = ()) -> bool:
         """Whether the event (`event_id` at `ts`) is a re-send of one the key saw within the window; `legacy`:
         ids a state written before the window existed remembered (its last 32)."""
-        if event_id in legacy:
+        if legacy and event_id in legacy:
             return True
-        if ts < seen.newest_ts - self.window_ms:
+        buckets = seen.digests
+        if not buckets or ts < seen.newest_ts - self.window_ms:
             return False
         value = digest(event_id)
-        return any(_contains(packed, value) for packed in seen.digests)
+        if len(buckets) == 1:
+            return _contains(buckets[0], value)
+        if sum(map(len, buckets)) <= _SCAN_BYTES:  # a quiet key: one scan of all its ids
+            return _contains(b"".join(buckets), value)
+        return any(_contains(packed, value) for packed in buckets)
 
     def remember(self, seen: SeenEventIds, event_id: str, ts: int) -> SeenEventIds:
         """A new `SeenEventIds` with the event added and the buckets past the window dropped (`seen`, part of an
         earlier state version, is left as it was)."""
         newest = max(seen.newest_ts, ts)
         horizon = newest - self.window_ms
-        starts: list[int] = []
-        digests: list[bytes] = []
-        for start, packed in zip(seen.starts, seen.digests, strict=True):
-            if start + self.bucket_ms > horizon:  # may still hold an id inside the window
-                starts.append(start)
-                digests.append(packed)
-        if ts >= horizon:
-            start = ts - ts % self.bucket_ms
-            value = digest(event_id)
-            at = _position_of_start(starts, start)
-            if at < len(starts) and starts[at] == start:
-                packed = digests[at]
-                cut = _position(packed, value) * _DIGEST
-                if packed[cut:cut + _DIGEST] != value:
-                    digests[at] = packed[:cut] + value + packed[cut:]
-            else:
-                starts.insert(at, start)
-                digests.insert(at, value)
+        old = seen.starts
+        first = 0
+        while first < len(old) and old[first] + self.bucket_ms <= horizon:  # every id in it is past the window
+            first += 1
+        starts, digests = old[first:], seen.digests[first:]
+        if ts < horizon:
+            return SeenEventIds(newest_ts=newest, starts=starts, digests=digests)
+        start = ts - ts % self.bucket_ms
+        value = digest(event_id)
+        at = len(starts) if not starts or start > starts[-1] else bisect.bisect_left(starts, start)
+        if at < len(starts) and starts[at] == start:
+            packed = digests[at]
+            cut = _position(packed, value) * _DIGEST
+            if packed[cut:cut + _DIGEST] != value:
+                digests[at] = packed[:cut] + value + packed[cut:]
+        else:
+            starts.insert(at, start)
+            digests.insert(at, value)
         return SeenEventIds(newest_ts=newest, starts=starts, digests=digests)
-
-
-def _position_of_start(starts: list[int], start: int) -> int:
-    at = 0
-    while at < len(starts) and starts[at] < start:
-        at += 1
-    return at
