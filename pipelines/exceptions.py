@@ -11,3 +11,8 @@ class SetupError(PipelineError):
 
 class ConfigError(PipelineError):
     """A pipeline configuration or command-line option is invalid."""
+
+
+class UsageError(ConfigError):
+    """The command line itself is wrong: an option's value, or options that do not go together (exit code 2,
+    like argparse's own usage errors; every other failure exits 1)."""

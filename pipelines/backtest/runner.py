@@ -28,7 +28,7 @@ import msgspec
 
 from pipelines.backtest import report
 from pipelines.backtest.topics import offsets_for_time, partitions, read_values, window_event_ids
-from pipelines.exceptions import ConfigError, SetupError
+from pipelines.exceptions import ConfigError, SetupError, UsageError
 from pipelines.runtimes.flink.options import JobOptions
 
 WARM_UP_NOTE = (
@@ -91,9 +91,9 @@ def check_model(model_ref: str) -> None:
     try:
         name, version = parse_ref(model_ref)
     except ValueError as exc:
-        raise ConfigError(f"--model: {exc}") from None
+        raise UsageError(f"--model: {exc}") from None
     if version is None:
-        raise ConfigError(f"--model needs an explicit version, NAME@V (e.g. {name}@2), got {model_ref!r}")
+        raise UsageError(f"--model needs an explicit version, NAME@V (e.g. {name}@2), got {model_ref!r}")
     registry = ModelRegistry()
     try:
         registry.manifest(name, version)
@@ -105,10 +105,10 @@ def check_model(model_ref: str) -> None:
 def plan(request: BacktestRequest, *, home: Callable[..., Path] | None = None) -> BacktestPlan:
     """The shadow job's options: fresh ids, folder and topics derived from the request; refuses unsafe ones."""
     if (request.from_timestamp_ms is None) == (request.from_checkpoint is None):
-        raise ConfigError("a backtest starts from exactly one of --from-timestamp or --from-checkpoint")
+        raise UsageError("a backtest starts from exactly one of --from-timestamp or --from-checkpoint")
     if (request.to_timestamp_ms is not None and request.from_timestamp_ms is not None
             and request.to_timestamp_ms <= request.from_timestamp_ms):
-        raise ConfigError("--to-timestamp must be later than --from-timestamp")
+        raise UsageError("--to-timestamp must be later than --from-timestamp")
     production = request.production
     short_id = uuid.uuid4().hex[:8]
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{short_id}"
@@ -122,11 +122,11 @@ def plan(request: BacktestRequest, *, home: Callable[..., Path] | None = None) -
     checkpoint_dir = report_dir / "checkpoints"
     production_checkpoints = production.checkpoint_dir.resolve()
     if checkpoint_dir == production_checkpoints or production_checkpoints in checkpoint_dir.parents:
-        raise ConfigError(f"--report-dir {report_dir} is inside the production checkpoint folder "
+        raise UsageError(f"--report-dir {report_dir} is inside the production checkpoint folder "
                           f"{production_checkpoints}; pick a folder outside it")
     shadow_topic = request.shadow_topic or default_shadow_topic(production.output_topic, request.model_ref, short_id)
     if shadow_topic in (production.output_topic, production.input_topic, production.dlq_topic):
-        raise ConfigError(f"--shadow-topic {shadow_topic!r} is a production topic; pick a new name")
+        raise UsageError(f"--shadow-topic {shadow_topic!r} is a production topic; pick a new name")
     changes: dict[str, Any] = {
         "output_topic": shadow_topic,
         "dlq_topic": f"{shadow_topic}.dlq",

@@ -1,5 +1,11 @@
 """`streamscore`: the command line (broker, publishing, jobs, consuming, state, models, savepoints, backtests,
-demo). One module per command group; what they share is in `pipelines.cli.common`."""
+demo). One module per command group; what they share is in `pipelines.cli.common`.
+
+One error boundary for every command (`main`): an expected failure (a bad config, an unreachable broker or
+cluster, a missing or tampered model, a missing file, incompatible state) prints one `streamscore: error: ...`
+line saying what to do, never a traceback. Exit codes: 0 done, 1 failed, 2 usage (argparse's errors and
+`UsageError`: an option's value or a combination of options), 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,14 @@ import sys
 from pipelines.cli.backtest import add_backtest_command
 from pipelines.cli.broker import add_kafka_command
 from pipelines.cli.cluster import add_cluster_command
-from pipelines.cli.common import DEFAULT_BOOTSTRAP, EXIT_ERROR
+from pipelines.cli.common import DEFAULT_BOOTSTRAP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from pipelines.cli.data import add_data_commands
 from pipelines.cli.demo import add_demo_command
 from pipelines.cli.jobs import add_job_commands
 from pipelines.cli.models import add_models_commands
 from pipelines.cli.savepoint import add_savepoint_commands
 from pipelines.cli.state import add_state_commands
-from pipelines.exceptions import PipelineError
+from pipelines.exceptions import PipelineError, UsageError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,14 +68,40 @@ def _accept_common_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `streamscore` console script."""
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # a usage error exits 2 here
     try:
         return int(args.func(args))
-    except PipelineError as exc:
-        print(f"streamscore: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except UsageError as exc:
+        return _error(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        message = expected_failure(exc)
+        if message is None:
+            raise  # a bug: the traceback is what to report
+        return _error(message, EXIT_FAILURE)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"streamscore: error: {message}", file=sys.stderr)
+    return code
+
+
+def expected_failure(exc: BaseException) -> str | None:
+    """The one-line message of a failure a user can act on (None: an unexpected error, i.e. a bug)."""
+    from confluent_kafka import KafkaException
+
+    from models.exceptions import ModelError
+    from operators.exceptions import OperatorError
+    from state.exceptions import StateError
+
+    if isinstance(exc, PipelineError | ModelError | OperatorError | StateError):
+        return str(exc)
+    if isinstance(exc, KafkaException):
+        return f"Kafka: {exc.args[0] if exc.args else exc}"
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+        return f"{exc.strerror}: {exc.filename}"
+    return None
 
 
 if __name__ == "__main__":

@@ -90,13 +90,14 @@ def add_backtest_command(commands: argparse._SubParsersAction) -> None:
     backtest.add_argument("--report-dir", help="report, shadow job log and the backtest's own checkpoints "
                           "(default: $STREAMSCORE_HOME/backtests/PIPELINE/RUN-ID)")
     backtest.add_argument("--config", help="pipeline YAML, as for `run` (topics, rules, thresholds)")
-    backtest.add_argument("--input-topic")
+    backtest.add_argument("--input-topic", help="the production input topic (default: the config's)")
     backtest.add_argument("--output-topic", help="the PRODUCTION output topic to compare with")
     backtest.add_argument("--dlq-topic", help="the production dead-letter topic (the backtest writes SHADOW.dlq)")
     backtest.add_argument("--checkpoint-dir", help="the PRODUCTION checkpoint folder (only read, for "
                           "--from-checkpoint latest; default: $STREAMSCORE_HOME/checkpoints/PIPELINE)")
-    backtest.add_argument("--checkpoint-interval", type=int, default=1000, metavar="MS")
-    backtest.add_argument("--parallelism", type=int, default=1)
+    backtest.add_argument("--checkpoint-interval", type=int, default=1000, metavar="MS",
+                          help="the shadow job's checkpoint interval, default %(default)s ms")
+    backtest.add_argument("--parallelism", type=int, default=1, help="the shadow job's parallelism")
     backtest.add_argument("--k", type=int, default=10, help="reco: k of overlap@k (default 10)")
     backtest.add_argument("--json", action="store_true", help="also print the JSON summary")
     backtest.set_defaults(func=_cmd_backtest)

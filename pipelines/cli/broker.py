@@ -24,6 +24,7 @@ def _cmd_kafka(args: argparse.Namespace) -> int:
 def add_kafka_command(commands: Any) -> None:
     """Add `kafka`."""
     kafka = commands.add_parser("kafka", help="the project's single-node KRaft broker")
-    kafka.add_argument("action", choices=["up", "down", "status"])
-    kafka.add_argument("--port", type=int, default=9092)
+    kafka.add_argument("action", choices=["up", "down", "status"],
+                       help="start (if not running), stop, or report the broker")
+    kafka.add_argument("--port", type=int, default=9092, help="its client port on 127.0.0.1, default %(default)s")
     kafka.set_defaults(func=_cmd_kafka)

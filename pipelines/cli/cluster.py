@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import UsageError
 
 
 def _ports(text: str) -> tuple[int, int]:
@@ -14,9 +14,9 @@ def _ports(text: str) -> tuple[int, int]:
     try:
         ports = (int(low), int(high or low))
     except ValueError:
-        raise ConfigError(f"--prometheus-ports must be a range like 9250-9269, got {text!r}") from None
+        raise UsageError(f"--prometheus-ports must be a range like 9250-9269, got {text!r}") from None
     if not 0 < ports[0] <= ports[1] < 65536:
-        raise ConfigError(f"--prometheus-ports must be a range like 9250-9269, got {text!r}")
+        raise UsageError(f"--prometheus-ports must be a range like 9250-9269, got {text!r}")
     return ports
 
 
@@ -61,7 +61,8 @@ def add_cluster_command(commands: Any) -> None:
     parser = commands.add_parser(
         "cluster", help="a standalone Flink session cluster on this machine (JobManager + TaskManager JVMs)"
     )
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status"],
+                        help="start it (or its missing TaskManagers), stop every JVM, or report it")
     parser.add_argument("--taskmanagers", type=int, default=default.taskmanagers, help="TaskManager JVMs (up)")
     parser.add_argument("--slots", type=int, default=default.slots, help="task slots per TaskManager (up)")
     parser.add_argument("--rest-port", type=int, default=default.rest_port, help="JobManager REST / Web UI port")

@@ -7,12 +7,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.registry import pipeline_names
 from pipelines.runtimes.flink.options import DEFAULT_MANAGED_MEMORY
 
 DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
-EXIT_ERROR = 2
+#: Exit codes of every command: done; failed (the message says why and what to do); the command line is wrong
+#: (argparse's own code, also for option values and combinations it cannot check); interrupted (SIGINT).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def check_models(operator: Any, model_ref: str | None) -> None:
@@ -64,7 +69,7 @@ def _jobmanager(args: argparse.Namespace) -> str | None:
     target, given = getattr(args, "target", "local"), getattr(args, "jobmanager", None)
     if target == "local":
         if given is not None:
-            raise ConfigError("--jobmanager needs --target remote (the default target is the embedded mini-cluster)")
+            raise UsageError("--jobmanager needs --target remote (the default target is the embedded mini-cluster)")
         return None
     if given is not None:
         return str(given)
@@ -77,19 +82,22 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     """The options of every command that runs a job (`run`, `replay`, `backtest`)."""
     parser.add_argument("pipeline", choices=pipeline_names(), help="which pipeline")
     parser.add_argument("--config", help="pipeline YAML (topics, model, rules, thresholds, k ...); validated at start")
-    parser.add_argument("--input-topic")
-    parser.add_argument("--output-topic")
-    parser.add_argument("--dlq-topic")
+    parser.add_argument("--input-topic", help="default: the config's topics.input")
+    parser.add_argument("--output-topic", help="default: the config's topics.output")
+    parser.add_argument("--dlq-topic", help="dead letters; default: the config's topics.dlq")
     parser.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
     parser.add_argument("--checkpoint-interval", type=int, default=1000, metavar="MS",
                         help="checkpoint interval in ms; with exactly-once, results become visible per checkpoint")
     parser.add_argument("--bounded", action="store_true",
                         help="process what is in the input topic now, then finish with a final checkpoint")
-    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--parallelism", type=int, default=1,
+                        help="parallel subtasks of the job (1 to its max parallelism, 128), default %(default)s")
     parser.add_argument("--managed-memory", default=DEFAULT_MANAGED_MEMORY, metavar="SIZE",
                         help="Flink managed memory (RocksDB cache and write buffers), default %(default)s")
     parser.add_argument("--model", help="pin a model version NAME@V (default: the registry's current)")
-    parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
+    parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once",
+                        help="exactly-once: transactional output, visible per checkpoint (default); at-least-once: "
+                        "visible at once, duplicates possible after a failure")
     parser.add_argument("--state-changelog", metavar="TOPIC",
                         help="also publish every state version to TOPIC (read back with `streamscore state`)")
     parser.add_argument("--transactional-id-prefix",
@@ -139,11 +147,11 @@ def check_runtime_options(args: argparse.Namespace) -> None:
             "with more workers of one --group-id; start over with a new --state-dir and --group-id, or `replay`)"
             if faust else "they configure the faust runtime: add --runtime faust"
         )
-        raise ConfigError(f"{flags} {'is' if len(given) == 1 else 'are'} not used by --runtime "
+        raise UsageError(f"{flags} {'is' if len(given) == 1 else 'are'} not used by --runtime "
                           f"{'faust' if faust else 'flink'}: {hint}")
     if getattr(args, "attach", False) and getattr(args, "target", "local") != "remote":
-        raise ConfigError("--attach is for --target remote (a local run always follows its job)")
+        raise UsageError("--attach is for --target remote (a local run always follows its job)")
     if faust and getattr(args, "batch_size", 1) < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if faust and getattr(args, "batch_window", 1) < 0:
-        raise ConfigError(f"--batch-window must be >= 0 ms, got {args.batch_window}")
+        raise UsageError(f"--batch-window must be >= 0 ms, got {args.batch_window}")

@@ -83,24 +83,24 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 def add_data_commands(commands: Any) -> None:
     """Add `publish`, `consume`, `score` and `dlq`."""
     publish = commands.add_parser("publish", help="publish synthetic events or a JSONL file")
-    publish.add_argument("pipeline", choices=pipeline_names())
+    publish.add_argument("pipeline", choices=pipeline_names(), help="whose events (and default topic)")
     source = publish.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", type=int, help="number of seeded synthetic events")
     source.add_argument("--file", help="JSONL file; each line is sent as-is")
-    publish.add_argument("--seed", type=int, default=7)
+    publish.add_argument("--seed", type=int, default=7, help="seed of the synthetic events, default %(default)s")
     publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     publish.add_argument("--topic", help="default: the pipeline's input topic")
     publish.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
     publish.set_defaults(func=_cmd_publish)
 
     consume = commands.add_parser("consume", help="print a topic's committed records as JSON lines")
-    consume.add_argument("topic")
+    consume.add_argument("topic", help="the topic to print (read_committed)")
     consume.add_argument("--max", type=int, help="stop after N records")
     consume.add_argument("--timeout", type=float, default=10.0, help="stop after S seconds without a record")
     consume.set_defaults(func=_cmd_consume)
 
     score = commands.add_parser("score", help="run a pipeline's operator chain over a JSONL file (offline)")
-    score.add_argument("pipeline", choices=pipeline_names())
+    score.add_argument("pipeline", choices=pipeline_names(), help="which pipeline scores the file")
     score.add_argument("--file", required=True, help="JSONL events, one per line")
     score.add_argument("--out", help="results JSONL (default: stdout)")
     score.add_argument("--dead-letters", help="dead letters JSONL (default: stderr)")
@@ -109,8 +109,9 @@ def add_data_commands(commands: Any) -> None:
     score.set_defaults(func=_cmd_score)
 
     dlq = commands.add_parser("dlq", help="read a pipeline's dead letters")
-    dlq.add_argument("action", choices=["tail", "count"])
-    dlq.add_argument("--pipeline", choices=pipeline_names(), default="risk")
+    dlq.add_argument("action", choices=["tail", "count"], help="print the dead letters, or count them by reason")
+    dlq.add_argument("--pipeline", choices=pipeline_names(), default="risk",
+                     help="whose dead-letter topic, default %(default)s")
     dlq.add_argument("--topic", help="default: the pipeline's dead-letter topic")
     dlq.add_argument("--max", type=int, help="stop after N records")
     dlq.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")

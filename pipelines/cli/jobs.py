@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.cli.common import add_job_options, check_runtime_options, job_fields
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.registry import pipeline_names
 
 
@@ -157,7 +157,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         try:
             moment = datetime.fromisoformat(args.from_timestamp)
         except ValueError:
-            raise ConfigError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
+            raise UsageError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
         changes |= {"start_from": "timestamp", "start_timestamp_ms": int(moment.timestamp() * 1000)}
     else:
         changes |= {"start_from": "specific-offsets", "start_offsets": args.from_offsets}
@@ -188,7 +188,7 @@ def _replay_faust(args: argparse.Namespace) -> int:
         try:
             moment = int(datetime.fromisoformat(args.from_timestamp).timestamp() * 1000)
         except ValueError:
-            raise ConfigError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
+            raise UsageError(f"--from-timestamp must be ISO 8601, got {args.from_timestamp!r}") from None
         starts = start_group(options.bootstrap, options.group_id, options.input_topic, timestamp_ms=moment)
     else:
         starts = start_group(options.bootstrap, options.group_id, options.input_topic,
@@ -224,15 +224,16 @@ def add_job_commands(commands: Any) -> None:
     replay = commands.add_parser("replay", help="re-run a pipeline from a checkpoint, savepoint, time or offsets")
     add_job_options(replay)
     origin = replay.add_mutually_exclusive_group(required=True)
-    origin.add_argument("--from-checkpoint", metavar="latest|PATH")
-    origin.add_argument("--from-savepoint", metavar="PATH")
+    origin.add_argument("--from-checkpoint", metavar="latest|PATH",
+                        help="restore this retained checkpoint (latest: the newest) and re-run from its offsets")
+    origin.add_argument("--from-savepoint", metavar="PATH", help="restore this savepoint and go on from its offsets")
     origin.add_argument("--from-timestamp", metavar="ISO-TIME", help="fresh state, input from this time")
     origin.add_argument("--from-offsets", metavar="SPEC",
                         help="fresh state; e.g. partition:0,offset:42;partition:1,offset:7")
     replay.set_defaults(func=_cmd_replay)
 
     checkpoints = commands.add_parser("checkpoints", help="list a pipeline's retained checkpoints")
-    checkpoints.add_argument("action", choices=["list"])
-    checkpoints.add_argument("pipeline", choices=pipeline_names())
+    checkpoints.add_argument("action", choices=["list"], help="list them, oldest first")
+    checkpoints.add_argument("pipeline", choices=pipeline_names(), help="whose checkpoints")
     checkpoints.add_argument("--checkpoint-dir", help="default: $STREAMSCORE_HOME/checkpoints/PIPELINE")
     checkpoints.set_defaults(func=_cmd_checkpoints)

@@ -145,7 +145,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train NAME on a synthetic stream and register a new version")
-    train.add_argument("name", choices=[d.name for d in definitions() if d.train is not None])
+    train.add_argument("name", choices=[d.name for d in definitions() if d.train is not None],
+                       help="which pipeline's model")
     train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -156,19 +157,20 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     listing.set_defaults(func=_cmd_list)
 
     show = commands.add_parser("show", help="print the manifest of NAME[@VERSION]")
-    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.add_argument("ref", metavar="NAME[@VERSION]", help="a model (default version: the current one)")
     show.set_defaults(func=_cmd_show)
 
     promote = commands.add_parser("promote", help="make NAME@VERSION the current version")
-    promote.add_argument("ref", metavar="NAME@VERSION")
+    promote.add_argument("ref", metavar="NAME@VERSION", help="the version to make current")
     promote.set_defaults(func=_cmd_promote)
 
     quantize = commands.add_parser("quantize", help="register an INT8 (dynamic) copy of NAME[@VERSION]")
-    quantize.add_argument("ref", metavar="NAME[@VERSION]")
+    quantize.add_argument("ref", metavar="NAME[@VERSION]", help="the version to quantize to int8")
     quantize.set_defaults(func=_cmd_quantize)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a registered model on a fresh synthetic stream")
-    evaluate.add_argument("name", choices=[d.name for d in definitions() if d.evaluate is not None])
+    evaluate.add_argument("name", choices=[d.name for d in definitions() if d.evaluate is not None],
+                          help="which pipeline's models")
     evaluate.add_argument("--version", type=int, default=None, help="version (default: current)")
     evaluate.add_argument("--seed", type=int, default=None, help="holdout stream seed (default 1001)")
     evaluate.add_argument("--events", type=int, default=None, help="holdout events (default: per model)")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.registry import pipeline_names
 from pipelines.runtimes.flink.rest import FlinkRestClient, FlinkRestError
 from pipelines.runtimes.flink.runinfo import find_running_job, pid_alive
@@ -45,7 +45,7 @@ def _absolute(target: str) -> str:
 def _cmd_savepoint(args: argparse.Namespace) -> int:
     pid: int | None = None
     if args.rest_url and args.jobmanager:
-        raise ConfigError("give the cluster once: --rest-url URL or --jobmanager HOST:PORT")
+        raise UsageError("give the cluster once: --rest-url URL or --jobmanager HOST:PORT")
     rest_url = args.rest_url or (f"http://{args.jobmanager}" if args.jobmanager else None)
     if rest_url:
         client = FlinkRestClient(rest_url)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import UsageError
 from pipelines.registry import pipeline_names
 
 
@@ -40,7 +40,7 @@ def _cmd_state_get(args: argparse.Namespace) -> int:
         try:
             as_of_ms = int(datetime.fromisoformat(args.as_of).timestamp() * 1000)
         except ValueError:
-            raise ConfigError(
+            raise UsageError(
                 f"--as-of must be an ISO time like 2026-01-01T10:02:00+00:00, got {args.as_of!r}"
             ) from None
     versions = read(_state_dir(args), args.key, version=args.version, as_of_ms=as_of_ms, history=args.history)
@@ -57,14 +57,14 @@ def add_state_commands(commands: Any) -> None:
     state = commands.add_parser("state", help="read job state from outside the job (via its state changelog)")
     state_commands = state.add_subparsers(dest="state_command", required=True)
     sync_cmd = state_commands.add_parser("sync", help="materialise a state changelog topic into a local store")
-    sync_cmd.add_argument("pipeline", choices=pipeline_names())
+    sync_cmd.add_argument("pipeline", choices=pipeline_names(), help="whose state")
     sync_cmd.add_argument("--changelog-topic", help="default: PIPELINE.state-changelog")
     sync_cmd.add_argument("--state-dir", help="default: $STREAMSCORE_HOME/state/PIPELINE")
     sync_cmd.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")
     sync_cmd.set_defaults(func=_cmd_state_sync)
     get_cmd = state_commands.add_parser("get", help="print a key's state as JSON")
-    get_cmd.add_argument("pipeline", choices=pipeline_names())
-    get_cmd.add_argument("key")
+    get_cmd.add_argument("pipeline", choices=pipeline_names(), help="whose state")
+    get_cmd.add_argument("key", help="the state key (risk: account_id, reco: session_id)")
     which = get_cmd.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="exactly this version")
     which.add_argument("--as-of", help="the state as of an event time (ISO 8601)")

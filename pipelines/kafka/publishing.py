@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.registry import get
 
 LABEL_FIELDS = ("label", "pattern")
@@ -15,7 +15,7 @@ LABEL_FIELDS = ("label", "pattern")
 def synthetic_events(pipeline: str, n: int, seed: int) -> list[dict[str, object]]:
     """`n` seeded synthetic events of `pipeline`, without ground-truth fields."""
     if n < 1:
-        raise ConfigError(f"--events must be >= 1, got {n}")
+        raise UsageError(f"--events must be >= 1, got {n}")
     generate = get(pipeline).generate
     if generate is None:
         raise ConfigError(f"pipeline {pipeline!r} has no synthetic generator; publish a file with --file")

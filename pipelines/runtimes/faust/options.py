@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: Events per micro-batch (one Kafka transaction, one RocksDB write batch per partition) by default.
@@ -45,11 +45,11 @@ class FaustOptions:
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
-            raise ConfigError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
+            raise UsageError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not 1 <= self.batch_window_ms <= 60_000:
-            raise ConfigError(f"--batch-window must be between 1 and 60000 ms, got {self.batch_window_ms}")
+            raise UsageError(f"--batch-window must be between 1 and 60000 ms, got {self.batch_window_ms}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic, self.changelog_topic]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"input, output, dead-letter and changelog topics must all differ, got {topics}")

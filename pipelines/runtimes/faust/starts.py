@@ -7,7 +7,7 @@ point in time: those are committed for the new group, and its workers start ther
 
 from __future__ import annotations
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.kafka.clients import commit_group_offsets, end_offsets, offsets_for_time
 
 
@@ -19,14 +19,14 @@ def parse_offsets(spec: str) -> dict[int, int]:
         try:
             partition, offset = int(fields["partition"]), int(fields["offset"])
         except (KeyError, ValueError):
-            raise ConfigError(
+            raise UsageError(
                 f"--from-offsets must look like partition:0,offset:42;partition:1,offset:7, got {spec!r}"
             ) from None
         if partition < 0 or offset < 0:
-            raise ConfigError(f"--from-offsets needs partitions and offsets >= 0, got {part!r}")
+            raise UsageError(f"--from-offsets needs partitions and offsets >= 0, got {part!r}")
         offsets[partition] = offset
     if not offsets:
-        raise ConfigError(f"--from-offsets names no partition: {spec!r}")
+        raise UsageError(f"--from-offsets names no partition: {spec!r}")
     return offsets
 
 

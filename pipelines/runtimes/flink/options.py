@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.exceptions import ConfigError
+from pipelines.exceptions import ConfigError, UsageError
 from pipelines.infra.cluster import MAX_PARALLELISM
 
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
@@ -52,21 +52,21 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
-            raise ConfigError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
+            raise UsageError(f"--delivery must be one of {DELIVERY_GUARANTEES}, got {self.delivery!r}")
         if self.checkpoint_interval_ms < 100:
-            raise ConfigError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
+            raise UsageError(f"--checkpoint-interval must be >= 100 ms, got {self.checkpoint_interval_ms}")
         if not _MEMORY_SIZE.match(self.managed_memory):
-            raise ConfigError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
+            raise UsageError(f"--managed-memory must be a size like 512m or 2g, got {self.managed_memory!r}")
         if not 1 <= self.parallelism <= MAX_PARALLELISM:
-            raise ConfigError(f"--parallelism must be between 1 and the jobs' max parallelism {MAX_PARALLELISM} "
+            raise UsageError(f"--parallelism must be between 1 and the jobs' max parallelism {MAX_PARALLELISM} "
                               f"(the number of key groups of their state), got {self.parallelism}")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
-            raise ConfigError(f"--metrics-port must be a TCP port, got {self.metrics_port}")
+            raise UsageError(f"--metrics-port must be a TCP port, got {self.metrics_port}")
         if self.metrics_port is not None and self.jobmanager is not None:
-            raise ConfigError("--metrics-port is for the embedded mini-cluster; a session cluster's JVMs report "
+            raise UsageError("--metrics-port is for the embedded mini-cluster; a session cluster's JVMs report "
                               "on the ports `streamscore cluster status` lists")
         if self.jobmanager is not None and not _HOST_PORT.match(self.jobmanager):
-            raise ConfigError(f"--jobmanager must be the cluster's REST address HOST:PORT, got {self.jobmanager!r}")
+            raise UsageError(f"--jobmanager must be the cluster's REST address HOST:PORT, got {self.jobmanager!r}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic]
         if self.state_changelog is not None:
             topics.append(self.state_changelog)
@@ -77,13 +77,13 @@ class JobOptions:
         if self.start_from not in START_MODES:
             raise ConfigError(f"start mode must be one of {START_MODES}, got {self.start_from!r}")
         if (self.start_from == "timestamp") != (self.start_timestamp_ms is not None):
-            raise ConfigError("a timestamp start needs --from-timestamp (and only then)")
+            raise UsageError("a timestamp start needs --from-timestamp (and only then)")
         if (self.start_from == "specific-offsets") != (self.start_offsets is not None):
-            raise ConfigError("a specific-offsets start needs --from-offsets (and only then)")
+            raise UsageError("a specific-offsets start needs --from-offsets (and only then)")
         if self.stop_timestamp_ms is not None and not self.bounded:
-            raise ConfigError("a stop timestamp (--to-timestamp) needs a bounded run")
+            raise UsageError("a stop timestamp (--to-timestamp) needs a bounded run")
         if not 60_000 <= self.transaction_timeout_ms <= 900_000:
-            raise ConfigError(
+            raise UsageError(
                 "--transaction-timeout must be between 60 s and the broker's transaction.max.timeout.ms "
                 f"(15 min by default), got {self.transaction_timeout_ms} ms"
             )

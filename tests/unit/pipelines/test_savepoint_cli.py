@@ -92,9 +92,9 @@ def test_several_running_jobs_are_told_apart_by_checkpoint_dir() -> None:
         sleeper.wait()
 
 
-def test_cli_without_a_running_job_exits_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_without_a_running_job_exits_1_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
     write_run_info(_info(_dead_pid()))
-    assert main(["savepoint", "risk"]) == 2
+    assert main(["savepoint", "risk"]) == 1
     err = capsys.readouterr().err
     assert "stale run file" in err
     assert "no running risk job" in err and "streamscore run risk" in err
@@ -102,15 +102,15 @@ def test_cli_without_a_running_job_exits_2_with_the_reason(capsys: pytest.Captur
 
 def test_cli_with_an_unreachable_rest_endpoint_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     write_run_info(_info(os.getpid(), rest_url=f"http://127.0.0.1:{_closed_port()}"))
-    assert main(["savepoint", "risk", "--timeout", "5"]) == 2
+    assert main(["savepoint", "risk", "--timeout", "5"]) == 1
     assert "cannot reach Flink's REST API" in capsys.readouterr().err
 
 
 def test_a_cluster_given_by_jobmanager_address_is_reached_over_rest(capsys: pytest.CaptureFixture[str]) -> None:
     port = _closed_port()
-    assert main(["savepoint", "risk", "--jobmanager", f"127.0.0.1:{port}", "--timeout", "5"]) == 2
+    assert main(["savepoint", "risk", "--jobmanager", f"127.0.0.1:{port}", "--timeout", "5"]) == 1
     assert f"http://127.0.0.1:{port}" in capsys.readouterr().err  # not the run file: there is none
-    assert main(["savepoint", "risk", "--jobmanager", "h:1", "--rest-url", "http://h:1"]) == 2
+    assert main(["savepoint", "risk", "--jobmanager", "h:1", "--rest-url", "http://h:1"]) == 2  # usage
     assert "give the cluster once" in capsys.readouterr().err
 
 
