@@ -39,9 +39,13 @@ def apply_operator_batch(operator: Any, items: Sequence[BatchItem]) -> list[list
     return outcomes
 
 
-def one_at_a_time(operator: Any, items: Sequence[BatchItem], duplicates: int) -> list[list[Any] | Failure]:
+def one_at_a_time(
+    operator: Any, items: Sequence[BatchItem], duplicates: int, expired: int | None = None
+) -> list[list[Any] | Failure]:
     """The fallback of a `process_batch` that could not batch (e.g. a model call failed for the whole batch):
-    the duplicate counter reset to `duplicates` (its value before the batch) and every item through
+    the duplicate (and expired-key) counters reset to their values before the batch and every item through
     `apply_operator` in order. Only valid while the batch has written no state."""
     operator.duplicates = duplicates
+    if expired is not None:
+        operator.expired_keys = expired
     return [apply_operator(operator, item.event, item.state, item.source) for item in items]

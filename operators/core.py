@@ -58,9 +58,22 @@ class OperatorBase:
     """Defaults for the runtime-facing part of the operator contract: nothing to open or close, no models to
     refresh; `duplicates` counts events dropped as retries (subclasses increment it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl_ms: int | None = None) -> None:
         #: Events dropped as retries of an event id the key already saw (a metric the runtimes export).
         self.duplicates = 0
+        #: Keys found expired (idle for more than `ttl_ms` of event time) and restarted cold.
+        self.expired_keys = 0
+        #: How long a key's state lives without an event, in event time (None: forever).
+        self.ttl_ms = ttl_ms
+
+    def is_expired(self, newest_event_time: int, ts: int) -> bool:
+        """Whether a key whose newest version has `newest_event_time` is expired for an event at `ts`: more than
+        `ttl_ms` of event time passed. An expired key restarts cold, exactly as a new key (counted in
+        `expired_keys`); its version numbers go on, so every result's `state_version` stays unique."""
+        if self.ttl_ms is not None and ts - newest_event_time > self.ttl_ms:
+            self.expired_keys += 1
+            return True
+        return False
 
     def open(self, ctx: OperatorContext) -> None:
         """Nothing to load."""

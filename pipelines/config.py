@@ -96,8 +96,10 @@ class ThresholdsConfig(_Section, frozen=True):
 
 
 class StateConfig(_Section, frozen=True):
-    """Per-key state retention: the newest `retention_versions` versions are kept; `ttl_hours` (optional)
-    is how long an idle key's state lives (for the runtime's state TTL)."""
+    """Per-key state bounds, read by every runtime, the offline scorer and the harness alike: the newest
+    `retention_versions` versions are kept; `ttl_hours` (optional) is how long a key's state lives without an
+    event, in event time: the next event of a key idle for longer starts it cold, as a new key's first event
+    (`OperatorBase.is_expired`); `dedup_window_hours` is the idempotency window."""
 
     retention_versions: PositiveInt = 16
     ttl_hours: PositiveInt | None = None
@@ -307,7 +309,7 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
         raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
     return RiskOperator(
         thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
-        dedup_window_ms=cfg.state.dedup_window_ms,
+        dedup_window_ms=cfg.state.dedup_window_ms, ttl_ms=cfg.state.ttl_ms,
     )
 
 
@@ -323,7 +325,7 @@ def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
     if not isinstance(cfg, RecoPipelineConfig):
         raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
     return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes,
-                        dedup_window_ms=cfg.state.dedup_window_ms)
+                        dedup_window_ms=cfg.state.dedup_window_ms, ttl_ms=cfg.state.ttl_ms)
 
 
 def _pattern(annotated: Any) -> str:

@@ -203,6 +203,7 @@ class RecoOperator(ModelServingOperator):
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
+        ttl_ms: int | None = None,
     ) -> None:
         if _int(k) is None or k < 1:
             raise OperatorConfigError(f"RecoOperator: k must be an int >= 1, got {k!r}")
@@ -213,6 +214,7 @@ class RecoOperator(ModelServingOperator):
         super().__init__(model, routes, Click)
         self.k = k
         self.idle_timeout_ms = idle_timeout_ms
+        self.ttl_ms = ttl_ms
         try:
             self.idempotency = IdempotencyWindow(dedup_window_ms)
         except ValueError as exc:
@@ -245,7 +247,8 @@ class RecoOperator(ModelServingOperator):
         model = self._selector.for_event(event)
         facts = self._facts[model.ref]
         latest = state.get()
-        previous = latest.value if latest is not None else None
+        expired = latest is not None and self.is_expired(latest.event_time, event.ts)
+        previous = latest.value if latest is not None and not expired else None
         if self._is_retry(event, previous):
             return []
         fresh = (
@@ -289,9 +292,9 @@ class RecoOperator(ModelServingOperator):
         instead (so a model error is the same dead letter it is unbatched).
         """
         self.require_open()
-        before = self.duplicates
+        before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RecoResult] | Failure] = [[] for _ in items]
-        latest: dict[str, SessionState] = {}
+        latest: dict[str, tuple[SessionState, int]] = {}
         written: list[tuple[int, SessionState, RecoResult]] = []
         try:
             for wave in _waves(items):
@@ -299,7 +302,7 @@ class RecoOperator(ModelServingOperator):
                 for s, (new_hidden, top_items, top_scores) in zip(staged, self._step_staged(staged), strict=True):
                     written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
         except Exception:
-            return one_at_a_time(self, items, before)
+            return one_at_a_time(self, items, before, expired_before)
         for index, state, result in sorted(written, key=lambda w: w[0]):
             item = items[index]
             version = item.state.put(state, event_time=item.event.ts, source=item.source)
@@ -307,7 +310,7 @@ class RecoOperator(ModelServingOperator):
         return outcomes
 
     def _stage_wave(
-        self, items: Sequence[BatchItem], wave: list[int], latest: dict[str, SessionState],
+        self, items: Sequence[BatchItem], wave: list[int], latest: dict[str, tuple[SessionState, int]],
         outcomes: list[list[RecoResult] | Failure],
     ) -> list[_StagedClick]:
         """The model inputs of one wave's clicks (retries dropped; a failing click gets its dead letter)."""
@@ -318,10 +321,12 @@ class RecoOperator(ModelServingOperator):
             try:
                 model = self._selector.for_event(event)
                 facts = self._facts[model.ref]
-                previous = latest.get(item.key)
-                if previous is None:
+                found = latest.get(item.key)
+                if found is None:
                     stored = item.state.get()
-                    previous = stored.value if stored is not None else None
+                    found = (stored.value, stored.event_time) if stored is not None else None
+                expired = found is not None and self.is_expired(found[1], event.ts)
+                previous = found[0] if found is not None and not expired else None
                 if self._is_retry(event, previous):
                     continue
                 fresh = previous is None or previous.events == 0 or event.ts - previous.last_ts > self.idle_timeout_ms
@@ -360,7 +365,7 @@ class RecoOperator(ModelServingOperator):
 
     def _finish(
         self, item: BatchItem, s: _StagedClick, new_hidden: list[float], top_items: list[int],
-        top_scores: list[float], latest: dict[str, SessionState],
+        top_scores: list[float], latest: dict[str, tuple[SessionState, int]],
     ) -> tuple[int, SessionState, RecoResult]:
         """The next state and the result (without its state version) of one stepped click."""
         event: Click = item.event
@@ -375,7 +380,7 @@ class RecoOperator(ModelServingOperator):
             model=s.model,
             seen_ids=s.ids,
         )
-        latest[item.key] = state
+        latest[item.key] = (state, event.ts)
         return s.index, state, _result(event, items, scores, s.model, 0)
 
     def _is_retry(self, event: Click, previous: SessionState | None) -> bool:

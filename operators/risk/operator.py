@@ -65,6 +65,7 @@ class RiskOperator(ModelServingOperator):
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
+        ttl_ms: int | None = None,
     ) -> None:
         if top_factors < 0:
             raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
@@ -72,6 +73,7 @@ class RiskOperator(ModelServingOperator):
         self.thresholds = thresholds or RiskThresholds()
         self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
         self.top_factors = top_factors
+        self.ttl_ms = ttl_ms
         try:
             self.idempotency = IdempotencyWindow(dedup_window_ms)
         except ValueError as exc:
@@ -113,7 +115,8 @@ class RiskOperator(ModelServingOperator):
         self.require_open()
         model = self._selector.for_event(event)
         latest = state.get()
-        previous = latest.value if latest is not None else RiskState()
+        fresh = latest is None or self.is_expired(latest.event_time, event.ts)
+        previous = RiskState() if fresh or latest is None else latest.value
         if self._is_repeat(event, previous):
             return []
         features_state, values = advance(previous.features, event)
@@ -143,18 +146,20 @@ class RiskOperator(ModelServingOperator):
         error is the same dead letter it is unbatched).
         """
         self.require_open()
-        before = self.duplicates
+        before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RiskResult] | Failure] = [[] for _ in items]
         staged: list[_Staged] = []
-        latest: dict[str, RiskState] = {}
+        latest: dict[str, tuple[RiskState, int]] = {}  # a key's state written earlier in the batch, its event time
         for index, item in enumerate(items):
             event = item.event
             try:
                 model = self._selector.for_event(event)
-                previous = latest.get(item.key)
-                if previous is None:
+                found = latest.get(item.key)
+                if found is None:
                     stored = item.state.get()
-                    previous = stored.value if stored is not None else RiskState()
+                    found = (stored.value, stored.event_time) if stored is not None else None
+                fresh = found is None or self.is_expired(found[1], event.ts)
+                previous = RiskState() if fresh or found is None else found[0]
                 if self._is_repeat(event, previous):
                     continue
                 features_state, values = advance(previous.features, event)
@@ -165,7 +170,7 @@ class RiskOperator(ModelServingOperator):
                 outcomes[index] = failure_of(exc)
                 continue
             state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
-            latest[item.key] = state
+            latest[item.key] = (state, event.ts)
             staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state))
         try:
             scores = self._score_staged(staged)
@@ -174,7 +179,7 @@ class RiskOperator(ModelServingOperator):
                 for s, score in zip(staged, scores, strict=True)
             ]
         except Exception:
-            return one_at_a_time(self, items, before)
+            return one_at_a_time(self, items, before, expired_before)
         for s, score, (decision, reasons) in zip(staged, scores, decisions, strict=True):
             item = items[s.index]
             version = item.state.put(s.state, event_time=item.event.ts, source=item.source)

@@ -29,27 +29,47 @@ def _cmd_state_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_state_get(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
     import msgspec
 
     from pipelines.kafka.changelog import read
 
-    as_of_ms = None
-    if args.as_of:
-        try:
-            as_of_ms = int(datetime.fromisoformat(args.as_of).timestamp() * 1000)
-        except ValueError:
-            raise UsageError(
-                f"--as-of must be an ISO time like 2026-01-01T10:02:00+00:00, got {args.as_of!r}"
-            ) from None
+    as_of_ms = _iso_ms(args.as_of, "--as-of") if args.as_of else None
     versions = read(_state_dir(args), args.key, version=args.version, as_of_ms=as_of_ms, history=args.history)
     if not versions:
         print(f"no state for key {args.key!r} matching the request", file=sys.stderr)
         return 1
     for version in versions:
         print(msgspec.json.encode({"key": args.key, **msgspec.structs.asdict(version)}).decode())
+    _say_if_expired(args, max(v.event_time for v in versions))
     return 0
+
+
+def _say_if_expired(args: argparse.Namespace, newest_ms: int) -> None:
+    """A note on stderr when the config's `state.ttl_hours` has passed since the key's newest version (as of
+    `--now`, default the wall clock): its next event starts it cold, as a new key."""
+    import time
+    from datetime import UTC, datetime
+
+    from pipelines.registry import get
+
+    ttl_ms = get(args.pipeline).load_config(Path(args.config) if args.config else None).state.ttl_ms
+    if ttl_ms is None:
+        return
+    now_ms = _iso_ms(args.now, "--now") if args.now else int(time.time() * 1000)
+    if now_ms - newest_ms > ttl_ms:
+        newest = datetime.fromtimestamp(newest_ms / 1000, UTC).isoformat(timespec="seconds")
+        print(f"key {args.key!r} expired: its newest version is from {newest}, more than state.ttl_hours "
+              f"({ttl_ms // 3_600_000} h) of event time ago; its next event starts it cold, as a new key",
+              file=sys.stderr)
+
+
+def _iso_ms(text: str, option: str) -> int:
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise UsageError(f"{option} must be an ISO time like 2026-01-01T10:02:00+00:00, got {text!r}") from None
 
 
 def add_state_commands(commands: Any) -> None:
@@ -70,4 +90,7 @@ def add_state_commands(commands: Any) -> None:
     which.add_argument("--as-of", help="the state as of an event time (ISO 8601)")
     which.add_argument("--history", type=int, metavar="N", help="the newest N versions")
     get_cmd.add_argument("--state-dir", help="default: $STREAMSCORE_HOME/state/PIPELINE")
+    get_cmd.add_argument("--config", help="the job's pipeline YAML, for its state.ttl_hours (default: the shipped one)")
+    get_cmd.add_argument("--now", metavar="ISO-TIME",
+                         help="say whether the key has expired as of this event time (default: now)")
     get_cmd.set_defaults(func=_cmd_state_get)

@@ -31,9 +31,10 @@ def score_lines(
     """Yield `(result JSON, None)` per result and `(b"", dead letter)` per bad line, in input order."""
     chosen = get(pipeline)
     decoder = chosen.decoder()
-    operator = chosen.operator(config)
+    settings = chosen.load_config(config)
+    operator = chosen.operator_from_config(settings)
     operator.open(OperatorContext(model_ref=model_ref))
-    store = MemoryVersionedStore(codec=chosen.state_codec(), retention=chosen.retention)
+    store = MemoryVersionedStore(codec=chosen.state_codec(), retention=settings.state.retention_policy())
     try:
         for number, line in enumerate(lines):
             coordinates = SourceCoordinates(source, 0, number)

@@ -72,6 +72,7 @@ class Runner:
         self.options = options
         self.spec = spec
         self.operator = spec.operator_from_config(config)
+        self.retention = config.state.retention_policy()  # the config's `state.retention_versions`
         self.operator.open(OperatorContext(model_ref=options.model_ref))
         self.scorer = PartitionScorer(spec, self.operator, options.input_topic)
         self.codec = spec.state_codec()
@@ -128,7 +129,7 @@ class Runner:
             state = await open_partition(
                 bootstrap=self.options.bootstrap, state_dir=self.options.state_dir,
                 input_topic=self.options.input_topic, changelog_topic=self.options.changelog_topic,
-                partition=partition, codec=self.codec, retention=self.spec.retention,
+                partition=partition, codec=self.codec, retention=self.retention,
                 read_committed=self.options.exactly_once,
             )
             self.parts[partition] = state

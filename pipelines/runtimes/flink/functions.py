@@ -128,13 +128,15 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._rejection = Rejection
         self._key_of = self._spec.key_of
         self._state = FlinkVersionedState(
-            self._runtime_context, self.pipeline, self._spec.state_codec(), retention=self._spec.retention
+            self._runtime_context, self.pipeline, self._spec.state_codec(), retention=config.state.retention_policy()
         )
         self._operator = operator
         metrics = self._runtime_context.get_metrics_group()
         self._metrics = metrics
         self._duplicates_metric = metrics.counter("duplicate_events")
         self._duplicates_seen = 0
+        self._expired_metric = metrics.counter("expired_keys")
+        self._expired_seen = 0
         self._swaps_metric = metrics.counter("model_swaps")
         self._scored_metric = metrics.counter("events_scored")
         from pipelines.runtimes.flink.latency import LatencyWindow
@@ -211,6 +213,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         if duplicates != self._duplicates_seen:
             self._duplicates_metric.inc(duplicates - self._duplicates_seen)
             self._duplicates_seen = duplicates
+        expired = getattr(self._operator, "expired_keys", 0)
+        if expired != self._expired_seen:
+            self._expired_metric.inc(expired - self._expired_seen)
+            self._expired_seen = expired
         if results:
             self._latency.record(row[4])
         for result in results:
