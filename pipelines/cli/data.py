@@ -22,7 +22,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         records = file_records(Path(args.file), pipeline.key_field)
     else:
         records = synthetic_records(args.pipeline, args.events, args.seed)
-    report = publish_records(args.bootstrap, topic, records, rate=args.rate)
+    from pipelines.cli.progress import Progress
+
+    shown = Progress(f"publishing to {topic}", None if args.file is not None else args.events, "records")
+    report = publish_records(args.bootstrap, topic, records, rate=args.rate, progress=shown.update)
     print(f"published {report.sent} records to {topic} in {report.seconds:.2f} s")
     return 0
 

@@ -44,6 +44,7 @@ def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> i
     )
     done = None
     on_started = None
+    stop_progress: Any = None
     if options.bounded:
         from pipelines.kafka.clients import end_offsets
         from pipelines.runtimes.flink.bounded import reached, record_end_offsets, saved_end_offsets
@@ -56,6 +57,7 @@ def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> i
         def on_started(client: Any) -> None:  # the next restore of this job's checkpoints finds its ends here
             record_end_offsets(options.checkpoint_dir, str(client.get_job_id()), ends)
 
+        stop_progress = _follow_bounded(options, ends)
     try:
         job.run(options, restore_path=str(restore) if restore else None, done=done, on_started=on_started,
                 attach=attach)
@@ -68,12 +70,31 @@ def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> i
                 "consumer group committed, or --fresh to start without it"
             ) from None
         raise
+    finally:
+        if stop_progress is not None:
+            stop_progress.set()
     if options.jobmanager is None or attach:
         print("job finished", flush=True)
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.
     sys.stderr.flush()
     os._exit(0)
+
+
+def _follow_bounded(options: Any, ends: dict[int, int]) -> Any:
+    """Report a bounded run's progress (input offsets its group committed / the ends it stops at) on stderr."""
+    import threading
+
+    from pipelines.cli.progress import Progress, follow
+    from pipelines.kafka.clients import committed_offsets
+
+    def committed() -> int:
+        offsets = committed_offsets(options.bootstrap, options.id_prefix, options.input_topic, ends)
+        return sum(min(max(offsets.get(p, 0), 0), end) for p, end in ends.items())
+
+    stop = threading.Event()
+    follow(Progress(f"{options.pipeline} (bounded)", sum(ends.values()) or None, "records"), committed, stop)
+    return stop
 
 
 #: What Flink says when a checkpoint holds state for an operator the job graph no longer has.

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +78,10 @@ def publish_records(
     *,
     rate: float | None = None,
     track: Iterable[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PublishReport:
-    """Send `(key, value)` records to `topic`, at most `rate` per second if given; wait until all are acked."""
+    """Send `(key, value)` records to `topic`, at most `rate` per second if given; wait until all are acked.
+    `progress` is called with the count sent so far every 1,000 records."""
     prod = producer(bootstrap)
     errors: list[str] = []
 
@@ -96,6 +98,8 @@ def publish_records(
         prod.poll(1.0)
     start = time.monotonic()
     for i, (key, value) in enumerate(records):
+        if progress is not None and i % 1_000 == 0:
+            progress(i)
         if rate:
             delay = start + i / rate - time.monotonic()
             if delay > 0:
