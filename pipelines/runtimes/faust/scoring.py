@@ -50,6 +50,7 @@ class BatchOutputs:
     changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
     next_offset: int | None = None
     duplicates: int = 0
+    expired_keys: int = 0
 
 
 class PartitionScorer:
@@ -73,7 +74,7 @@ class PartitionScorer:
         batch)."""
         out = BatchOutputs()
         operator = self._operator
-        before = operator.duplicates
+        before, expired_before = operator.duplicates, getattr(operator, "expired_keys", 0)
         slots: list[tuple[int, bytes, Rejection | BatchItem]] = []
         for offset, value in records:
             if offset < skip_below:
@@ -102,6 +103,7 @@ class PartitionScorer:
             if outcome and written is not None:
                 out.changelog.append((entry.key.encode(), changelog_record(entry.key, written)))
         out.duplicates = operator.duplicates - before
+        out.expired_keys = getattr(operator, "expired_keys", 0) - expired_before
         return out
 
     def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:

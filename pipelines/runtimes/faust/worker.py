@@ -86,7 +86,8 @@ class Runner:
         self.done = asyncio.Event()
         self.ends: dict[int, int] | None = None
         self.position: dict[int, int] = {}
-        self.counts = {"events": 0, "results": 0, "dead_letters": 0, "duplicates": 0, "batches": 0}
+        self.counts = {"events": 0, "results": 0, "dead_letters": 0, "duplicates": 0, "expired_keys": 0,
+                       "batches": 0}
         self._refresh_s = float(config.model_refresh_seconds)
         self._next_refresh = time.monotonic() + self._refresh_s
 
@@ -192,6 +193,7 @@ class Runner:
         self.counts["results"] += len(out.results)
         self.counts["dead_letters"] += len(out.dead_letters)
         self.counts["duplicates"] += out.duplicates
+        self.counts["expired_keys"] += out.expired_keys
 
     async def _deliver(self, partition: int, out: BatchOutputs) -> int | None:
         """Publish the batch's outputs (and, exactly-once, its input offset) and return the changelog's next
