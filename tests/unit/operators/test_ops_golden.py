@@ -100,10 +100,10 @@ RECO_MALFORMED: tuple[bytes, ...] = (
 
 #: sha256 of each scenario's outputs (see the module docstring), recorded at commit 5c534da.
 EXPECTED: dict[str, str] = {
-    "risk_default": "aa4f3ff1f7f355badba9ed49bd6d0684afde578aadb4a2393c5bcf6d654e629b",
-    "risk_routed_swapped": "8daafdf63ae97074ef0c1371a7229757d5b729d2e387789e2b564eab3c6d2637",
-    "reco_default": "fab086bb02f90c1d2db422a0096b67c7bbd16b18ab0296bc4d59fbdd729f5925",
-    "reco_short_sessions_routed": "9d0b0a10b968792ce4206e5799fcd60f4b10ea38ce8645835a903f5e1951f328",
+    "risk_default": "9b6786bba7b4105d83510ddc188a4ab8981ed3da1a55343d0ca57000af147d26",
+    "risk_routed_swapped": "57d8195525e7d40a1d8d9c640cc29eeb09cf4d7442f38826a9841cd45e8c73d2",
+    "reco_default": "061d45051668fa4020f0704106547e3c2aa414eedefaed0f1b7ff785da8dd82e",
+    "reco_short_sessions_routed": "eabf383b20727b54a8fd76cad18e65c750228f622e24a180154d9740e74edd8a",
 }
 
 

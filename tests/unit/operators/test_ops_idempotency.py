@@ -108,7 +108,21 @@ def test_remember_leaves_the_earlier_state_version_unchanged() -> None:
     encoded = msgspec.msgpack.encode(first)
     second = window.remember(first, "b", T0 + 1)
     assert msgspec.msgpack.encode(first) == encoded and len(second) == 2
-    assert window.remember(second, "b", T0 + 1) == second  # an id is kept once
+
+
+def test_late_events_land_in_their_own_bucket_and_are_recognised() -> None:
+    window = IdempotencyWindow(HOUR)
+    seen = SeenEventIds()
+    order = [0, 50, 10, 55, 5, 30, 59, 1]  # minutes after T0, out of order
+    for minute in order:
+        seen = window.remember(seen, f"e-{minute}", T0 + minute * 60_000)
+    assert seen.starts == sorted(seen.starts) and seen.ends[-1] == len(seen.blob) == 8 * len(order)
+    for minute in order:
+        assert window.seen(seen, f"e-{minute}", T0 + minute * 60_000)
+    assert not window.seen(seen, "e-other", T0 + 30 * 60_000)
+    later = window.remember(seen, "e-121", T0 + 121 * 60_000)  # drops the buckets older than 1 h before 2:01
+    assert not window.seen(later, "e-59", T0 + 59 * 60_000) and window.seen(later, "e-121", T0 + 121 * 60_000)
+    assert len(later) == 1
 
 
 def test_a_state_written_before_the_window_keeps_recognising_its_last_ids() -> None:
