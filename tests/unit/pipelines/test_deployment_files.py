@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipelines.cli import parser as build_parser
@@ -132,3 +133,21 @@ def test_the_dashboard_queries_only_metrics_the_project_and_flink_define() -> No
                         "duplicate_events", "model_swaps"}
     assert "flink_jobmanager_job_lastCheckpointDuration" in names  # checkpoint duration
     assert "flink_taskmanager_job_task_backPressuredTimeMsPerSecond" in names  # backpressure
+
+
+def test_the_entrypoint_helper_writes_the_container_configuration_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.infra import container
+
+    monkeypatch.setenv("FLINK_CONF_DIR", str(tmp_path / "conf"))
+    monkeypatch.setenv("JOBMANAGER_HOST", "jobmanager")
+    monkeypatch.setenv("STREAMSCORE_HOME", str(tmp_path / "home"))
+    assert container.main(["taskmanager"]) == 0
+    written = yaml.safe_load((tmp_path / "conf" / "config.yaml").read_text())
+    assert written["jobmanager.rpc.address"] == "jobmanager" and written["metrics.reporter.prom.port"] == "9249"
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(exports) == {"FLINK_HOME", "FLINK_CONF_DIR", "FLINK_LIB_DIR"}
+    lib = Path(exports["FLINK_LIB_DIR"])
+    assert any(jar.name.startswith("flink-python-") for jar in lib.iterdir())  # loaded once per JVM
+    assert container.main(["nonsense"]) == 2
