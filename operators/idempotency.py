@@ -6,14 +6,16 @@ seen; a re-sent event inside that window changes nothing and returns no result (
 outside it (its `ts` older than the key's newest minus the window) is not recognised and is applied as a new
 event — the window is the promise, so choose it longer than any re-send delay upstream (default 24 h).
 
-Memory per key is bounded by the events of one window: each id is kept as a 64-bit BLAKE2b digest (8 bytes), so
-two different ids are mistaken for each other with probability about n / 2**64 per lookup — 5e-16 with 10,000
-ids in the window — in one blob, grouped in time buckets of 1/24 of the window; a whole bucket is dropped once
-every id in it is older than the window. A lookup is one C scan of the blob (`bytes.find`: about a microsecond
-for a quiet key, tens of microseconds for 10,000 ids), an insert appends to it (an event later than its
-bucket's newer ones is inserted into its own bucket). The remembered ids are part of the key's versioned
-state (`SeenEventIds`), so they are checkpointed, restored and replayed with it, and the same in every
-runtime, offline and in the harness.
+Memory per key is bounded by the events of one window, and by `max_ids` (default 10,000: 80 KB; a key busier
+than that in one window remembers its newest `max_ids` ids, so its effective window is shorter). Each id is
+kept as a 64-bit BLAKE2b digest (8 bytes), so two different ids are mistaken for each other with probability
+about n / 2**64 per lookup (5e-16 with 10,000 ids in the window), in one blob grouped in time buckets of 1/24
+of the window; a whole bucket is dropped once every id in it is older than the window. A lookup is one C scan
+of the blob (`bytes.find`: under a microsecond for a quiet key, tens of microseconds for 10,000 ids), an insert
+appends to it (a late event goes into its own, older bucket). The remembered ids are part of the key's
+versioned state (`SeenEventIds`), so they are checkpointed, restored and replayed with it, and the same in
+every runtime, offline and in the harness; note that every retained version carries them, so a key's state
+costs up to 8 bytes x ids in the window x `retention_versions` (the soak benchmark shows it filling up).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import msgspec
 
 #: The default window of event time in which a re-sent event id is recognised.
 DEFAULT_WINDOW_MS = 24 * 3_600_000
+#: The most ids a key remembers (80 KB): a key with more events in one window remembers its newest ones.
+DEFAULT_MAX_IDS = 10_000
 BUCKETS_PER_WINDOW = 24
 _DIGEST = 8
 
@@ -61,11 +65,14 @@ def _contains(blob: bytes, value: bytes) -> bool:
 class IdempotencyWindow:
     """Recognises re-sent event ids within `window_ms` of event time (see the module docstring)."""
 
-    def __init__(self, window_ms: int = DEFAULT_WINDOW_MS) -> None:
+    def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, max_ids: int = DEFAULT_MAX_IDS) -> None:
         if not isinstance(window_ms, int) or isinstance(window_ms, bool) or window_ms < BUCKETS_PER_WINDOW:
             raise ValueError(f"the idempotency window must be an int of at least {BUCKETS_PER_WINDOW} ms, "
                              f"got {window_ms!r}")
+        if not isinstance(max_ids, int) or isinstance(max_ids, bool) or max_ids < 1:
+            raise ValueError(f"the most ids a key remembers must be an int >= 1, got {max_ids!r}")
         self.window_ms = window_ms
+        self._max_bytes = max_ids * _DIGEST
         self.bucket_ms = window_ms // BUCKETS_PER_WINDOW
         self._last: tuple[str, bytes] = ("", b"")  # the digest `seen` computed, reused by `remember`
 
@@ -119,4 +126,9 @@ class IdempotencyWindow:
             blob = blob[:cut] + value + blob[cut:]
             for i in range(at, len(ends)):
                 ends[i] += _DIGEST
+        excess = len(blob) - self._max_bytes
+        if excess > 0:  # a key busier than max_ids per window: forget its oldest ids first
+            blob = blob[excess:]
+            kept = [(start, end - excess) for start, end in zip(starts, ends, strict=True) if end - excess > 0]
+            starts, ends = [start for start, _ in kept], [end for _, end in kept]
         return SeenEventIds(newest_ts=newest, starts=starts, ends=ends, blob=blob)

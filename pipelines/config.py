@@ -105,6 +105,8 @@ class StateConfig(_Section, frozen=True):
     ttl_hours: PositiveInt | None = None
     #: A re-sent event id is recognised (dropped) for this long in event time (`operators.idempotency`).
     dedup_window_hours: PositiveInt = 24
+    #: ... and at most this many ids per key (8 bytes each, in every retained version).
+    dedup_max_ids: PositiveInt = 10_000
 
     def __post_init__(self) -> None:
         if self.retention_versions < 1:
@@ -309,7 +311,8 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
         raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
     return RiskOperator(
         thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
-        dedup_window_ms=cfg.state.dedup_window_ms, ttl_ms=cfg.state.ttl_ms,
+        dedup_window_ms=cfg.state.dedup_window_ms, dedup_max_ids=cfg.state.dedup_max_ids,
+        ttl_ms=cfg.state.ttl_ms,
     )
 
 
@@ -325,7 +328,8 @@ def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
     if not isinstance(cfg, RecoPipelineConfig):
         raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
     return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes,
-                        dedup_window_ms=cfg.state.dedup_window_ms, ttl_ms=cfg.state.ttl_ms)
+                        dedup_window_ms=cfg.state.dedup_window_ms,
+                        dedup_max_ids=cfg.state.dedup_max_ids, ttl_ms=cfg.state.ttl_ms)
 
 
 def _pattern(annotated: Any) -> str:

@@ -43,7 +43,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
-from operators.idempotency import DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
+from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
 from operators.routing import Route
@@ -203,6 +203,7 @@ class RecoOperator(ModelServingOperator):
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
+        dedup_max_ids: int = DEFAULT_MAX_IDS,
         ttl_ms: int | None = None,
     ) -> None:
         if _int(k) is None or k < 1:
@@ -216,7 +217,7 @@ class RecoOperator(ModelServingOperator):
         self.idle_timeout_ms = idle_timeout_ms
         self.ttl_ms = ttl_ms
         try:
-            self.idempotency = IdempotencyWindow(dedup_window_ms)
+            self.idempotency = IdempotencyWindow(dedup_window_ms, dedup_max_ids)
         except ValueError as exc:
             raise OperatorConfigError(f"RecoOperator: {exc}") from None
         self._facts: dict[str, _ModelFacts] = {}

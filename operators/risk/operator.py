@@ -14,7 +14,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
-from operators.idempotency import DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
+from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
@@ -65,6 +65,7 @@ class RiskOperator(ModelServingOperator):
         model: str = MODEL_NAME,
         routes: Sequence[Route] = (),
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
+        dedup_max_ids: int = DEFAULT_MAX_IDS,
         ttl_ms: int | None = None,
     ) -> None:
         if top_factors < 0:
@@ -75,7 +76,7 @@ class RiskOperator(ModelServingOperator):
         self.top_factors = top_factors
         self.ttl_ms = ttl_ms
         try:
-            self.idempotency = IdempotencyWindow(dedup_window_ms)
+            self.idempotency = IdempotencyWindow(dedup_window_ms, dedup_max_ids)
         except ValueError as exc:
             raise OperatorConfigError(f"RiskOperator: {exc}") from None
         self._stats: dict[str, FeatureStats] = {}

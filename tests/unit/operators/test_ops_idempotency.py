@@ -154,3 +154,13 @@ def test_a_hot_session_recognises_old_resends_too() -> None:
     assert latest is not None
     session: SessionState = latest.value
     assert latest.version == 500 and len(session.seen_ids) == 500
+
+
+def test_a_key_busier_than_max_ids_remembers_its_newest_ids() -> None:
+    window = IdempotencyWindow(HOUR, max_ids=100)
+    seen = SeenEventIds()
+    for i in range(300):  # 300 events in 5 minutes: all inside the window
+        seen = window.remember(seen, f"e-{i}", T0 + i * 1_000)
+    assert len(seen) == 100 and seen.ends[-1] == len(seen.blob) and all(end > 0 for end in seen.ends)
+    assert window.seen(seen, "e-299", T0 + 299_000) and window.seen(seen, "e-200", T0 + 200_000)
+    assert not window.seen(seen, "e-199", T0 + 199_000)  # forgotten: the key is busier than 100 ids per window
