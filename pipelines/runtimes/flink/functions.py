@@ -217,7 +217,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         if expired != self._expired_seen:
             self._expired_metric.inc(expired - self._expired_seen)
             self._expired_seen = expired
-        if results:
+        if results and row[4] >= 0:  # a sampled record (see keying.LATENCY_SAMPLE)
             self._latency.record(row[4])
         for result in results:
             self._scored_metric.inc()

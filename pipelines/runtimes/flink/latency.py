@@ -3,6 +3,8 @@
 The send time is the Kafka record's timestamp (the producer's CreateTime unless the topic sets LogAppendTime),
 the scored time is when the operator emits the result, both in epoch milliseconds, so the figure includes
 the time a record waited in Kafka and in Flink's network buffers (clocks of one machine, or NTP-synchronised).
+The Flink job samples every 16th record (`keying.LATENCY_SAMPLE`: converting every record's timestamp in SQL
+cost measurable throughput and latency).
 `record` is O(1) per result (one slot of a fixed ring); the percentiles are computed when a gauge is read,
 over the results of the last `window_s` seconds (at most `capacity` of them), so an idle job reports 0
 instead of an old figure. Records replayed from the past have old timestamps: their latencies say how far
