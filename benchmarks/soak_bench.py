@@ -15,7 +15,7 @@ versions and a window of event ids, so after warm-up RSS and RocksDB size must l
 of the second and the last fifth of the run and their ratio, and the least-squares slope over the second half.
 
 Results: benchmarks/results/soak_bench.json and soak_bench.png.
-Usage: python benchmarks/soak_bench.py [--minutes 30] [--rate 300] [--accounts 5000] [--bad-share 0.05] [--port 19692]
+Usage: python benchmarks/soak_bench.py [--minutes 30] [--rate 300] [--accounts 5000] [--bad-share 0.05] [--port 19892]
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=300, help="events per second")
     parser.add_argument("--accounts", type=int, default=5_000)
     parser.add_argument("--bad-share", type=float, default=0.05)
-    parser.add_argument("--port", type=int, default=19692)
+    parser.add_argument("--port", type=int, default=19892, help="its broker port (and the next one, the controller's)")
     parser.add_argument("--out", default="soak_bench")
     args = parser.parse_args()
     bootstrap = broker.up(args.port).bootstrap
