@@ -337,7 +337,9 @@ def _wait_up(spec: ClusterSpec, timeout_s: float) -> ClusterStatus:
         endpoints = sum(len(v) for v in current.prometheus.values())
         alive = len(taskmanager_pids())
         # A killed TaskManager stays registered until its heartbeat times out: count the live JVMs too.
-        if current.running and alive == spec.taskmanagers <= current.taskmanagers and endpoints > alive:
+        # A TaskManager registers before its slot report arrives: wait for every slot too.
+        slots = current.slots_total >= spec.taskmanagers * spec.slots
+        if current.running and alive == spec.taskmanagers <= current.taskmanagers and endpoints > alive and slots:
             return current
         if not _pids():
             break
