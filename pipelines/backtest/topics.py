@@ -14,17 +14,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from operators.decoding import Rejection
 from pipelines.exceptions import SetupError
+from pipelines.kafka.clients import client_config
 from pipelines.registry import get
 
 
 def _consumer(bootstrap: str, **extra: object) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": bootstrap,
+    return Consumer(client_config(bootstrap, **{
         "group.id": f"streamscore-backtest-read-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
         **extra,
-    })
+    }))
 
 
 def partitions(bootstrap: str, topic: str) -> list[int]:

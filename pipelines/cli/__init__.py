@@ -10,8 +10,10 @@ line saying what to do, never a traceback. Exit codes: 0 done, 1 failed, 2 usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import sys
+from pathlib import Path
 
 from pipelines.cli.backtest import add_backtest_command
 from pipelines.cli.broker import add_kafka_command
@@ -30,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of the `streamscore` command."""
     root = argparse.ArgumentParser(prog="streamscore", description=__doc__)
     root.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help=BOOTSTRAP_HELP)
+    root.add_argument("--kafka-config", metavar="FILE", default=None, help=KAFKA_CONFIG_HELP)
     root.add_argument("--version", action="version", version=f"streamscore {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     add_kafka_command(commands)
@@ -46,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 BOOTSTRAP_HELP = f"Kafka bootstrap servers (env STREAMSCORE_BOOTSTRAP; default {DEFAULT_BOOTSTRAP})"
+KAFKA_CONFIG_HELP = (
+    "Kafka client security for every client of the command and its jobs: a librdkafka-style properties file "
+    "(security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...; env "
+    "STREAMSCORE_KAFKA_CONFIG; each key also as env STREAMSCORE_KAFKA_<KEY>, e.g. STREAMSCORE_KAFKA_SASL_PASSWORD)"
+)
+#: The options every (sub)command accepts, with their help (given after a subcommand, the later one wins).
+_COMMON_OPTIONS = {"--bootstrap": BOOTSTRAP_HELP, "--kafka-config": KAFKA_CONFIG_HELP}
 
 
 def _version() -> str:
@@ -56,13 +66,16 @@ def _version() -> str:
 
 
 def _accept_common_options(parser: argparse.ArgumentParser) -> None:
-    """Accept `--bootstrap` after any (sub)command too: `streamscore run risk --bootstrap X` as well as
-    `streamscore --bootstrap X run risk` (the later one wins; SUPPRESS keeps the root's value otherwise)."""
+    """Accept `--bootstrap` and `--kafka-config` after any (sub)command too: `streamscore run risk --bootstrap X`
+    as well as `streamscore --bootstrap X run risk` (the later one wins; SUPPRESS keeps the root's value
+    otherwise)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
-                if not any("--bootstrap" in a.option_strings for a in sub._actions):
-                    sub.add_argument("--bootstrap", default=argparse.SUPPRESS, help=BOOTSTRAP_HELP)
+                for option, help_text in _COMMON_OPTIONS.items():
+                    if not any(option in a.option_strings for a in sub._actions):
+                        sub.add_argument(option, default=argparse.SUPPRESS, help=help_text,
+                                         **({"metavar": "FILE"} if option == "--kafka-config" else {}))
                 _accept_common_options(sub)
 
 
@@ -70,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `streamscore` console script."""
     args = parser().parse_args(argv)  # a usage error exits 2 here
     try:
+        _use_kafka_security(args)
         return int(args.func(args))
     except UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
@@ -82,7 +96,23 @@ def main(argv: list[str] | None = None) -> int:
         return _error(message, EXIT_FAILURE)
 
 
+def _use_kafka_security(args: argparse.Namespace) -> None:
+    """Make `--kafka-config` the settings of every Kafka client of this process and of the processes it starts
+    (it sets env STREAMSCORE_KAFKA_CONFIG); a bad file or env setting fails here, before anything starts."""
+    from pipelines.kafka import security
+
+    if args.kafka_config is not None:
+        security.use_config_file(Path(args.kafka_config))
+    security.active()
+
+
 def _error(message: str, code: int) -> int:
+    from pipelines.kafka import security
+
+    # No secret in an error message, whatever reported it (when the settings themselves failed to load, their
+    # message names no secret).
+    with contextlib.suppress(PipelineError):
+        message = security.redact(message)
     print(f"streamscore: error: {message}", file=sys.stderr)
     return code
 

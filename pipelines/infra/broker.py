@@ -3,11 +3,18 @@
 `up` fetches the jars, formats the storage once, starts the broker detached in its own process group and
 waits until it answers; `down` stops it (SIGTERM, then SIGKILL after a grace period); `status` reports.
 Each port gets its own folder `<home>/kafka/<port>/` (config, data, log, pid), so several brokers can coexist.
+
+A secure broker (`up(..., secure=BrokerSecurity(...))`) has one client listener, SASL_SSL with SCRAM-SHA-512
+and SCRAM-SHA-256, its TLS certificate from `pipelines.infra.tls`; the broker talks to itself over the same
+listener as the user `streamscore-broker` (a random password in the folder's `broker-secret`, 0600, added to
+the storage when it is formatted), and the client users are created or updated through the Admin API on every
+`up`. A folder formatted plain cannot be started secure (nor the reverse): `up` says so.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,19 +28,42 @@ from pathlib import Path
 from pipelines.exceptions import SetupError
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import KAFKA_BROKER, ensure_jars
+from pipelines.infra.tls import BrokerTls
+from pipelines.kafka.security import KafkaSecurity, Secret
 
 DEFAULT_PORT = 9092
+#: The user the secure broker authenticates as to itself (inter-broker traffic, transaction markers).
+BROKER_USER = "streamscore-broker"
+SCRAM_ITERATIONS = 8192
 
+_PLAIN_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+"""
+_SECURE_LISTENERS = """\
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+required username="{user}" password="{password}";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+ssl.client.auth=none
+"""
 _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={data}
+{listeners}log.dirs={data}
 num.partitions=1
 default.replication.factor=1
 offsets.topic.replication.factor=1
@@ -62,6 +92,15 @@ logger.kafka.level = WARN
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """What makes a broker secure: its TLS files and the client users (SCRAM) it must accept."""
+
+    tls: BrokerTls
+    #: (user, password) pairs created or updated for SCRAM-SHA-512 and SCRAM-SHA-256 on every `up`.
+    users: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,33 +163,34 @@ def new_cluster_id() -> str:
     return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _format_storage(java: str, classpath: str, folder: Path) -> None:
+def _format_storage(java: str, classpath: str, folder: Path, broker_password: Secret | None) -> None:
     if (folder / "data" / "meta.properties").exists():
         return
     cluster_id = new_cluster_id()
+    scram = [] if broker_password is None else \
+        [f"--add-scram=SCRAM-SHA-512=[name={BROKER_USER},password={broker_password.reveal()}]"]
     proc = subprocess.run(
         # `--cluster-id=ID`, not `-t ID`: a base64url id may start with "-", which argparse reads as an option
         [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-         f"--cluster-id={cluster_id}", "--config", str(folder / "server.properties")],
+         f"--cluster-id={cluster_id}", "--config", str(folder / "server.properties"), *scram],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
         raise SetupError(f"formatting KRaft storage in {folder / 'data'} failed:\n{proc.stdout}{proc.stderr}")
 
 
-def _wait_ready(port: int, pid: int, folder: Path, timeout_s: float) -> None:
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path, timeout_s: float,
+                client: KafkaSecurity) -> None:
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout_s
     admin: AdminClient | None = None
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            tail = (folder / "broker.out").read_text()[-3000:]
-            raise SetupError(f"the Kafka broker exited during start-up; its output:\n{tail}") from None
+        if proc.poll() is not None:
+            tail = (folder / "broker.log").read_text()[-3000:] + (folder / "broker.out").read_text()[-1000:]
+            raise SetupError(f"the Kafka broker exited during start-up; its log ends:\n{tail}")
         if _port_open(port):
-            admin = admin or AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+            admin = admin or AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", **client.librdkafka()})
             try:
                 metadata = admin.list_topics(timeout=2)
             except Exception:
@@ -163,25 +203,105 @@ def _wait_ready(port: int, pid: int, folder: Path, timeout_s: float) -> None:
     )
 
 
-def up(port: int = DEFAULT_PORT, *, heap: str = "768m", timeout_s: float = 90.0) -> BrokerStatus:
-    """Start the broker on `port` (controller on `port + 1`) unless it already runs; wait until it answers."""
+def _check_mode(folder: Path, secure: bool) -> None:
+    """Refuse to start a folder's data in the other mode than it was formatted in."""
+    marker = folder / "mode"
+    wanted = "secure" if secure else "plain"
+    if (folder / "data" / "meta.properties").exists():
+        made = marker.read_text().strip() if marker.exists() else "plain"  # folders from before secure brokers
+        if made != wanted:
+            raise SetupError(
+                f"the broker data in {folder} was made {made}, not {wanted}: start it as it was made, use another "
+                f"--port, or delete {folder} (its broker stopped) to start over"
+            )
+    marker.write_text(wanted)
+
+
+def _broker_password(folder: Path) -> Secret:
+    """The secure broker's own SCRAM password (made once, kept 0600 in the folder)."""
+    path = folder / "broker-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(24))
+    return Secret(path.read_text().strip())
+
+
+def _server_properties(port: int, folder: Path, secure: BrokerSecurity | None, password: Secret | None) -> str:
+    listeners = _PLAIN_LISTENERS.format(port=port, controller_port=port + 1)
+    if secure is not None and password is not None:
+        keystore = folder / "keystore.pem"  # Kafka's PEM keystore: the private key, then the certificate chain
+        keystore.touch(mode=0o600)
+        keystore.write_text(secure.tls.key.read_text().rstrip() + "\n" + secure.tls.certificate.read_text())
+        listeners = _SECURE_LISTENERS.format(port=port, controller_port=port + 1, user=BROKER_USER,
+                                             password=password.reveal(), keystore=keystore, ca=secure.tls.ca)
+    return _SERVER_PROPERTIES.format(port=port, controller_port=port + 1, listeners=listeners, data=folder / "data")
+
+
+def broker_client(port: int, folder: Path, secure: BrokerSecurity | None) -> KafkaSecurity:
+    """The client settings the broker's own tools use (the broker user over SASL_SSL, or PLAINTEXT)."""
+    if secure is None:
+        return KafkaSecurity()
+    return KafkaSecurity(protocol="SASL_SSL", mechanism="SCRAM-SHA-512", username=BROKER_USER,
+                         password=_broker_password(folder), ca_location=secure.tls.ca, source=f"{folder}")
+
+
+def _upsert_users(port: int, client: KafkaSecurity, users: tuple[tuple[str, Secret], ...]) -> None:
+    """Create or update the SCRAM-SHA-512 and -256 credentials of `users` through the Admin API."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialAlteration,
+        UserScramCredentialUpsertion,
+    )
+
+    if not users:
+        return
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", **client.librdkafka()})
+    for mechanism in (ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256):  # one alteration a user a call
+        info = ScramCredentialInfo(mechanism, SCRAM_ITERATIONS)
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(user, info, password.reveal().encode()) for user, password in users
+        ]
+        for user, future in admin.alter_user_scram_credentials(upserts).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise SetupError(f"creating the SCRAM user {user!r} on port {port} failed: "
+                                 f"{exc.args[0].str()}") from None
+
+
+def up(
+    port: int = DEFAULT_PORT, *, heap: str = "768m", timeout_s: float = 90.0, secure: BrokerSecurity | None = None
+) -> BrokerStatus:
+    """Start the broker on `port` (controller on `port + 1`) unless it already runs; wait until it answers.
+    `secure`: a SASL_SSL listener only (module doc); its users are created or updated even if it already ran."""
     current = status(port)
+    folder = current.folder
     if current.running:
+        marker = folder / "mode"
+        made = marker.read_text().strip() if marker.exists() else "plain"
+        if made != ("secure" if secure is not None else "plain"):
+            raise SetupError(f"the broker on port {port} runs {made}: `kafka down --port {port}` it first")
+        if secure is not None:
+            _upsert_users(port, broker_client(port, folder, secure), secure.users)
         return current
     if _port_open(port):
         raise SetupError(
             f"port {port} is taken by another process: stop it or choose another with `kafka up --port P`."
         )
-    folder = current.folder
     jars = ensure_jars(KAFKA_BROKER)
     java = _java()
     classpath = f"{jars}/*"
     (folder / "data").mkdir(exist_ok=True)
-    (folder / "server.properties").write_text(
-        _SERVER_PROPERTIES.format(port=port, controller_port=port + 1, data=folder / "data")
-    )
+    _check_mode(folder, secure is not None)
+    password = _broker_password(folder) if secure is not None else None
+    properties = folder / "server.properties"
+    properties.touch(mode=0o600)
+    properties.write_text(_server_properties(port, folder, secure, password))
     (folder / "log4j2.properties").write_text(_LOG4J2.format(log=folder / "broker.log"))
-    _format_storage(java, classpath, folder)
+    _format_storage(java, classpath, folder, password)
     with open(folder / "broker.out", "wb") as out:
         proc = subprocess.Popen(
             [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
@@ -190,7 +310,10 @@ def up(port: int = DEFAULT_PORT, *, heap: str = "768m", timeout_s: float = 90.0)
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     (folder / "broker.pid").write_text(str(proc.pid))
-    _wait_ready(port, proc.pid, folder, timeout_s)
+    client = broker_client(port, folder, secure)
+    _wait_ready(port, proc, folder, timeout_s, client)
+    if secure is not None:
+        _upsert_users(port, client, secure.users)
     return status(port)
 
 

@@ -9,36 +9,71 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.exceptions import SetupError
+from pipelines.kafka import security
 
 #: How long a command waits for the broker before it says it cannot reach it.
 REACH_TIMEOUT_S = 5.0
 
 
-def _silent_admin(bootstrap: str) -> AdminClient:
-    # log_level 0: librdkafka's own connection-refused lines would repeat what the error below says
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """The configuration of a confluent-kafka client of `bootstrap`: the process's security settings
+    (`pipelines.kafka.security.active()`) plus `extra` (dots in option names as given, e.g. via a dict)."""
+    return {"bootstrap.servers": bootstrap, **security.active().librdkafka(), **extra}
+
+
+def _probe_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """A short-lived metadata/offset client's configuration: its failures surface as exceptions, so librdkafka's
+    own error lines (e.g. a coordinator connection cut while the client closes) are not printed."""
+    return client_config(bootstrap, log_level=2, **extra)
 
 
 def check_reachable(bootstrap: str, timeout_s: float = REACH_TIMEOUT_S) -> set[str]:
-    """The broker's topic names; a `SetupError` naming the address tried if no broker answers in `timeout_s`."""
-    try:
-        return set(_silent_admin(bootstrap).list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise SetupError(
-            f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s ({exc.args[0].str()}); start the project's "
-            "broker with `streamscore kafka up`, or pass --bootstrap HOST:PORT (env STREAMSCORE_BOOTSTRAP)"
-        ) from None
+    """The broker's topic names. `SetupError` naming the address tried if no broker answers in `timeout_s`,
+    and at once if the broker refuses the credentials or the TLS handshake fails."""
+    fatal: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            fatal.append(error)
+
+    # log_level 0: librdkafka's own connection-refused lines would repeat what the error below says
+    admin = AdminClient(client_config(bootstrap, log_level=0, error_cb=on_error))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return set(admin.list_topics(timeout=min(0.5, max(deadline - time.monotonic(), 0.01))).topics)
+        except KafkaException as exc:
+            admin.poll(0)  # serve error callbacks
+            if fatal:
+                raise SetupError(_refused(bootstrap, fatal[0])) from None
+            if time.monotonic() >= deadline:
+                settings = security.active()
+                hint = "; if it requires TLS or SASL, pass --kafka-config FILE" if settings.protocol == "PLAINTEXT" \
+                    else f"; client security: {settings.describe()}"
+                raise SetupError(
+                    f"cannot reach Kafka at {bootstrap} within {timeout_s:g} s ({exc.args[0].str()}); start the "
+                    "project's broker with `streamscore kafka up`, or pass --bootstrap HOST:PORT "
+                    f"(env STREAMSCORE_BOOTSTRAP){hint}"
+                ) from None
+
+
+def _refused(bootstrap: str, error: KafkaError) -> str:
+    settings = security.active()
+    what = "refused the credentials" if error.code() == KafkaError._AUTHENTICATION else "failed the TLS handshake"
+    return (f"Kafka at {bootstrap} {what} ({security.redact(error.str())}); client security: {settings.describe()}. "
+            "Check --kafka-config FILE / STREAMSCORE_KAFKA_* (user, password, CA file, protocol)")
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> None:
     """Create the topics that do not exist yet (idempotent); `SetupError` if the broker cannot be reached."""
     existing = check_reachable(bootstrap)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     if not wanted:
         return
@@ -53,12 +88,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1)
 def producer(bootstrap: str) -> Producer:
     """An idempotent producer (acks=all) for publishing events."""
     return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
+        client_config(bootstrap, **{"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"})
     )
 
 
@@ -163,13 +193,12 @@ def consume(
     waiting `timeout_s` and yielding nothing, as if the topic were empty)."""
     check_reachable(bootstrap)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
+        client_config(bootstrap, **{
             "group.id": f"streamscore-consume-{uuid.uuid4().hex[:12]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-        }
+        })
     )
     consumer.subscribe([topic])
     count = 0
@@ -198,7 +227,7 @@ def consume(
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The current end offset (high watermark) of every partition of `topic`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"})
+    consumer = Consumer(_probe_config(bootstrap, **{"group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"}))
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -209,7 +238,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
     """The offsets consumer group `group` committed for `topic` (-1 where it committed none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed}
@@ -221,7 +250,7 @@ def offsets_for_time(bootstrap: str, topic: str, timestamp_ms: int) -> dict[int,
     """Per partition of `topic`, the first offset whose record timestamp is >= `timestamp_ms` (the end offset
     when there is none)."""
     ends = end_offsets(bootstrap, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"})
+    consumer = Consumer(_probe_config(bootstrap, **{"group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"}))
     try:
         found = consumer.offsets_for_times([TopicPartition(topic, p, timestamp_ms) for p in ends], timeout=10)
         return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
@@ -232,7 +261,7 @@ def offsets_for_time(bootstrap: str, topic: str, timestamp_ms: int) -> dict[int,
 def commit_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Commit `offsets` ({partition: next offset}) of `topic` for consumer group `group` (which must have no
     active members), e.g. to start a new group at chosen positions."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:

@@ -13,6 +13,8 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
+from pipelines.kafka.clients import client_config
+
 #: The first window read back from a partition's end (doubled until a record is found).
 FIRST_WINDOW = 64
 
@@ -46,10 +48,10 @@ def _last_record_offset(consumer: Consumer, topic: str, partition: int, start: i
 
 def stop_offsets(bootstrap: str, topic: str, starts: dict[int, int], ends: dict[int, int]) -> dict[int, int]:
     """Per partition, one past the last committed record in [start, end) (`start` if there is none)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}",
+    consumer = Consumer(client_config(bootstrap, **{
+        "group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}",
         "isolation.level": "read_committed", "enable.auto.commit": False, "enable.partition.eof": False,
-    })
+    }))
     try:
         stops = {}
         for partition, end in ends.items():

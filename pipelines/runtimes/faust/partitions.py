@@ -24,6 +24,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipelines.exceptions import ConfigError
+from pipelines.kafka import security
 from pipelines.kafka.changelog import ChangelogRecord
 from state.rocks import RocksVersionedStore
 
@@ -81,7 +82,7 @@ async def _restore(
     read_committed: bool,
 ) -> None:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **security.active().aiokafka(),
         isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await consumer.start()

@@ -57,6 +57,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from operators.contract import OperatorContext
+from pipelines.kafka import security
 from pipelines.registry import PipelineDefinition, get
 from pipelines.runtimes.faust.options import FaustOptions
 from pipelines.runtimes.faust.partitions import CHANGELOG_NEXT, INPUT_NEXT, PartitionState, open_partition
@@ -94,7 +95,7 @@ class Runner:
     # ------------------------------------------------------------------------------------------- producers
     def _producer_config(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.options.bootstrap, "acks": "all", "enable_idempotence": True,
-                "linger_ms": 5, "max_batch_size": 1 << 20}
+                "linger_ms": 5, "max_batch_size": 1 << 20, **security.active().aiokafka()}
 
     async def start(self) -> None:
         """Start the at-least-once producer (exactly-once producers start per assigned partition)."""
@@ -270,6 +271,7 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
     app = faust.App(
         options.group_id,
         broker=f"kafka://{options.bootstrap}",
+        broker_credentials=_credentials(security.active()),
         processing_guarantee="at_least_once",  # the runtime owns exactly-once (module doc)
         store="memory://",
         web_enabled=False,
@@ -303,6 +305,19 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
 
     return app
+
+
+def _credentials(settings: security.KafkaSecurity) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the process's Kafka security settings (None: PLAINTEXT)."""
+    if settings.uses_sasl:
+        assert settings.password is not None
+        return faust.SASLCredentials(
+            username=settings.username, password=settings.password.reveal(), mechanism=settings.mechanism,
+            ssl_context=settings.ssl_context() if settings.uses_tls else None,
+        )
+    if settings.uses_tls:
+        return faust.SSLCredentials(settings.ssl_context())
+    return None
 
 
 def _read_committed(app: faust.App) -> None:

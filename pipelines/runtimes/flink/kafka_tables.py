@@ -7,6 +7,7 @@ versions). Sinks take `(k STRING, v STRING)` rows: `k` becomes the Kafka key, `v
 
 from __future__ import annotations
 
+from pipelines.kafka import security
 from pipelines.runtimes.flink.options import JobOptions
 
 
@@ -16,6 +17,11 @@ def _quote(value: str) -> str:
 
 def _with(options: dict[str, str]) -> str:
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
+
+
+def _client_security() -> dict[str, str]:
+    """The process's Kafka security settings as the tables' `properties.*` (the Java client's names)."""
+    return {f"properties.{k}": v for k, v in security.active().java_properties(shaded=True).items()}
 
 
 def source_ddl(table: str, options: JobOptions) -> str:
@@ -35,6 +41,7 @@ def source_ddl(table: str, options: JobOptions) -> str:
         "properties.fetch.max.wait.ms": "50",  # latency: don't hold a fetch 500 ms when traffic is light
         "scan.startup.mode": options.start_from,
         "format": "raw",
+        **_client_security(),
     }
     if options.start_timestamp_ms is not None:
         props["scan.startup.timestamp-millis"] = str(options.start_timestamp_ms)
@@ -69,6 +76,7 @@ def sink_ddl(table: str, topic: str, options: JobOptions, *, id_suffix: str) -> 
         "sink.delivery-guarantee": options.delivery,
         "properties.compression.type": "lz4",
         "properties.linger.ms": "5",
+        **_client_security(),
     }
     if options.delivery == "exactly-once":
         props["sink.transactional-id-prefix"] = f"{options.id_prefix}-{id_suffix}"
