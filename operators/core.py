@@ -68,8 +68,9 @@ class OperatorBase:
 
     def is_expired(self, newest_event_time: int, ts: int) -> bool:
         """Whether a key whose newest version has `newest_event_time` is expired for an event at `ts`: more than
-        `ttl_ms` of event time passed. An expired key restarts cold, exactly as a new key (counted in
-        `expired_keys`); its version numbers go on, so every result's `state_version` stays unique."""
+        `ttl_ms` of event time passed. An expired key restarts exactly as a new key (counted in
+        `expired_keys`): the operator forgets its state before writing, so its versions start again at 1 - the
+        same state a sweep that removed the idle key would leave (`pipelines.runtimes.expiry`)."""
         if self.ttl_ms is not None and ts - newest_event_time > self.ttl_ms:
             self.expired_keys += 1
             return True

@@ -99,10 +99,14 @@ class StateConfig(_Section, frozen=True):
     """Per-key state bounds, read by every runtime, the offline scorer and the harness alike: the newest
     `retention_versions` versions are kept; `ttl_hours` (optional) is how long a key's state lives without an
     event, in event time: the next event of a key idle for longer starts it cold, as a new key's first event
-    (`OperatorBase.is_expired`); `dedup_window_hours` is the idempotency window."""
+    (`OperatorBase.is_expired`), and the state of keys idle for twice that is removed by the runtimes' sweep
+    (`pipelines.runtimes.expiry`; `sweep_check_seconds` is when the Flink job first looks at a new key);
+    `dedup_window_hours` is the idempotency window."""
 
     retention_versions: PositiveInt = 16
     ttl_hours: PositiveInt | None = None
+    #: Flink: processing time from a key's first event to the first look at whether it is to be swept.
+    sweep_check_seconds: PositiveInt = 60
     #: A re-sent event id is recognised (dropped) for this long in event time (`operators.idempotency`).
     dedup_window_hours: PositiveInt = 24
     #: ... and at most this many ids per key (8 bytes each, in every retained version).

@@ -22,6 +22,8 @@ class KeyAddressedStore(Protocol[T]):
 
     def history(self, key: str, limit: int) -> list[StateVersion[T]]: ...
 
+    def forget(self, key: str) -> None: ...
+
 
 class KeyState(Generic[T]):
     """`VersionedState` of one key of a store (a cheap handle holding the store and the key)."""
@@ -56,6 +58,10 @@ class KeyState(Generic[T]):
     def history(self, limit: int) -> list[StateVersion[T]]:
         """Up to `limit` retained versions, newest first."""
         return self._store.history(self._key, limit)
+
+    def forget(self) -> None:
+        """Drop every version and the version counter: the next put is version 1 (an expired key)."""
+        self._store.forget(self._key)
 
     def __repr__(self) -> str:
         return f"KeyState({self._key!r} of {self._store!r})"

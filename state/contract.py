@@ -104,6 +104,11 @@ class VersionedState(Protocol[T]):
         """Up to `limit` retained versions, newest first."""
         ...
 
+    def forget(self) -> None:
+        """Drop every version and the version counter, as if the key never had state: the next `put` is
+        version 1 (what an expired key does)."""
+        ...
+
 
 class VersionedStore(Protocol[T]):
     """Versioned state of many keys, with atomic multi-key writes, checkpoints and retention.
@@ -122,6 +127,11 @@ class VersionedStore(Protocol[T]):
 
     def delete(self, key: str) -> None:
         """Remove every version of `key` (its version counter is kept, so versions are never reused)."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Remove every version of `key` and its version counter (an expired key: its next put is version 1,
+        nothing of it is kept)."""
         ...
 
     def keys(self) -> Iterator[str]:

@@ -303,6 +303,19 @@ class FlinkVersionedState(Generic[T]):
         self._head.update(_encode_key_state(_KeyState(deleted_head(latest), latest + 1, [])))
         self._cached = _UNREAD
 
+    def forget(self) -> None:
+        """Remove every version of the current key and its version counter: nothing of it stays in Flink's
+        state, and its next put is version 1 (an expired key)."""
+        self._head.clear()
+        self._history.clear()
+        self._legacy.clear()
+        self._cached = None if self._caching else _UNREAD
+
+    def newest_event_time(self) -> int | None:
+        """The event time of the current key's latest version (None without state): what cleanup checks."""
+        current = self._read()
+        return None if current is None else current.head.latest_event_time
+
     def stored_versions(self) -> int:
         """How many versions of the current key are physically stored (a diagnostic for retention: at most
         about twice `max_versions`, since the history list is pruned lazily)."""

@@ -140,6 +140,17 @@ class MemoryVersionedStore(Generic[T]):
         self._deleted[key] = data.latest
         del self._keys[key]
 
+    def forget(self, key: str) -> None:
+        """Remove every version of `key` and its version counter: its next put is version 1, as for a key that
+        never had state (what expiry does)."""
+        self._check_open()
+        check_key(key)
+        if key not in self._keys and key not in self._deleted:
+            return
+        self._touch(key)
+        self._keys.pop(key, None)
+        self._deleted.pop(key, None)
+
     def write_batch(self) -> AbstractContextManager[None]:
         """A context in which puts and deletes commit together (all or nothing). Nested batches join."""
         self._check_open()

@@ -302,6 +302,24 @@ class RocksVersionedStore(Generic[T]):
         self._check_open()
         return (k[len(_HEAD):].decode("utf-8") for k, _ in self._scan(_HEAD, _TOMBSTONE))
 
+    def scan_heads(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Up to `limit` keys with state that sort after `after` (from the first key when None), each with the
+        event time of its latest version: one step of a sweep over the whole store."""
+        self._check_open()
+        start = _HEAD if after is None else _HEAD + after.encode("utf-8") + b"\x00"
+        found: list[tuple[str, int]] = []
+        for raw_key, raw in self._scan(start, _TOMBSTONE):
+            if len(found) >= limit:
+                break
+            key = raw_key[len(_HEAD):].decode("utf-8")
+            try:
+                head = decode_head(raw)
+            except (RecordFormatError, HeadFormatMismatch) as exc:
+                raise CorruptStateError(key, None, str(exc)) from exc
+            if not head.deleted:
+                found.append((key, head.latest_event_time))
+        return found
+
     def delete(self, key: str) -> None:
         """Remove every version of `key`; its version counter is kept."""
         kb = self._check_write(key)
@@ -311,6 +329,18 @@ class RocksVersionedStore(Generic[T]):
         writes = self._writes()
         writes.delete(_HEAD + kb)
         writes.put(_TOMBSTONE + kb, _U64.pack(head.latest))
+        writes.delete_range(*_range(_RECORD, kb))
+        writes.delete_range(*_range(_INDEX, kb))
+        self._commit(writes)
+        self._head_cache = None
+
+    def forget(self, key: str) -> None:
+        """Remove every version of `key` and its version counter: its next put is version 1, as for a key that
+        never had state (what expiry does; nothing of the key stays on disk)."""
+        kb = self._check_write(key)
+        writes = self._writes()
+        writes.delete(_HEAD + kb)
+        writes.delete(_TOMBSTONE + kb)
         writes.delete_range(*_range(_RECORD, kb))
         writes.delete_range(*_range(_INDEX, kb))
         self._commit(writes)

@@ -269,6 +269,8 @@ class RecoOperator(ModelServingOperator):
         new_hidden, top_items, top_scores = stepper.step(event.item_id, seen)
         cold = fresh and not 0 <= event.item_id < facts.catalog
         items, scores = self._top_k(facts, event.item_id, seen, [] if cold else top_items, top_scores)
+        if expired:  # the session restarts as a new key, from version 1
+            state.forget()
         version = state.put(
             SessionState(
                 hidden=new_hidden,
@@ -296,7 +298,7 @@ class RecoOperator(ModelServingOperator):
         before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RecoResult] | Failure] = [[] for _ in items]
         latest: dict[str, tuple[SessionState, int]] = {}
-        written: list[tuple[int, SessionState, RecoResult]] = []
+        written: list[tuple[int, SessionState, RecoResult, bool]] = []
         try:
             for wave in _waves(items):
                 staged = self._stage_wave(items, wave, latest, outcomes)
@@ -304,8 +306,10 @@ class RecoOperator(ModelServingOperator):
                     written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
         except Exception:
             return one_at_a_time(self, items, before, expired_before)
-        for index, state, result in sorted(written, key=lambda w: w[0]):
+        for index, state, result, expired in sorted(written, key=lambda w: w[0]):
             item = items[index]
+            if expired:
+                item.state.forget()
             version = item.state.put(state, event_time=item.event.ts, source=item.source)
             outcomes[index] = [msgspec.structs.replace(result, state_version=version)]
         return outcomes
@@ -344,7 +348,7 @@ class RecoOperator(ModelServingOperator):
                 outcomes[index] = failure_of(exc)
                 continue
             staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh,
-                                       self._ids_after(previous, event)))
+                                       self._ids_after(previous, event), expired))
         return staged
 
     def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
@@ -367,7 +371,7 @@ class RecoOperator(ModelServingOperator):
     def _finish(
         self, item: BatchItem, s: _StagedClick, new_hidden: list[float], top_items: list[int],
         top_scores: list[float], latest: dict[str, tuple[SessionState, int]],
-    ) -> tuple[int, SessionState, RecoResult]:
+    ) -> tuple[int, SessionState, RecoResult, bool]:
         """The next state and the result (without its state version) of one stepped click."""
         event: Click = item.event
         facts = self._facts[s.model]
@@ -382,7 +386,7 @@ class RecoOperator(ModelServingOperator):
             seen_ids=s.ids,
         )
         latest[item.key] = (state, event.ts)
-        return s.index, state, _result(event, items, scores, s.model, 0)
+        return s.index, state, _result(event, items, scores, s.model, 0), s.expired
 
     def _is_retry(self, event: Click, previous: SessionState | None) -> bool:
         """Whether `event` re-sends one the session saw within the window (then counted in `duplicates`)."""
@@ -447,6 +451,8 @@ class _StagedClick:
     last_ts: int
     fresh: bool
     ids: SeenEventIds
+    #: The session's state was expired: it is forgotten before this click's put (it restarts at version 1).
+    expired: bool
 
 
 def _waves(items: Sequence[BatchItem]) -> list[list[int]]:

@@ -130,11 +130,10 @@ class RiskOperator(ModelServingOperator):
         decision, reasons = decide(
             score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
-        version = state.put(
-            self._next_state(previous, event, features_state, scored, outcome.recent_ts),
-            event_time=event.ts,
-            source=source,
-        )
+        next_state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
+        if fresh and latest is not None:  # expired: the account restarts as a new key, from version 1
+            state.forget()
+        version = state.put(next_state, event_time=event.ts, source=source)
         return [_result(event, score, decision, reasons, model.ref, version)]
 
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
@@ -172,7 +171,7 @@ class RiskOperator(ModelServingOperator):
                 continue
             state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
             latest[item.key] = (state, event.ts)
-            staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state))
+            staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state, fresh and found is not None))
         try:
             scores = self._score_staged(staged)
             decisions = [
@@ -183,6 +182,8 @@ class RiskOperator(ModelServingOperator):
             return one_at_a_time(self, items, before, expired_before)
         for s, score, (decision, reasons) in zip(staged, scores, decisions, strict=True):
             item = items[s.index]
+            if s.expired:
+                item.state.forget()
             version = item.state.put(s.state, event_time=item.event.ts, source=item.source)
             outcomes[s.index] = [_result(item.event, score, decision, reasons, s.model, version)]
         return outcomes
@@ -237,6 +238,8 @@ class _Staged:
     scored: list[float]
     fired: tuple[Rule, ...]
     state: RiskState
+    #: The account's state was expired: its state is forgotten before this put (it restarts at version 1).
+    expired: bool
 
 
 def _result(

@@ -36,7 +36,8 @@ def _cmd_state_get(args: argparse.Namespace) -> int:
     as_of_ms = _iso_ms(args.as_of, "--as-of") if args.as_of else None
     versions = read(_state_dir(args), args.key, version=args.version, as_of_ms=as_of_ms, history=args.history)
     if not versions:
-        print(f"no state for key {args.key!r} matching the request", file=sys.stderr)
+        print(f"no state for key {args.key!r} matching the request (a key swept after it expired has none)",
+              file=sys.stderr)
         return 1
     for version in versions:
         print(msgspec.json.encode({"key": args.key, **msgspec.structs.asdict(version)}).decode())

@@ -59,7 +59,7 @@ def test_a_hot_key_drops_resends_inside_the_window_and_applies_one_outside(
     hot = [msgspec.json.decode(v) for v in results if msgspec.json.decode(v)["account_id"] == "acct-hot"]
     assert hot[-1]["state_version"] == 1_502
     cold = next(msgspec.json.decode(v) for v in results if msgspec.json.decode(v)["event_id"] == "acct-idle-5")
-    assert cold["state_version"] == 6  # its versions go on
+    assert cold["state_version"] == 1  # a new lifetime: expired state is forgotten
     kept = next(msgspec.json.decode(v) for v, _ in score_lines("risk", iter(lines), source="t", config=without_ttl)
                 if v and msgspec.json.decode(v)["event_id"] == "acct-idle-5")
     assert kept["score"] != cold["score"]  # with its history (no TTL) the event scores otherwise

@@ -20,17 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipelines.exceptions import ConfigError
 from pipelines.kafka import security
-from pipelines.kafka.changelog import ChangelogRecord
+from pipelines.kafka.changelog import ChangelogGapError, apply_record
+from pipelines.runtimes.expiry import EventClock
 from state.rocks import RocksVersionedStore
 
 INPUT_NEXT = "input-next"
 CHANGELOG_NEXT = "changelog-next"
-_RECORD = msgspec.json.Decoder(ChangelogRecord)
 
 
 @dataclass
@@ -44,6 +43,24 @@ class PartitionState:
     changelog_next: int
     #: Versions restored from the changelog when the partition was opened.
     restored: int = 0
+    #: The partition's event clock (None: no `state.ttl_hours`, nothing is swept).
+    clock: EventClock | None = None
+    #: The last key the incremental sweep examined (None: start from the first).
+    sweep_after: str | None = None
+
+    def sweep(self, budget: int) -> list[str]:
+        """Examine up to `budget` keys after the sweep cursor (wrapping around at the end of the store) and
+        forget those the event clock says are to be swept (`pipelines.runtimes.expiry`); returns their keys.
+        Inside the caller's write batch, like the state the batch wrote."""
+        clock = self.clock
+        if clock is None or clock.newest is None:
+            return []
+        heads = self.store.scan_heads(self.sweep_after, budget)
+        self.sweep_after = heads[-1][0] if len(heads) == budget else None
+        swept = [key for key, newest in heads if clock.due(newest)]
+        for key in swept:
+            self.store.forget(key)
+        return swept
 
     def close(self) -> None:
         """Close the store (what it holds is committed; nothing pending is written)."""
@@ -105,7 +122,7 @@ async def _restore(
                 continue
             with state.store.write_batch():
                 for message in records:
-                    _apply(state, message.value, input_topic, changelog_topic, value_type)
+                    _apply(state, message.key, message.value, input_topic, changelog_topic, value_type)
                 state.changelog_next = records[-1].offset + 1
                 state.store.put_meta(CHANGELOG_NEXT, str(state.changelog_next).encode())
                 state.store.put_meta(INPUT_NEXT, str(state.input_next).encode())
@@ -116,22 +133,17 @@ async def _restore(
         await consumer.stop()
 
 
-def _apply(state: PartitionState, raw: bytes, input_topic: str, changelog_topic: str, value_type: Any) -> None:
-    record = _RECORD.decode(raw)
-    latest = state.store.get(record.key)
-    have = latest.version if latest is not None else 0
-    if record.version <= have:  # already in the store (or a duplicate of an at-least-once retry)
-        pass
-    elif record.version != have + 1:
+def _apply(state: PartitionState, key: bytes | None, raw: bytes | None, input_topic: str, changelog_topic: str,
+           value_type: Any) -> None:
+    try:
+        changed, record = apply_record(state.store, key, raw, value_type)
+    except ChangelogGapError as exc:
         raise ConfigError(
-            f"changelog {changelog_topic!r} partition {state.partition} jumps from version {have} to "
-            f"{record.version} for key {record.key!r}: the store in {state.store.path} does not belong to this "
-            "changelog. Point --state-dir at an empty folder to rebuild it from the changelog"
-        )
-    else:
-        value = msgspec.convert(record.value, type=value_type)
-        state.store.put(record.key, value, event_time=record.event_time, source=record.source)
-        state.restored += 1
-    source = record.source
+            f"changelog {changelog_topic!r} partition {state.partition}: {exc}: the store in {state.store.path} "
+            "does not belong to this changelog. Point --state-dir at an empty folder to rebuild it from the "
+            "changelog"
+        ) from None
+    state.restored += changed
+    source = None if record is None else record.source
     if source is not None and source.topic == input_topic and source.partition == state.partition:
         state.input_next = max(state.input_next, source.offset + 1)

@@ -47,10 +47,13 @@ class BatchOutputs:
 
     results: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[bytes] = field(default_factory=list)
-    changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: State versions in write order, then tombstones (no value) of the keys a sweep removed.
+    changelog: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     next_offset: int | None = None
     duplicates: int = 0
     expired_keys: int = 0
+    #: The newest event time of a version the batch wrote (None: it wrote none).
+    newest_event_time: int | None = None
 
 
 class PartitionScorer:
@@ -102,6 +105,8 @@ class PartitionScorer:
             written = cast(_RecordingKeyState, entry.state).written
             if outcome and written is not None:
                 out.changelog.append((entry.key.encode(), changelog_record(entry.key, written)))
+                if out.newest_event_time is None or written.event_time > out.newest_event_time:
+                    out.newest_event_time = written.event_time
         out.duplicates = operator.duplicates - before
         out.expired_keys = getattr(operator, "expired_keys", 0) - expired_before
         return out

@@ -59,6 +59,7 @@ from faust.types import TP
 from operators.contract import OperatorContext
 from pipelines.kafka import security
 from pipelines.registry import PipelineDefinition, get
+from pipelines.runtimes.expiry import EventClock
 from pipelines.runtimes.faust.options import FaustOptions
 from pipelines.runtimes.faust.partitions import CHANGELOG_NEXT, INPUT_NEXT, PartitionState, open_partition
 from pipelines.runtimes.faust.scoring import BatchOutputs, PartitionScorer
@@ -74,6 +75,7 @@ class Runner:
         self.spec = spec
         self.operator = spec.operator_from_config(config)
         self.retention = config.state.retention_policy()  # the config's `state.retention_versions`
+        self.state_config = config.state  # `ttl_hours`: partitions sweep expired keys
         self.operator.open(OperatorContext(model_ref=options.model_ref))
         self.scorer = PartitionScorer(spec, self.operator, options.input_topic)
         self.codec = spec.state_codec()
@@ -88,7 +90,7 @@ class Runner:
         self.ends: dict[int, int] | None = None
         self.position: dict[int, int] = {}
         self.counts = {"events": 0, "results": 0, "dead_letters": 0, "duplicates": 0, "expired_keys": 0,
-                       "batches": 0}
+                       "swept_keys": 0, "batches": 0}
         self._refresh_s = float(config.model_refresh_seconds)
         self._next_refresh = time.monotonic() + self._refresh_s
 
@@ -134,6 +136,9 @@ class Runner:
                 partition=partition, codec=self.codec, retention=self.retention,
                 read_committed=self.options.exactly_once,
             )
+            ttl_ms = self.state_config.ttl_ms
+            if ttl_ms is not None:
+                state.clock = EventClock(ttl_ms, self.state_config.sweep_check_seconds * 1000)
             self.parts[partition] = state
             _LOG.warning("partition %d assigned: %d versions restored from %s, input from offset %d", partition,
                          state.restored, self.options.changelog_topic, state.input_next)
@@ -183,6 +188,12 @@ class Runner:
             out = self.scorer.score(state.store, state.partition, records, state.input_next)
             if out.next_offset is None:
                 return
+            if state.clock is not None:
+                if out.newest_event_time is not None:
+                    state.clock.saw(out.newest_event_time, int(time.time() * 1000))
+                swept = state.sweep(len(records))  # as many keys examined as events scored
+                out.changelog.extend((key.encode(), None) for key in swept)
+                self.counts["swept_keys"] += len(swept)
             changelog_end = await self._deliver(state.partition, out)
             state.store.put_meta(INPUT_NEXT, str(out.next_offset).encode())
             if changelog_end is not None:
@@ -227,7 +238,7 @@ class Runner:
         return await self._batches(producer, options.changelog_topic, out.changelog, partition)
 
     async def _batches(
-        self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]],
+        self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes | None]],
         partition: int | None,
     ) -> list[Any]:
         if not records:
@@ -235,7 +246,7 @@ class Runner:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
         for key, value in records:
             target = partition if partition is not None else self._partitioner(key, partitions, partitions)
             by_partition[target].append((key, value))

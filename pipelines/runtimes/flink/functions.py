@@ -31,6 +31,7 @@ from operators.dead_letter import DeadLetter, raw_as_text
 
 if TYPE_CHECKING:
     from pipelines.registry import PipelineDefinition
+    from pipelines.runtimes.expiry import EventClock
 
 _HEAVY_IMPORTS = threading.Lock()
 _LOG = logging.getLogger("streamscore.models")
@@ -130,6 +131,10 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._state = FlinkVersionedState(
             self._runtime_context, self.pipeline, self._spec.state_codec(), retention=config.state.retention_policy()
         )
+        from pipelines.runtimes.expiry import EventClock
+
+        ttl_ms = config.state.ttl_ms
+        self._clock = None if ttl_ms is None else EventClock(ttl_ms, config.state.sweep_check_seconds * 1000)
         self._operator = operator
         metrics = self._runtime_context.get_metrics_group()
         self._metrics = metrics
@@ -137,6 +142,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._duplicates_seen = 0
         self._expired_metric = metrics.counter("expired_keys")
         self._expired_seen = 0
+        self._swept_metric = metrics.counter("swept_keys")
         self._swaps_metric = metrics.counter("model_swaps")
         self._scored_metric = metrics.counter("events_scored")
         from pipelines.runtimes.flink.latency import LatencyWindow
@@ -225,10 +231,43 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             if decision is not None:
                 self._count_decision(decision)
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
+        if self._clock is not None and results:
+            self._schedule_sweep(self._clock, ctx)
         if self.changelog:
             latest = self._state.last_written  # written by this event's put: no second state read
             if latest is not None and results:
                 yield STATE_CHANGELOG, Row(key, self._changelog_record(key, latest).decode())
+
+    def _schedule_sweep(self, clock: EventClock, ctx: KeyedProcessFunction.Context) -> None:
+        """Advance the event clock; a key's first version (a new key, or an expired one restarted) gets the
+        timer that will look at whether to sweep it (`pipelines.runtimes.expiry`)."""
+        latest = self._state.last_written
+        if latest is None:
+            return
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        clock.saw(latest.event_time, now)
+        if latest.version == 1:
+            timers.register_processing_time_timer(now + clock.first_check_ms)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        """A key's sweep timer: remove its state if its subtask's event clock is two TTLs past its newest event
+        (a tombstone goes to the state changelog), else look again when it will be."""
+        if self._operator is None:
+            self._open_operator()
+        if self._clock is None:  # a timer of a job that ran with a TTL, restored without one: keep the state
+            return
+        self._state.begin_element()  # the cached head belongs to the last element's key
+        newest = self._state.newest_event_time()
+        if newest is None:
+            return
+        if self._clock.due(newest):
+            self._state.forget()
+            self._swept_metric.inc()
+            if self.changelog:
+                yield STATE_CHANGELOG, Row(ctx.get_current_key(), None)
+        else:
+            ctx.timer_service().register_processing_time_timer(self._clock.next_check_ms(newest, timestamp))
 
     def close(self) -> None:
         """Close the operator."""

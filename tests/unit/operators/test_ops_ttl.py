@@ -1,5 +1,6 @@
 """State TTL in event time (`state.ttl_hours`): a key idle for longer than the TTL restarts cold, exactly as a new
-key would (its version numbers go on), in the one-at-a-time path and in micro-batches alike."""
+key would (its state forgotten, its versions start again at 1: what a sweep leaves), in the one-at-a-time path
+and in micro-batches alike."""
 
 from __future__ import annotations
 
@@ -41,9 +42,10 @@ def test_an_idle_key_past_the_ttl_restarts_cold_as_a_new_key_would() -> None:
         operator.process(_tx(i, T0 + i * 60_000), store.key("acct-1"), None)
     late = _tx(9, T0 + 4 * 60_000 + HOUR + 1)  # 1 h 1 ms after the account's newest event
     [result] = operator.process(late, store.key("acct-1"), None)
-    assert operator.expired_keys == 1 and result.state_version == 6  # versions go on
+    assert operator.expired_keys == 1 and result.state_version == 1  # a new lifetime
     [as_new] = _risk(ttl_ms=HOUR).process(late, MemoryVersionedStore(codec=RISK_STATE_CODEC).key("x"), None)
     assert _unversioned(result) == _unversioned(as_new)
+    assert [v.version for v in store.key("acct-1").history(10)] == [1]  # nothing of the old lifetime is kept
     [kept] = _risk(ttl_ms=None).process(late, _store_with_history(), None)
     assert _unversioned(kept) != _unversioned(as_new)  # without a TTL the history counts
 
@@ -104,4 +106,4 @@ def test_a_session_past_the_ttl_forgets_its_seen_items_and_ids() -> None:
     operator.process(click(3, T0 + 90 * 60_000 + 2 * HOUR + 1), store.key("s"), None)  # past the TTL: cold
     latest = store.key("s").get()
     assert operator.expired_keys == 1 and latest is not None
-    assert latest.version == 3 and latest.value.seen == [3] and len(latest.value.seen_ids) == 1
+    assert latest.version == 1 and latest.value.seen == [3] and len(latest.value.seen_ids) == 1

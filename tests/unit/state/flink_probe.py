@@ -37,9 +37,9 @@ def _builtins(obj: Any) -> Any:
 def observe(
     state: VersionedState[Value], clear: Callable[[], None], op: str, n: int, event_time: int, offset: int
 ) -> Any:
-    """Apply `op` ("put" or "clear") and return everything the state answers afterwards (plain data)."""
-    if op == "clear":
-        clear()
+    """Apply `op` ("put", "clear" or "forget") and return everything the state answers afterwards (plain data)."""
+    if op in ("clear", "forget"):
+        clear() if op == "clear" else state.forget()
         result: dict[str, Any] = {"op": op, "get": state.get(), "hist": state.history(4)}
     else:
         value = Value(n, np.full(3, n / 4, dtype=np.float32))

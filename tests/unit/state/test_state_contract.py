@@ -237,6 +237,35 @@ def test_write_batch_is_all_or_nothing(store: AnyStore) -> None:
     assert store.key("a").put("a1", event_time=3) == 2
 
 
+def test_forget_removes_every_version_and_the_counter(store: AnyStore) -> None:
+    k = store.key("a")
+    for i in range(4):
+        k.put(i, event_time=10 + i)
+    store.key("b").put("b", event_time=1)
+    k.forget()
+    assert k.get() is None and k.history(5) == [] and k.as_of(2) is None and k.as_of_time(100) is None
+    assert list(store.keys()) == ["b"]
+    assert k.put("new life", event_time=5) == 1  # versions start again
+    assert [v.version for v in k.history(5)] == [1] and k.as_of_time(4) is None
+    store.delete("a")
+    store.forget("a")  # a deleted key's kept counter goes too
+    assert k.put("third", event_time=6) == 1
+    store.forget("never-existed")  # a no-op
+
+
+def test_forget_then_put_in_one_batch(store: AnyStore) -> None:
+    k = store.key("a")
+    for i in range(3):
+        k.put(i, event_time=i)
+    with store.write_batch():
+        k.forget()
+        assert k.get() is None
+        assert k.put("x", event_time=9) == 1
+        assert k.put("y", event_time=10) == 2
+    assert [v.version for v in k.history(5)] == [2, 1]
+    assert k.as_of(1) == StateVersion(1, 9, "x", None)
+
+
 def test_write_batch_delete_then_put_in_one_batch(store: AnyStore) -> None:
     k = store.key("a")
     k.put(1, event_time=1)

@@ -37,7 +37,8 @@ def _operations(count: int, seed: int = 20260523) -> list[tuple[int, str, str, i
     ops = []
     for index in range(count):
         clock += rng.randint(0, 10)
-        op = "clear" if rng.random() < 0.04 else "put"
+        draw = rng.random()
+        op = "clear" if draw < 0.04 else "forget" if draw < 0.07 else "put"
         event_time = clock - rng.choice([0, 0, 5, 30])
         ops.append((index, f"acct-{rng.randint(0, 4)}", op, rng.randint(0, 1000), event_time))
     return ops
@@ -112,6 +113,10 @@ def test_flink_versioned_state_matches_the_reference(flink_env: Any) -> None:
     # the run exercised what it is meant to: pruning, clears, late events answered from history
     assert any(line["short"].get("old") is None and line["short"].get("v", 0) > 4 for line in got)
     assert any(line["short"]["op"] == "clear" for line in got)
+    assert any(line["short"]["op"] == "forget" for line in got)
+    # a put right after a forget starts again at version 1
+    assert any(a["key"] == b["key"] and a["short"]["op"] == "forget" and b["short"].get("v") == 1
+               for a, b in itertools.pairwise(got))
     assert any(
         line["default"].get("t_early") not in (None, line["default"].get("get")) for line in got
     )
