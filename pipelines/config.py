@@ -105,7 +105,8 @@ class StateConfig(_Section, frozen=True):
 
     retention_versions: PositiveInt = 16
     ttl_hours: PositiveInt | None = None
-    #: Flink: processing time from a key's first event to the first look at whether it is to be swept.
+    #: Flink: the shortest processing time from a key's first event to the first look at whether it is to be
+    #: swept (the delay used until the event clock's pace is measured, `pipelines.runtimes.expiry`).
     sweep_check_seconds: PositiveInt = 60
     #: A re-sent event id is recognised (dropped) for this long in event time (`operators.idempotency`).
     dedup_window_hours: PositiveInt = 24

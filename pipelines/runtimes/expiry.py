@@ -11,9 +11,11 @@ of the key's newest event (so the key is not expired for it) that arrives more t
 newest event of its subtask; it finds the key swept and starts it as new. Choose the TTL longer than any
 lateness of the input.
 
-The Flink job sweeps with one processing-time timer per key lifetime (registered when version 1 is written,
-checked `state.sweep_check_seconds` later, then rescheduled by the event clock's pace, `EventClock.
-next_check_ms`), so a key costs about two timer firings over its life and nothing on its other events. The
+The Flink job sweeps with one processing-time timer per key lifetime, registered when version 1 is written for
+when the key would be due at the event clock's current pace (`EventClock.first_check_ms_for`; during the first
+second after a start, when the pace is not measured yet, `state.sweep_check_seconds` later) and rescheduled the
+same way while the key stays active, so an idle key costs one or two timer firings and its other events
+nothing. The
 faust runtime sweeps incrementally: each micro-batch examines as many stored keys of its partition as it
 scored events, resuming where the previous one stopped (`RocksVersionedStore.scan_heads`).
 """
@@ -38,6 +40,7 @@ class EventClock:
         self.newest: int | None = None
         self._anchor: tuple[int, int] | None = None  # (processing ms, event ms) where the pace window starts
         self._pace = 1.0
+        self._measured = False  # a pace has been measured over at least MIN_PACE_SPAN_MS
 
     def saw(self, event_time: int, now_ms: int) -> None:
         """Advance the clock by an event's time (a late event does not move it back)."""
@@ -48,6 +51,7 @@ class EventClock:
         elif now_ms - self._anchor[0] >= PACE_WINDOW_MS:
             self._pace = self.pace(now_ms)
             self._anchor = (now_ms, self.newest)
+        self._measured = self._measured or now_ms - self._anchor[0] >= MIN_PACE_SPAN_MS
 
     def pace(self, now_ms: int) -> float:
         """Event milliseconds per processing millisecond, at least 1 (the last full window's while the current
@@ -62,6 +66,13 @@ class EventClock:
     def due(self, newest_event_time: int) -> bool:
         """Whether a key whose newest event is `newest_event_time` is to be swept now."""
         return self.newest is not None and self.newest - newest_event_time > SWEEP_AFTER_TTLS * self.ttl_ms
+
+    def first_check_ms_for(self, newest_event_time: int, now_ms: int) -> int:
+        """When (processing time) to first look at a new key: `first_check_ms` from now while the pace is not
+        measured yet (the first second after a start), else when it will be due (`next_check_ms`)."""
+        if not self._measured:
+            return now_ms + self.first_check_ms
+        return self.next_check_ms(newest_event_time, now_ms)
 
     def next_check_ms(self, newest_event_time: int, now_ms: int) -> int:
         """When (processing time) to look at a key that is not due yet: when the clock, at its current pace,

@@ -248,7 +248,7 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         now = timers.current_processing_time()
         clock.saw(latest.event_time, now)
         if latest.version == 1:
-            timers.register_processing_time_timer(now + clock.first_check_ms)
+            timers.register_processing_time_timer(clock.first_check_ms_for(latest.event_time, now))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         """A key's sweep timer: remove its state if its subtask's event clock is two TTLs past its newest event

@@ -121,3 +121,14 @@ def test_the_changelog_applies_tombstones_and_new_lifetimes(tmp_path: Path) -> N
     with pytest.raises(ChangelogGapError, match="jumps from version 1 to 3"):
         apply_record(store, b"a", records[2], RiskState)
     store.close()
+
+
+def test_a_new_key_is_first_checked_when_it_will_be_due_once_the_pace_is_known() -> None:
+    clock = EventClock(HOUR, first_check_ms=60_000)
+    clock.saw(T0, now_ms=0)
+    assert clock.first_check_ms_for(T0, now_ms=10) == 60_010  # pace not measured yet: the configured delay
+    clock.saw(T0 + 10 * HOUR, now_ms=MIN_PACE_SPAN_MS)  # 10 h of events in a second: pace 36,000
+    due_in = int((SWEEP_AFTER_TTLS * HOUR) / (10 * HOUR / MIN_PACE_SPAN_MS)) + 1
+    assert clock.first_check_ms_for(T0 + 10 * HOUR, now_ms=MIN_PACE_SPAN_MS) == MIN_PACE_SPAN_MS + 60_000
+    clock.first_check_ms = 10
+    assert clock.first_check_ms_for(T0 + 10 * HOUR, now_ms=MIN_PACE_SPAN_MS) == MIN_PACE_SPAN_MS + due_in
