@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -66,6 +67,28 @@ def read_values(
     """The committed values of `topic` from `starts` (default: the beginning) to `ends` (exclusive; default: the
     end of each partition when the read reaches it). Raises SetupError when nothing arrives for `stall_timeout_s`
     before the ends are reached."""
+    for record in read_records(bootstrap, topic, starts=starts, ends=ends, stall_timeout_s=stall_timeout_s):
+        yield record.value
+
+
+class TopicRecord(NamedTuple):
+    """One committed record of a bounded read: where it is, its key and value (empty for a tombstone)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    starts: dict[int, int] | None = None,
+    ends: dict[int, int] | None = None,
+    stall_timeout_s: float = 60.0,
+) -> Iterator[TopicRecord]:
+    """`read_values` with each record's partition, offset and key."""
     numbers = partitions(bootstrap, topic)
     starts = starts or {}
     pending = {p for p in numbers if ends is None or ends.get(p, 0) > starts.get(p, 0)}
@@ -95,7 +118,7 @@ def read_values(
             if partition not in pending or (end is not None and offset >= end):
                 pending.discard(partition)
                 continue
-            yield msg.value() or b""
+            yield TopicRecord(partition, offset, msg.key(), msg.value() or b"")
             if end is not None and offset >= end - 1:
                 pending.discard(partition)
     finally:

@@ -20,6 +20,7 @@ from pipelines.cli.broker import add_kafka_command
 from pipelines.cli.cluster import add_cluster_command
 from pipelines.cli.common import DEFAULT_BOOTSTRAP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from pipelines.cli.data import add_data_commands
+from pipelines.cli.dataset import add_dataset_command
 from pipelines.cli.demo import add_demo_command
 from pipelines.cli.jobs import add_job_commands
 from pipelines.cli.models import add_models_commands
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     add_models_commands(commands)
     add_savepoint_commands(commands)
     add_backtest_command(commands)
+    add_dataset_command(commands)
     _accept_common_options(root)
     return root
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.exceptions import UsageError
 from pipelines.registry import pipeline_names
 
 
@@ -15,13 +16,23 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from pipelines.kafka.publishing import synthetic_records
     from pipelines.registry import get
 
-    pipeline = get(args.pipeline)
-    topic = args.topic or pipeline.topics.input
-    ensure_topics(args.bootstrap, [topic], partitions=args.partitions)
-    if args.file is not None:
-        records = file_records(Path(args.file), pipeline.key_field)
+    if args.pipeline == "feedback":
+        from pipelines.feedback import feedback_topic, synthetic_label_records
+
+        if args.of not in pipeline_names():
+            raise UsageError(f"publish feedback needs the pipeline whose events the labels are of: one of "
+                             f"{', '.join(pipeline_names())} (got {args.of!r})")
+        topic = args.topic or feedback_topic(args.of)
+        records = file_records(Path(args.file), "event_id") if args.file is not None else \
+            synthetic_label_records(args.of, args.events, args.seed)
     else:
-        records = synthetic_records(args.pipeline, args.events, args.seed)
+        if args.of is not None:
+            raise UsageError(f"unexpected argument {args.of!r} (only `publish feedback PIPELINE` takes two)")
+        pipeline = get(args.pipeline)
+        topic = args.topic or pipeline.topics.input
+        records = file_records(Path(args.file), pipeline.key_field) if args.file is not None else \
+            synthetic_records(args.pipeline, args.events, args.seed)
+    ensure_topics(args.bootstrap, [topic], partitions=args.partitions)
     from pipelines.cli.progress import Progress
 
     shown = Progress(f"publishing to {topic}", None if args.file is not None else args.events, "records")
@@ -85,8 +96,12 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 
 def add_data_commands(commands: Any) -> None:
     """Add `publish`, `consume`, `score` and `dlq`."""
-    publish = commands.add_parser("publish", help="publish synthetic events or a JSONL file")
-    publish.add_argument("pipeline", choices=pipeline_names(), help="whose events (and default topic)")
+    publish = commands.add_parser("publish", help="publish synthetic events or labels, or a JSONL file")
+    publish.add_argument("pipeline", choices=[*pipeline_names(), "feedback"],
+                         help="whose events (and default topic); `feedback PIPELINE`: labels of its events")
+    publish.add_argument("of", nargs="?", metavar="PIPELINE",
+                         help="after `feedback`: whose events the labels are of (default topic PIPELINE.feedback; "
+                         "the same --events/--seed as the events)")
     source = publish.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", type=int, help="number of seeded synthetic events")
     source.add_argument("--file", help="JSONL file; each line is sent as-is")

@@ -1,0 +1,52 @@
+"""The feedback label contract: valid labels decode, every bad one is rejected with a reason code; synthetic
+labels follow the generator's ground truth and arrive late, in arrival order."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.synthetic import generate_transactions
+from operators.decoding import Rejection
+from operators.feedback import Label, label_decoder
+from pipelines.feedback import CHARGEBACK_DELAY_MS, MATURITY_MS, synthetic_labels
+
+T = 1_767_225_600_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"event_id": "e", "label": 2, "labelled_at": 1767225600000}', "invalid_value"),
+        (b'{"event_id": "e", "label": -1, "labelled_at": 1767225600000}', "invalid_value"),
+        (b'{"event_id": "", "label": 1, "labelled_at": 1767225600000}', "bad_id"),
+        (b'{"event_id": "e", "label": 1, "labelled_at": 1767225600}', "absurd_ts"),
+        (b'{"event_id": "e", "label": "1", "labelled_at": 1767225600000}', "wrong_type"),
+        (b'{"label": 1, "labelled_at": 1767225600000}', "missing_field"),
+        (b"[1]", "not_an_object"),
+        (b"{nope", "invalid_json"),
+        (b"\xff", "not_utf8"),
+    ],
+)
+def test_a_bad_label_is_rejected_with_its_reason(raw: bytes, reason: str) -> None:
+    decoded = label_decoder().decode(raw)
+    assert isinstance(decoded, Rejection) and decoded.reason == reason
+
+
+def test_a_label_decodes_and_ignores_unknown_fields() -> None:
+    raw = b'{"event_id": "e", "label": 1, "labelled_at": 1767225600000, "source": "chargeback", "amount": 3}'
+    assert label_decoder().decode(raw) == Label(event_id="e", label=1, labelled_at=T, source="chargeback")
+
+
+def test_synthetic_labels_follow_the_ground_truth_and_arrive_late() -> None:
+    events = {str(e["event_id"]): e for e in generate_transactions(3_000, 4)}
+    labels = synthetic_labels("risk", 3_000, 4)
+    assert len(labels) == len(events) and [x["labelled_at"] for x in labels] == sorted(x["labelled_at"] for x in labels)
+    for label in labels:
+        event = events[str(label["event_id"])]
+        delay = int(label["labelled_at"]) - int(event["ts"])
+        assert label["label"] == event["label"]
+        if label["label"] == 1:
+            assert label["source"] == "chargeback" and CHARGEBACK_DELAY_MS[0] <= delay < CHARGEBACK_DELAY_MS[1]
+        else:
+            assert label["source"] == "matured" and delay == MATURITY_MS
+    assert sum(int(x["label"]) for x in labels) > 0
