@@ -38,9 +38,17 @@ def _reco_codec() -> Codec[Any]:
     return RECO_STATE_CODEC
 
 
-def _transactions(n: int, seed: int) -> list[dict[str, object]]:
+#: The drift scenario of the risk generator: a new fraud pattern (`micro_drain`) from 40 % of the stream's time
+#: span on, 1.5 % of its events, which the shipped model has never seen.
+EMERGING_FRAUD = "emerging-fraud"
+EMERGING_FROM, EMERGING_RATE = 0.4, 0.015
+
+
+def _transactions(n: int, seed: int, scenario: str | None = None) -> list[dict[str, object]]:
     from models.synthetic import generate_transactions
 
+    if scenario == EMERGING_FRAUD:
+        return generate_transactions(n, seed, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)
     return generate_transactions(n, seed)
 
 
@@ -84,6 +92,7 @@ RISK = register(PipelineDefinition(
     result_key=attrgetter("account_id"),
     retention=RetentionPolicy(max_versions=16),
     generate=_transactions,
+    scenarios=(EMERGING_FRAUD,),
     train=_train("risk"),
     evaluate=_evaluate("risk"),
 ))

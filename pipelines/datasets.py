@@ -97,6 +97,23 @@ def _labels(bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: D
     return labels
 
 
+def scored_features(
+    bootstrap: str, changelog_topic: str, wanted: set[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], list[float]]:
+    """The scored feature vector of each wanted `(account_id, state_version, ts)`, from the state changelog (the
+    version of that number whose event time is `ts`: a key's versions start again after it expired)."""
+    features: dict[tuple[str, int, int], list[float]] = {}
+    decode_version = msgspec.json.Decoder(_Version).decode
+    for record in read_records(bootstrap, changelog_topic):
+        if not record.value:  # a sweep's tombstone
+            continue
+        version = decode_version(record.value)
+        coordinates = (version.key, version.version, version.event_time)
+        if coordinates in wanted:
+            features[coordinates] = version.value.get("scored_features", [])
+    return features
+
+
 def build_risk_dataset(
     bootstrap: str, *, results_topic: str, feedback_topic: str, changelog_topic: str, until_ms: int, out: Path,
     dlq_topic: str,
@@ -123,15 +140,7 @@ def build_risk_dataset(
             continue
         wanted[(result.account_id, result.state_version, result.ts)] = (result, label)
     report.unknown_labels = sum(1 for event_id in labels if event_id not in seen)
-    features: dict[tuple[str, int, int], list[float]] = {}
-    decode_version = msgspec.json.Decoder(_Version).decode
-    for record in read_records(bootstrap, changelog_topic):
-        if not record.value:  # a sweep's tombstone
-            continue
-        version = decode_version(record.value)
-        coordinates = (version.key, version.version, version.event_time)
-        if coordinates in wanted:
-            features[coordinates] = version.value.get("scored_features", [])
+    features = scored_features(bootstrap, changelog_topic, set(wanted))
     rows = sorted((c for c in wanted if len(features.get(c, ())) == len(FEATURE_NAMES)),
                   key=lambda c: (wanted[c][0].ts, wanted[c][0].event_id))
     report.missing_features = len(wanted) - len(rows)

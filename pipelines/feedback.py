@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import msgspec
 import numpy as np
 
-from pipelines.exceptions import ConfigError, UsageError
-from pipelines.registry import get
+from pipelines.exceptions import ConfigError
+from pipelines.kafka.publishing import generated_events
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -23,14 +23,10 @@ CHARGEBACK_DELAY_MS = (2 * HOUR_MS, 5 * DAY_MS)
 MATURITY_MS = 7 * DAY_MS
 
 
-def synthetic_labels(pipeline: str, n: int, seed: int) -> list[dict[str, object]]:
-    """The labels of the `n` seeded synthetic events of `pipeline`, sorted by `labelled_at` (arrival order)."""
-    if n < 1:
-        raise UsageError(f"--events must be >= 1, got {n}")
-    spec = get(pipeline)
-    if spec.generate is None:
-        raise ConfigError(f"pipeline {pipeline!r} has no synthetic generator, so no synthetic feedback")
-    events = spec.generate(n, seed)
+def synthetic_labels(pipeline: str, n: int, seed: int, scenario: str | None = None) -> list[dict[str, object]]:
+    """The labels of the `n` seeded synthetic events of `pipeline` (of `scenario`), sorted by `labelled_at`
+    (arrival order)."""
+    events = generated_events(pipeline, n, seed, scenario)
     if not events or "label" not in events[0]:
         raise ConfigError(f"the {pipeline} generator has no ground-truth outcomes to report as feedback (the "
                           "risk generator has: publish feedback risk)")
@@ -49,9 +45,11 @@ def synthetic_labels(pipeline: str, n: int, seed: int) -> list[dict[str, object]
     return labels
 
 
-def synthetic_label_records(pipeline: str, n: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
+def synthetic_label_records(
+    pipeline: str, n: int, seed: int, scenario: str | None = None
+) -> Iterator[tuple[bytes, bytes]]:
     """`(event_id, JSON)` records of the synthetic labels (keyed by event id)."""
-    for label in synthetic_labels(pipeline, n, seed):
+    for label in synthetic_labels(pipeline, n, seed, scenario):
         yield str(label["event_id"]).encode(), msgspec.json.encode(label)
 
 

@@ -48,7 +48,8 @@ class PipelineDefinition:
     - `state_codec`: the codec of the operator's per-key state (called once per runtime);
     - `result_key`: the Kafka key of a result;
     - `retention`: versions kept per key;
-    - `generate(n, seed)`: synthetic events (dicts) for `publish --events`, or None;
+    - `generate(n, seed)`: synthetic events (dicts) for `publish --events`, or None; `scenarios`: names of
+      variants it also makes, `generate(n, seed, scenario=NAME)` (`publish --scenario NAME`);
     - `train(seed, registry, *, events, progress, k)` -> new model version, and
       `evaluate(version, seed, events, *, registry, progress)` -> `Evaluation`: the model hooks, or None
       (`streamscore models train|evaluate` offer the pipelines that have them).
@@ -64,7 +65,8 @@ class PipelineDefinition:
     state_codec: Callable[[], Codec[Any]]
     result_key: Callable[[Any], str]
     retention: RetentionPolicy
-    generate: Callable[[int, int], list[dict[str, object]]] | None = None
+    generate: Callable[..., list[dict[str, object]]] | None = None
+    scenarios: tuple[str, ...] = ()
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., Any] | None = None
 

@@ -49,8 +49,11 @@ PATTERNS: tuple[str, ...] = (
     "account_takeover",
     "velocity_spike",
     "merchant_anomaly",
+    "micro_drain",
 )
-FRAUD_PATTERNS: tuple[str, ...] = PATTERNS[1:]
+FRAUD_PATTERNS: tuple[str, ...] = PATTERNS[1:5]
+#: The pattern of the drift scenario (`emerging_from`): absent from the default stream the models learn from.
+EMERGING_PATTERN = "micro_drain"
 # Episode mix, chosen so that each pattern contributes a similar share of fraud *events*.
 _EPISODE_MIX = np.array([0.15, 0.35, 0.12, 0.38])
 
@@ -285,6 +288,24 @@ def _fraud_rows(world: _World, a: int, pattern: int, seq: list[int]) -> list[_Ro
     return rows
 
 
+def _emerging_rows(world: _World, a: int, seq: list[int], t_from: int) -> list[_Row]:
+    """One `micro_drain` episode on account `a` starting after `t_from`: 3-8 purchases of 2-8 % of the usual
+    amount at the account's favourite merchants, from its primary device, at home, 20-90 min apart - nothing
+    new about the place, the device or the pace, only amounts far below the account's own."""
+    rng = world.rng
+    acct = world.accounts[a]
+    typical = float(np.exp(acct.mu))
+    t = int(rng.integers(t_from, max(t_from + 1, world.span_ms - 12 * HOUR_MS)))
+    rows: list[_Row] = []
+    for _ in range(int(rng.integers(3, 9))):
+        seq[0] += 1
+        amount = max(0.01, round(typical * float(rng.uniform(0.02, 0.08)), 2))
+        merchant = int(rng.choice(acct.favourites))
+        rows.append((t, seq[0], a, amount, merchant, acct.home, acct.devices[0], 1, PATTERNS.index("micro_drain")))
+        t += int(rng.integers(20, 91)) * MINUTE_MS
+    return rows
+
+
 def generate_transactions(
     n: int,
     seed: int,
@@ -293,11 +314,16 @@ def generate_transactions(
     accounts: int | None = None,
     fraud_rate: float = 0.01,
     tx_per_day: float = 3.0,
+    emerging_from: float | None = None,
+    emerging_rate: float = 0.01,
 ) -> list[dict[str, object]]:
     """`n` transactions sorted by `ts`, deterministic for `seed` (the module doc describes the world).
 
     `accounts` defaults to `max(20, n // 60)` (about 60 purchases each); `fraud_rate` is the share of fraud
     events (0 disables fraud). Each dict has the `Transaction` fields plus `label` (0/1) and `pattern`.
+    The drift scenario: with `emerging_from` (a fraction of the span), a new fraud pattern (`micro_drain`,
+    `_emerging_rows`) appears after that point in time, `emerging_rate` of the stream's events, on top of the
+    usual patterns; the stream before it is the same world with the usual patterns only.
     """
     if n < 1:
         raise ValueError(f"generate_transactions: n must be >= 1, got {n}")
@@ -320,6 +346,15 @@ def generate_transactions(
         episode = episode[: target_fraud - n_fraud]
         rows.extend(episode)
         n_fraud += len(episode)
+    if emerging_from is not None:
+        if not 0.0 <= emerging_from < 1.0:
+            raise ValueError(f"generate_transactions: emerging_from must be in [0, 1), got {emerging_from}")
+        target_emerging = n_fraud + round(n * emerging_rate)
+        while n_fraud < target_emerging:
+            episode = _emerging_rows(world, int(rng.integers(n_accounts)), seq, int(world.span_ms * emerging_from))
+            episode = episode[: target_emerging - n_fraud]
+            rows.extend(episode)
+            n_fraud += len(episode)
     budget = n - n_fraud
     for a in np.flatnonzero(rng.random(n_accounts) < 0.3).tolist():
         if budget < n // 2:

@@ -22,7 +22,9 @@ from pipelines.cli.common import DEFAULT_BOOTSTRAP, EXIT_FAILURE, EXIT_INTERRUPT
 from pipelines.cli.data import add_data_commands
 from pipelines.cli.dataset import add_dataset_command
 from pipelines.cli.demo import add_demo_command
+from pipelines.cli.drift import add_drift_command
 from pipelines.cli.jobs import add_job_commands
+from pipelines.cli.loop import add_loop_command
 from pipelines.cli.models import add_models_commands
 from pipelines.cli.savepoint import add_savepoint_commands
 from pipelines.cli.state import add_state_commands
@@ -46,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
     add_savepoint_commands(commands)
     add_backtest_command(commands)
     add_dataset_command(commands)
+    add_drift_command(commands)
+    add_loop_command(commands)
     _accept_common_options(root)
     return root
 

@@ -24,14 +24,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                              f"{', '.join(pipeline_names())} (got {args.of!r})")
         topic = args.topic or feedback_topic(args.of)
         records = file_records(Path(args.file), "event_id") if args.file is not None else \
-            synthetic_label_records(args.of, args.events, args.seed)
+            synthetic_label_records(args.of, args.events, args.seed, args.scenario)
     else:
         if args.of is not None:
             raise UsageError(f"unexpected argument {args.of!r} (only `publish feedback PIPELINE` takes two)")
         pipeline = get(args.pipeline)
         topic = args.topic or pipeline.topics.input
         records = file_records(Path(args.file), pipeline.key_field) if args.file is not None else \
-            synthetic_records(args.pipeline, args.events, args.seed)
+            synthetic_records(args.pipeline, args.events, args.seed, args.scenario)
     ensure_topics(args.bootstrap, [topic], partitions=args.partitions)
     from pipelines.cli.progress import Progress
 
@@ -106,6 +106,8 @@ def add_data_commands(commands: Any) -> None:
     source.add_argument("--events", type=int, help="number of seeded synthetic events")
     source.add_argument("--file", help="JSONL file; each line is sent as-is")
     publish.add_argument("--seed", type=int, default=7, help="seed of the synthetic events, default %(default)s")
+    publish.add_argument("--scenario", help="a variant of the synthetic stream (risk: emerging-fraud, a new fraud "
+                         "pattern from 40 %% of its time span on); give the same to `publish feedback`")
     publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     publish.add_argument("--topic", help="default: the pipeline's input topic")
     publish.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")

@@ -30,8 +30,29 @@ def _fail(message: str, code: int = EXIT_ERROR) -> int:
     return code
 
 
+def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
+    from pipelines.exceptions import UsageError
+    from pipelines.retraining import train_risk_on_dataset
+
+    if args.name != "risk":
+        raise UsageError("--dataset trains risk models (datasets are built by `streamscore dataset build risk`)")
+    if args.events is not None or args.k is not None:
+        raise UsageError("--events and --k are for synthetic training, not --dataset")
+    registry = _registry(args)
+    version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
+                                              holdout_share=args.holdout_share)
+    holdout = manifest["metrics_holdout"]
+    print(f"registered risk@{version} from {args.dataset} (not promoted; current: risk@{registry.current('risk')})")
+    print(f"on the dataset's last {holdout['rows']:,} rows (time-ordered holdout): {manifest['metrics']}; "
+          f"production scored {holdout['production']}")
+    return EXIT_OK
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from pipelines.registry import get
+
+    if args.dataset is not None:
+        return _cmd_train_on_dataset(args)
 
     train = get(args.name).train
     assert train is not None  # the choices are the pipelines with a train hook
@@ -103,10 +124,31 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate_on_dataset(args: argparse.Namespace) -> int:
+    from pipelines.exceptions import UsageError
+    from pipelines.retraining import evaluate_on_dataset, load_splits, production_metrics
+
+    if args.name != "risk" or args.seed is not None or args.events is not None:
+        raise UsageError("--dataset evaluates risk models on the dataset's holdout (no --seed/--events)")
+    registry = _registry(args)
+    splits = load_splits(Path(args.dataset), args.holdout_share)
+    handle = registry.load("risk", args.version)
+    metrics = {"model": evaluate_on_dataset(handle, splits), "production": production_metrics(splits),
+               "holdout_rows": splits.holdout.stop - splits.holdout.start}
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        print(f"{handle.ref} on the last {metrics['holdout_rows']:,} rows of {args.dataset}: {metrics['model']}; "
+              f"production scored {metrics['production']}")
+    return EXIT_OK
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pipelines.registry import get
     from pipelines.training import DEFAULT_EVAL_SEED, write_report
 
+    if args.dataset is not None:
+        return _cmd_evaluate_on_dataset(args)
     evaluation = get(args.name).evaluate
     assert evaluation is not None  # the choices are the pipelines with an evaluate hook
     try:
@@ -151,6 +193,10 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
+    train.add_argument("--dataset", metavar="FILE", help="risk: train on a `dataset build` file instead (registered "
+                       "without promotion; the manifest names the dataset and its time range)")
+    train.add_argument("--holdout-share", type=float, default=0.2,
+                       help="--dataset: the share of its newest rows held out for the metrics, default %(default)s")
     train.set_defaults(func=_cmd_train)
 
     listing = commands.add_parser("list", help="list models and versions (* marks current)")
@@ -176,5 +222,9 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--events", type=int, default=None, help="holdout events (default: per model)")
     evaluate.add_argument("--json", action="store_true", help="print only the metrics as one JSON object")
     evaluate.add_argument("--report-dir", default=None, help="write <model>@<v>-seed<S>.json and .png here")
+    evaluate.add_argument("--dataset", metavar="FILE",
+                          help="risk: evaluate on the time-ordered holdout of a `dataset build` file instead")
+    evaluate.add_argument("--holdout-share", type=float, default=0.2,
+                          help="--dataset: the share of its newest rows to evaluate on, default %(default)s")
     evaluate.set_defaults(func=_cmd_evaluate)
     return models

@@ -9,6 +9,7 @@ unknown and not-yet-known labels are each handled as documented, and nothing els
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from models.registry import ModelRegistry
 from models.synthetic import generate_transactions
 from operators.dead_letter import DeadLetter
-from operators.risk.features import RiskFeatureState, TransactionView, update
+from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
 from pipelines.datasets import FEATURE_COLUMNS, dataset_metadata
 from pipelines.feedback import synthetic_labels
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
@@ -102,6 +103,20 @@ def test_dataset_rows_carry_the_features_the_model_scored_not_recomputed_ones(
         differs += int(not np.array_equal(np.asarray(recomputed, dtype=np.float32), as_of.features[i]))
         same += 1
     assert same > EVENTS // 2 and differs == same  # every one of them would be skewed
+
+    # drift between the first and the last third of the stream, on the same point-in-time vectors
+    drift_dir = tmp_path / "drift"
+    first, last = min(table["ts"]), max(table["ts"])
+    window_h = (last - first) / 3_600_000 / 3
+    streamscore("--bootstrap", bootstrap, "drift", "risk", "--results", topics.output, "--changelog", changelog,
+                "--window", str(window_h), "--report-dir", str(drift_dir))
+    drift = json.loads((drift_dir / "drift.json").read_text())
+    window_ms = int(window_h * 3_600_000)
+    assert drift["reference_rows"] == sum(1 for t in table["ts"] if t < first + window_ms)
+    assert drift["current_rows"] == sum(1 for t in table["ts"] if t >= last - window_ms)
+    assert list(drift["feature_psi"]) == list(FEATURE_NAMES) and (drift_dir / "drift.png").exists()
+    flagged = [n for n, v in drift["feature_psi"].items() if v >= 0.2] + ["score"] * (drift["score_psi"] >= 0.2)
+    assert drift["flagged"] == flagged
 
     # labels known later than --until are left out, and so are results after it
     until = int(sorted(int(label["labelled_at"]) for label in labels)[EVENTS // 2])

@@ -1,0 +1,128 @@
+"""The closed loop on the real broker and real Flink jobs, with the generator's drift scenario: a new fraud
+pattern (`micro_drain`) appears from 40 % of the stream's time span on.
+
+The production job (following promotions) scores the stream; its ROC-AUC on events after the pattern appeared
+is lower than before. `streamscore loop risk` builds the point-in-time dataset from results, late labels and
+the state changelog, trains a candidate on the older rows (past the drift), backtests it with a shadow job
+over the whole input, and promotes it because its ROC-AUC on the newest rows beats production's by >= 0.05 -
+as the backtest's streaming scores show; the running job then hot-swaps to it (new results name it). A
+second turn with a margin no candidate can reach keeps production and says why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import yaml
+
+from models.evaluation import roc_auc
+from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from pipelines.builtin import EMERGING_FROM
+from pipelines.config import RISK_CONFIG_PATH
+from pipelines.feedback import MATURITY_MS, synthetic_labels
+from pipelines.kafka.clients import consume, end_offsets, ensure_topics, publish_records
+from pipelines.kafka.publishing import synthetic_events
+
+from .conftest import Topics, start_job, streamscore
+from .test_recovery import _kill
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EVENTS, SEED, SCENARIO = 40_000, 21, "emerging-fraud"
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def _wait_for(bootstrap: str, topic: str, count: int, job: object, log: Path, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(end_offsets(bootstrap, topic).values()) < count:
+        assert job.poll() is None, log.read_text()[-3000:]  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, f"fewer than {count} results on {topic} after {timeout_s:.0f} s"
+        time.sleep(1)
+
+
+def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_model(
+    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry_root = tmp_path / "registry"
+    shutil.copytree(DEFAULT_ROOT, registry_root)
+    monkeypatch.setenv(REGISTRY_ENV, str(registry_root))  # the job, the loop and this test read it
+    config = yaml.safe_load(RISK_CONFIG_PATH.read_text(encoding="utf-8"))
+    config["model_refresh_seconds"] = 0.5
+    config_path = tmp_path / "risk.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    changelog, feedback = topics.output + ".changelog", topics.input + ".feedback"
+    ensure_topics(bootstrap, [changelog, feedback])
+    streamscore("--bootstrap", bootstrap, "publish", "risk", "--events", str(EVENTS), "--seed", str(SEED),
+                "--scenario", SCENARIO, "--topic", topics.input)
+    log = tmp_path / "job.log"
+    job = start_job(bootstrap, topics, tmp_path / "checkpoints", log, "--config", str(config_path),
+                    "--state-changelog", changelog, "--delivery", "at-least-once")
+    try:
+        _wait_for(bootstrap, topics.output, EVENTS, job, log)
+        streamscore("--bootstrap", bootstrap, "publish", "feedback", "risk", "--events", str(EVENTS), "--seed",
+                    str(SEED), "--scenario", SCENARIO, "--topic", feedback)
+
+        # the drift: production's ROC-AUC after the new pattern appeared is lower than before
+        results = {r["event_id"]: r for r in (msgspec.json.decode(x.value) for x in
+                                              consume(bootstrap, topics.output, timeout_s=3))}
+        labels = {str(x["event_id"]): int(x["label"]) for x in synthetic_labels("risk", EVENTS, SEED, SCENARIO)}
+        ts = np.array([r["ts"] for r in results.values()])
+        drift_at = ts.min() + EMERGING_FROM * (ts.max() - ts.min())
+        y = np.array([labels[e] for e in results])
+        score = np.array([r["score"] for r in results.values()])
+        early = ts < drift_at
+        before, after = roc_auc(y[early], score[early]), roc_auc(y[~early], score[~early])
+        assert after < before - 0.03, (before, after)
+
+        until = _iso(int(ts.max()) + MATURITY_MS + 1)  # every label has arrived
+        report_dir = tmp_path / "loop"
+        streamscore("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback,
+                    "--changelog", changelog, "--config", str(config_path), "--input-topic", topics.input,
+                    "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--report-dir", str(report_dir),
+                    "--margin", "0.05", "--fail-if-kept")
+        report = json.loads((report_dir / "loop.json").read_text())
+        assert report["promoted"] and report["production"] == "risk@1"
+        assert report["holdout"]["trained_to_ts"] > drift_at  # trained on labelled events past the drift
+        backtest = report["backtest"]
+        assert backtest["candidate"]["roc_auc"] >= backtest["production"]["roc_auc"] + 0.05, backtest
+        # the streaming path and the offline evaluation agree on both models
+        for who in ("candidate", "production"):
+            assert abs(backtest[who]["roc_auc"] - report["offline"][who]["roc_auc"]) < 1e-3, report
+        assert Path(backtest["report_json"]).exists() and (report_dir / "loop.png").exists()
+        candidate = report["candidate"]
+        assert ModelRegistry().current("risk") == int(candidate.split("@")[1])
+        manifest = ModelRegistry().manifest("risk", int(candidate.split("@")[1]))
+        assert manifest["dataset"]["path"] == str(report_dir / "dataset.parquet")
+        assert manifest["dataset"]["to_ts"] == int(ts.max())
+
+        # the running job hot-swapped: new events are scored by the candidate
+        time.sleep(2)
+        late = synthetic_events("risk", 30, seed=SEED + 1)
+        publish_records(bootstrap, topics.input, [(str(e["account_id"]).encode(), msgspec.json.encode(e))
+                                                  for e in late])
+        _wait_for(bootstrap, topics.output, EVENTS + len(late), job, log)
+        fresh = [msgspec.json.decode(x.value) for x in consume(bootstrap, topics.output, timeout_s=3)][-len(late):]
+        assert {r["model"] for r in fresh} == {candidate}
+
+        # a margin no candidate reaches: production stays, and the report says why
+        kept_dir = tmp_path / "kept"
+        streamscore("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback,
+                    "--changelog", changelog, "--config", str(config_path), "--input-topic", topics.input,
+                    "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--report-dir", str(kept_dir),
+                    "--margin", "0.9", "--no-backtest")
+        kept = json.loads((kept_dir / "loop.json").read_text())
+        assert not kept["promoted"] and "below the margin 0.9" in kept["why"]
+        assert ModelRegistry().current("risk") == int(candidate.split("@")[1])
+    finally:
+        _kill(job, signal.SIGTERM)

@@ -1,0 +1,66 @@
+"""PSI (the drift measure) and the time-ordered splits models are trained and compared on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from operators.risk.features import FEATURE_NAMES
+from pipelines.datasets import FEATURE_COLUMNS, dataset_metadata
+from pipelines.drift import psi
+from pipelines.exceptions import ConfigError
+from pipelines.retraining import load_splits, production_metrics
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0, 1, 20_000)
+    assert psi(reference, rng.normal(0, 1, 20_000)) < 0.01
+    assert 0.1 < psi(reference, rng.normal(0.5, 1, 20_000)) < psi(reference, rng.normal(1.5, 1, 20_000))
+
+
+def test_psi_sees_a_new_population_in_a_tail_and_handles_flags() -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0, 1, 20_000)
+    current = np.concatenate([rng.normal(0, 1, 19_000), rng.normal(-6, 0.3, 1_000)])  # 5 % far below
+    assert psi(reference, current) > 0.1  # a "moderate shift" from 5 % of the events (deciles alone: ~0.02)
+    flags = (rng.random(10_000) < 0.1).astype(float)
+    assert psi(flags, (rng.random(10_000) < 0.1).astype(float)) < 0.01
+    assert psi(flags, (rng.random(10_000) < 0.3).astype(float)) > 0.2
+
+
+def _dataset(path: Path, labels: list[int], names: tuple[str, ...] = FEATURE_NAMES) -> Path:
+    n = len(labels)
+    ts = np.arange(n)[::-1] + 1_767_225_600_000  # written newest first: the splits must sort by time
+    columns = {"event_id": [f"e{i}" for i in range(n)], "ts": ts, "label": labels,
+               "score": np.linspace(0, 1, n)}
+    columns |= {c: np.full(n, i, dtype=np.float32) for i, c in enumerate(FEATURE_COLUMNS)}
+    meta = {"feature_names": list(names), "until_ms": 1, "report": {}}
+    pq.write_table(pa.table(columns).replace_schema_metadata({"streamscore": json.dumps(meta)}), path)
+    return path
+
+
+def test_splits_are_in_time_order_holdout_newest(tmp_path: Path) -> None:
+    labels = [i % 2 for i in range(100)]
+    splits = load_splits(_dataset(tmp_path / "d.parquet", labels), holdout_share=0.2)
+    assert (splits.train, splits.validation, splits.holdout) == (slice(0, 64), slice(64, 80), slice(80, 100))
+    assert list(splits.ts) == sorted(splits.ts)
+    assert splits.ts[splits.train].max() < splits.ts[splits.holdout].min()
+    assert set(production_metrics(splits)) == {"roc_auc", "pr_auc"}
+    assert dataset_metadata(tmp_path / "d.parquet")["until_ms"] == 1
+
+
+def test_splits_refuse_a_split_with_one_class_or_other_features(tmp_path: Path) -> None:
+    labels = [1] * 20 + [i % 2 for i in range(80)]  # written newest first: the holdout (newest) is all 1s
+    with pytest.raises(ConfigError, match=r"holdout split .* does not hold both labels"):
+        load_splits(_dataset(tmp_path / "one.parquet", labels))
+    with pytest.raises(ConfigError, match="rebuild it"):
+        load_splits(_dataset(tmp_path / "old.parquet", [i % 2 for i in range(50)], ("x",) * len(FEATURE_NAMES)))
+    with pytest.raises(ConfigError, match="not a streamscore dataset"):
+        pq.write_table(pa.table({"a": [1]}), tmp_path / "plain.parquet")
+        load_splits(tmp_path / "plain.parquet")
