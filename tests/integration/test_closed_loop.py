@@ -87,10 +87,10 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
 
         until = _iso(int(ts.max()) + MATURITY_MS + 1)  # every label has arrived
         report_dir = tmp_path / "loop"
-        streamscore("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback,
-                    "--changelog", changelog, "--config", str(config_path), "--input-topic", topics.input,
-                    "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--report-dir", str(report_dir),
-                    "--margin", "0.05", "--fail-if-kept")
+        loop = ("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback, "--changelog",
+                changelog, "--config", str(config_path), "--input-topic", topics.input, "--output-topic",
+                topics.output, "--dlq-topic", topics.dlq)
+        streamscore(*loop, "--report-dir", str(report_dir), "--margin", "0.05", "--fail-if-kept")
         report = json.loads((report_dir / "loop.json").read_text())
         assert report["promoted"] and report["production"] == "risk@1"
         assert report["holdout"]["trained_to_ts"] > drift_at  # trained on labelled events past the drift
@@ -117,10 +117,7 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
 
         # a margin no candidate reaches: production stays, and the report says why
         kept_dir = tmp_path / "kept"
-        streamscore("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback,
-                    "--changelog", changelog, "--config", str(config_path), "--input-topic", topics.input,
-                    "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--report-dir", str(kept_dir),
-                    "--margin", "0.9", "--no-backtest")
+        streamscore(*loop, "--report-dir", str(kept_dir), "--margin", "0.9", "--no-backtest")
         kept = json.loads((kept_dir / "loop.json").read_text())
         assert not kept["promoted"] and "below the margin 0.9" in kept["why"]
         assert ModelRegistry().current("risk") == int(candidate.split("@")[1])
