@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from operators.decoding import Rejection
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
 from pipelines.backtest.topics import read_records
@@ -26,6 +27,10 @@ from pipelines.datasets import scored_features
 from pipelines.exceptions import ConfigError
 
 DEFAULT_THRESHOLD = 0.2
+#: Label-conditional drift (the positives' features): flagged when the two-sample KS test's p-value is below
+#: `KS_ALPHA` and its statistic at least `KS_MIN_D` (a strict level: 12 features, a few hundred positives).
+KS_ALPHA = 1e-6
+KS_MIN_D = 0.2
 EPSILON = 1e-4
 MAX_DISCRETE = 10
 #: Bin edges: the reference's deciles plus its 0.5 % and 1 % tails on both sides, so that a new population
@@ -47,6 +52,43 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
+def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """The two-sample Kolmogorov-Smirnov statistic D and its asymptotic p-value."""
+    a, b = np.sort(reference), np.sort(current)
+    grid = np.concatenate([a, b])
+    d = float(np.max(np.abs(np.searchsorted(a, grid, side="right") / len(a)
+                            - np.searchsorted(b, grid, side="right") / len(b))))
+    n = len(a) * len(b) / (len(a) + len(b))
+    lam = (np.sqrt(n) + 0.12 + 0.11 / np.sqrt(n)) * d
+    k = np.arange(1, 101)
+    p = float(2 * np.sum((-1.0) ** (k - 1) * np.exp(-2 * k * k * lam * lam)))
+    return d, min(max(p, 0.0), 1.0)
+
+
+@dataclass
+class PositiveDrift:
+    """How the labelled positives (e.g. frauds) of the current window differ from the reference's, per
+    feature: what a new fraud pattern changes even when it is too rare to move the whole population."""
+
+    reference_rows: int
+    current_rows: int
+    features: dict[str, dict[str, float]] = field(default_factory=dict)
+    flagged: list[str] = field(default_factory=list)
+
+
+def positive_drift(reference: np.ndarray, current: np.ndarray) -> PositiveDrift:
+    """KS and PSI per feature between the positives' feature rows of two windows; flagged by `KS_ALPHA` and
+    `KS_MIN_D`."""
+    result = PositiveDrift(len(reference), len(current))
+    for i, name in enumerate(FEATURE_NAMES):
+        d, p = ks_test(reference[:, i], current[:, i])
+        result.features[name] = {"ks": round(d, 4), "p_value": float(f"{p:.3g}"),
+                                 "psi": round(psi(reference[:, i], current[:, i]), 4)}
+        if p < KS_ALPHA and d >= KS_MIN_D:
+            result.flagged.append(name)
+    return result
+
+
 @dataclass
 class DriftReport:
     """PSI per feature and of the score, which are flagged, and the windows compared."""
@@ -60,6 +102,8 @@ class DriftReport:
     feature_psi: dict[str, float] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
     score_mean: tuple[float, float] = (0.0, 0.0)
+    #: With labels: the label-1 events' feature drift (None without `--feedback`).
+    positives: PositiveDrift | None = None
 
 
 def _windowed(bootstrap: str, results_topic: str, changelog_topic: str, window_ms: int,
@@ -81,16 +125,20 @@ def _windowed(bootstrap: str, results_topic: str, changelog_topic: str, window_m
 
 def measure_drift(
     bootstrap: str, *, results_topic: str, changelog_topic: str, window_ms: int,
-    reference: tuple[int, int] | None = None, threshold: float = DEFAULT_THRESHOLD,
+    reference: tuple[int, int] | None = None, threshold: float = DEFAULT_THRESHOLD, feedback_topic: str | None = None,
 ) -> tuple[DriftReport, dict[str, np.ndarray]]:
     """PSI between the reference window (default: the first `window_ms` of the results) and the last
-    `window_ms` of event time; also the raw score arrays (for the plot)."""
+    `window_ms` of event time, and with `feedback_topic` the positives' drift (`positive_drift`); also the raw
+    score arrays (for the plot)."""
     chosen, ref_window, cur_window = _windowed(bootstrap, results_topic, changelog_topic, window_ms, reference)
     vectors = scored_features(bootstrap, changelog_topic, {(r.account_id, r.state_version, r.ts) for r in chosen})
     ref_rows: list[list[float]] = []
     cur_rows: list[list[float]] = []
     ref_scores: list[float] = []
     cur_scores: list[float] = []
+    positives = _positive_ids(bootstrap, feedback_topic) if feedback_topic else None
+    ref_positive: list[list[float]] = []
+    cur_positive: list[list[float]] = []
     for r in chosen:
         vector = vectors.get((r.account_id, r.state_version, r.ts))
         if vector is None or len(vector) != len(FEATURE_NAMES):
@@ -98,6 +146,8 @@ def measure_drift(
         in_reference = ref_window[0] <= r.ts < ref_window[1]
         (ref_rows if in_reference else cur_rows).append(vector)
         (ref_scores if in_reference else cur_scores).append(r.score)
+        if positives is not None and r.event_id in positives:
+            (ref_positive if in_reference else cur_positive).append(vector)
     if not ref_rows or not cur_rows:
         raise ConfigError(f"no results with their state version on {changelog_topic!r} in the "
                           f"{'reference' if not ref_rows else 'current'} window: run the job with --state-changelog")
@@ -110,7 +160,27 @@ def measure_drift(
     report.flagged = [name for name, value in report.feature_psi.items() if value >= threshold]
     if report.score_psi >= threshold:
         report.flagged.append("score")
+    if positives is not None:
+        if len(ref_positive) < 2 or len(cur_positive) < 2:
+            raise ConfigError(f"fewer than 2 label-1 results in a window ({len(ref_positive)} reference, "
+                              f"{len(cur_positive)} current): widen --window or wait for more feedback")
+        report.positives = positive_drift(np.asarray(ref_positive, dtype=np.float32),
+                                          np.asarray(cur_positive, dtype=np.float32))
     return report, {"reference": np.asarray(ref_scores), "current": np.asarray(cur_scores)}
+
+
+def _positive_ids(bootstrap: str, feedback_topic: str) -> set[str]:
+    """The event ids labelled 1 on `feedback_topic` (the first label of an id wins; malformed ones skipped:
+    `dataset build` dead-letters them)."""
+    from operators.feedback import label_decoder
+
+    decoder = label_decoder()
+    labels: dict[str, int] = {}
+    for record in read_records(bootstrap, feedback_topic):
+        label = decoder.decode(record.value)
+        if not isinstance(label, Rejection):
+            labels.setdefault(label.event_id, label.label)
+    return {event_id for event_id, value in labels.items() if value == 1}
 
 
 def write_drift_report(report: DriftReport, scores: dict[str, np.ndarray], folder: Path) -> tuple[Path, Path]:

@@ -31,11 +31,15 @@ def _cmd_drift(args: argparse.Namespace) -> int:
         args.bootstrap, results_topic=args.results or get(args.pipeline).topics.output,
         changelog_topic=args.changelog or f"{args.pipeline}.state-changelog", window_ms=int(args.window * 3_600_000),
         reference=_window(args.reference, "--reference") if args.reference else None, threshold=args.threshold,
+        feedback_topic=args.feedback,
     )
     json_path, png_path = write_drift_report(report, scores, Path(args.report_dir) if args.report_dir
                                              else subdir("reports", "drift"))
     print(f"{report.reference_rows:,} reference vs {report.current_rows:,} current results; score PSI "
           f"{report.score_psi}; features at or above {report.threshold}: {', '.join(report.flagged) or 'none'}")
+    if report.positives is not None:
+        print(f"label-1 results: {report.positives.reference_rows:,} reference vs {report.positives.current_rows:,} "
+              f"current; features that changed (KS): {', '.join(report.positives.flagged) or 'none'}")
     print(f"report: {json_path} {png_path}")
     return 0
 
@@ -52,5 +56,7 @@ def add_drift_command(commands: Any) -> None:
     drift.add_argument("--reference", metavar="FROM/TO", help="the reference window (ISO times; default: the first "
                        "--window of the results)")
     drift.add_argument("--threshold", type=float, default=0.2, help="PSI that flags drift, default %(default)s")
+    drift.add_argument("--feedback", metavar="TOPIC", help="labels: also compare the label-1 events' features "
+                       "between the windows (KS test), which shows a new fraud pattern too rare to move PSI")
     drift.add_argument("--report-dir", help="where drift.json/png go (default: $STREAMSCORE_HOME/reports/drift)")
     drift.set_defaults(func=_cmd_drift)

@@ -6,7 +6,8 @@ is lower than before. `streamscore loop risk` builds the point-in-time dataset f
 the state changelog, trains a candidate on the older rows (past the drift), backtests it with a shadow job
 over the whole input, and promotes it because its ROC-AUC on the newest rows beats production's by >= 0.05 -
 as the backtest's streaming scores show; the running job then hot-swaps to it (new results name it). A
-second turn with a margin no candidate can reach keeps production and says why."""
+second turn with a margin no candidate can reach keeps production and says why. The drift report, given the
+labels, flags the features the new pattern changes in the frauds."""
 
 from __future__ import annotations
 
@@ -84,6 +85,14 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         early = ts < drift_at
         before, after = roc_auc(y[early], score[early]), roc_auc(y[~early], score[~early])
         assert after < before - 0.03, (before, after)
+
+        # the drift report: the frauds of the last third look different from the first third's in the features
+        # the new pattern changes
+        window_h = str((ts.max() - ts.min()) / 3 / 3_600_000)
+        streamscore("--bootstrap", bootstrap, "drift", "risk", "--results", topics.output, "--changelog", changelog,
+                    "--feedback", feedback, "--window", window_h, "--report-dir", str(tmp_path / "drift"))
+        drift = json.loads((tmp_path / "drift" / "drift.json").read_text())
+        assert {"log_amount", "amount_z", "log_amount_vs_mean"} <= set(drift["positives"]["flagged"]), drift
 
         until = _iso(int(ts.max()) + MATURITY_MS + 1)  # every label has arrived
         report_dir = tmp_path / "loop"

@@ -64,3 +64,27 @@ def test_splits_refuse_a_split_with_one_class_or_other_features(tmp_path: Path) 
     with pytest.raises(ConfigError, match="not a streamscore dataset"):
         pq.write_table(pa.table({"a": [1]}), tmp_path / "plain.parquet")
         load_splits(tmp_path / "plain.parquet")
+
+
+@pytest.mark.parametrize("seed", [21, 5])
+def test_the_positives_drift_flags_what_a_new_fraud_pattern_changes_and_only_that(seed: int) -> None:
+    from models.synthetic import generate_transactions
+    from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
+    from pipelines.drift import positive_drift
+    from pipelines.training import risk_dataset
+
+    flagged = {}
+    for scenario in (True, False):
+        events = generate_transactions(40_000, seed, emerging_from=EMERGING_FROM if scenario else None,
+                                       emerging_rate=EMERGING_RATE)
+        data = risk_dataset(events)
+        ts = np.array([e["ts"] for e in events])
+        first, last = ts.min(), ts.max()
+        positive = data.labels == 1
+        reference = data.features[positive & (ts < first + (last - first) / 3)]
+        current = data.features[positive & (ts >= last - (last - first) / 3)]
+        flagged[scenario] = set(positive_drift(reference, current).flagged)
+    changed = {"log_amount", "amount_z", "log_amount_vs_mean"}  # micro_drain: tiny amounts for the account
+    assert changed <= flagged[True]
+    # without the new pattern only log_count moves (the synthetic accounts age: no churn)
+    assert flagged[False] == {"log_count"}
