@@ -16,6 +16,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from pipelines.kafka.publishing import synthetic_records
     from pipelines.registry import get
 
+    if args.scenario is not None and args.file is not None:
+        raise UsageError("--scenario shapes synthetic events (--events); a --file is sent as it is")
     if args.pipeline == "feedback":
         from pipelines.feedback import feedback_topic, synthetic_label_records
 
