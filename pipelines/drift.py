@@ -194,7 +194,9 @@ def write_drift_report(report: DriftReport, scores: dict[str, np.ndarray], folde
     data: dict[str, Any] = asdict(report)
     json_path = folder / "drift.json"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
-    fig, (bars, hist) = plt.subplots(1, 2, figsize=(13, 4.5))
+    panels = 3 if report.positives is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5))
+    bars, hist = axes[0], axes[1]
     names = [*report.feature_psi, "score"]
     values = [*report.feature_psi.values(), report.score_psi]
     bars.barh(names, values, color=["tab:red" if v >= report.threshold else "tab:blue" for v in values])
@@ -206,6 +208,16 @@ def write_drift_report(report: DriftReport, scores: dict[str, np.ndarray], folde
     hist.hist(scores["current"], bins=bins, alpha=0.6, density=True, label=f"current ({report.current_rows:,})")
     hist.set(title="score", yscale="log", xlabel="score")
     hist.legend()
+    if report.positives is not None:
+        ks = axes[2]
+        positives = report.positives
+        names = list(positives.features)
+        ks.barh(names, [positives.features[n]["ks"] for n in names],
+                color=["tab:red" if n in positives.flagged else "tab:blue" for n in names])
+        ks.axvline(KS_MIN_D, color="k", linestyle="--", label=f"D {KS_MIN_D} (and p < {KS_ALPHA:g})")
+        ks.set(title=f"label-1 events: {positives.reference_rows:,} vs {positives.current_rows:,} (KS D)",
+               xlabel="KS statistic")
+        ks.legend()
     fig.tight_layout()
     png_path = folder / "drift.png"
     fig.savefig(png_path, dpi=110)
