@@ -34,7 +34,7 @@ from operators.decoding import Rejection
 from operators.feedback import Label, label_decoder
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
-from pipelines.backtest.topics import read_records
+from pipelines.backtest.topics import TopicRecord, read_records
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.clients import ensure_topics, publish_records
 
@@ -70,26 +70,38 @@ class DatasetReport:
     last_ts: int | None = None
 
 
-def _labels(bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: DatasetReport) -> dict[str, Label]:
-    """The first label of each event id known by `until_ms`; malformed ones dead-lettered to `dlq_topic`."""
+def read_labels(
+    bootstrap: str, topic: str, until_ms: int | None = None, report: DatasetReport | None = None
+) -> tuple[dict[str, Label], list[tuple[TopicRecord, Rejection]]]:
+    """The first label of each event id on `topic` known by `until_ms` (all when None), and the records that
+    are not valid labels with why; `report` (if given) counts labels read, late and duplicate."""
     decoder = label_decoder()
     labels: dict[str, Label] = {}
-    letters: list[tuple[bytes | None, bytes]] = []
+    rejected: list[tuple[TopicRecord, Rejection]] = []
     for record in read_records(bootstrap, topic):
         decoded = decoder.decode(record.value)
         if isinstance(decoded, Rejection):
-            letter = DeadLetter(pipeline="risk-feedback", reason=decoded.reason, error=decoded.error,
-                                raw=raw_as_text(record.value), topic=topic, partition=record.partition,
-                                offset=record.offset, at=int(time.time() * 1000))
-            letters.append((None, msgspec.json.encode(letter)))
-            continue
-        report.labels += 1
-        if decoded.labelled_at > until_ms:
-            report.late_labels += 1
+            rejected.append((record, decoded))
+        elif until_ms is not None and decoded.labelled_at > until_ms:
+            if report is not None:
+                report.late_labels += 1
         elif decoded.event_id in labels:
-            report.duplicate_labels += 1
+            if report is not None:
+                report.duplicate_labels += 1
         else:
             labels[decoded.event_id] = decoded
+    if report is not None:
+        report.labels = len(labels) + report.late_labels + report.duplicate_labels
+    return labels, rejected
+
+
+def _labels(bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: DatasetReport) -> dict[str, Label]:
+    """`read_labels`, with the malformed ones dead-lettered to `dlq_topic`."""
+    labels, rejected = read_labels(bootstrap, topic, until_ms, report)
+    letters = [(None, msgspec.json.encode(DeadLetter(
+        pipeline="risk-feedback", reason=why.reason, error=why.error, raw=raw_as_text(record.value), topic=topic,
+        partition=record.partition, offset=record.offset, at=int(time.time() * 1000),
+    ))) for record, why in rejected]
     report.malformed_labels = len(letters)
     if letters:
         ensure_topics(bootstrap, [dlq_topic])

@@ -19,11 +19,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from operators.decoding import Rejection
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
 from pipelines.backtest.topics import read_records
-from pipelines.datasets import scored_features
+from pipelines.datasets import read_labels, scored_features
 from pipelines.exceptions import ConfigError
 
 DEFAULT_THRESHOLD = 0.2
@@ -106,7 +105,7 @@ class DriftReport:
     positives: PositiveDrift | None = None
 
 
-def _windowed(bootstrap: str, results_topic: str, changelog_topic: str, window_ms: int,
+def _windowed(bootstrap: str, results_topic: str, window_ms: int,
               reference: tuple[int, int] | None) -> tuple[list[RiskResult], tuple[int, int], tuple[int, int]]:
     decode = msgspec.json.Decoder(RiskResult).decode
     results = {r.event_id: r for r in (decode(x.value) for x in read_records(bootstrap, results_topic))}
@@ -130,7 +129,7 @@ def measure_drift(
     """PSI between the reference window (default: the first `window_ms` of the results) and the last
     `window_ms` of event time, and with `feedback_topic` the positives' drift (`positive_drift`); also the raw
     score arrays (for the plot)."""
-    chosen, ref_window, cur_window = _windowed(bootstrap, results_topic, changelog_topic, window_ms, reference)
+    chosen, ref_window, cur_window = _windowed(bootstrap, results_topic, window_ms, reference)
     vectors = scored_features(bootstrap, changelog_topic, {(r.account_id, r.state_version, r.ts) for r in chosen})
     ref_rows: list[list[float]] = []
     cur_rows: list[list[float]] = []
@@ -172,15 +171,8 @@ def measure_drift(
 def _positive_ids(bootstrap: str, feedback_topic: str) -> set[str]:
     """The event ids labelled 1 on `feedback_topic` (the first label of an id wins; malformed ones skipped:
     `dataset build` dead-letters them)."""
-    from operators.feedback import label_decoder
-
-    decoder = label_decoder()
-    labels: dict[str, int] = {}
-    for record in read_records(bootstrap, feedback_topic):
-        label = decoder.decode(record.value)
-        if not isinstance(label, Rejection):
-            labels.setdefault(label.event_id, label.label)
-    return {event_id for event_id, value in labels.items() if value == 1}
+    labels, _ = read_labels(bootstrap, feedback_topic)
+    return {event_id for event_id, label in labels.items() if label.label == 1}
 
 
 def write_drift_report(report: DriftReport, scores: dict[str, np.ndarray], folder: Path) -> tuple[Path, Path]:

@@ -30,7 +30,7 @@ import numpy as np
 from models.registry import ModelRegistry
 from pipelines.datasets import build_risk_dataset
 from pipelines.exceptions import ConfigError
-from pipelines.retraining import evaluate_on_dataset, load_splits, production_metrics
+from pipelines.retraining import evaluate_on_dataset, load_splits, metrics_of, production_metrics
 from pipelines.runtimes.flink.options import JobOptions
 
 METRICS = ("roc_auc", "pr_auc")
@@ -75,22 +75,13 @@ def _backtest(request: LoopRequest, version: int, holdout_ids: list[str], labels
     return {
         "report_json": str(outcome.json_path), "report_png": str(outcome.png_path), "shadow_topic": shadow_topic,
         "diff": outcome.summary.get("diff"),
-        "candidate": holdout_metrics_of(labels, scores(shadow_topic)),
-        "production": holdout_metrics_of(labels, scores(request.production.output_topic)),
+        "candidate": metrics_of(labels, scores(shadow_topic)),
+        "production": metrics_of(labels, scores(request.production.output_topic)),
     }
-
-
-def holdout_metrics_of(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """ROC-AUC and PR-AUC of `scores` on `labels`."""
-    from models.evaluation import pr_auc, roc_auc
-
-    return {"roc_auc": round(roc_auc(labels, scores), 5), "pr_auc": round(pr_auc(labels, scores), 5)}
 
 
 def run_loop(request: LoopRequest, registry: ModelRegistry, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """One turn of the loop (module doc); returns the report (also written to `loop.json`)."""
-    import pyarrow.parquet as pq
-
     from pipelines.retraining import train_risk_on_dataset
 
     if request.metric not in METRICS:
@@ -110,9 +101,7 @@ def run_loop(request: LoopRequest, registry: ModelRegistry, *, echo: Callable[[s
                                               holdout_share=request.holdout_share)
     echo(f"candidate: risk@{version} (production: risk@{production_version})")
     splits = load_splits(dataset, request.holdout_share)
-    table = pq.read_table(dataset, columns=["event_id", "ts"]).to_pydict()
-    order = np.argsort(np.asarray(table["ts"], dtype=np.int64), kind="stable")
-    holdout_ids = [table["event_id"][i] for i in order[splits.holdout]]
+    holdout_ids = splits.event_ids[splits.holdout]
     labels = splits.labels[splits.holdout]
     report: dict[str, Any] = {
         "dataset": {"path": str(dataset), **{k: v for k, v in vars(built).items() if k != "path"}},

@@ -35,6 +35,7 @@ class DatasetSplits:
     labels: np.ndarray
     scores: np.ndarray
     ts: np.ndarray
+    event_ids: list[str]
     train: slice
     validation: slice
     holdout: slice
@@ -59,7 +60,8 @@ def load_splits(path: Path, holdout_share: float = DEFAULT_HOLDOUT_SHARE) -> Dat
     holdout_from = n - int(n * holdout_share)
     validation_from = int(holdout_from * (1 - VALIDATION_SHARE))
     splits = DatasetSplits(features, labels, np.asarray(table["score"], dtype=np.float64)[order],
-                           np.asarray(table["ts"], dtype=np.int64)[order], slice(0, validation_from),
+                           np.asarray(table["ts"], dtype=np.int64)[order],
+                           [table["event_id"][i] for i in order.tolist()], slice(0, validation_from),
                            slice(validation_from, holdout_from), slice(holdout_from, n), metadata)
     for name, part in (("training", splits.train), ("validation", splits.validation), ("holdout", splits.holdout)):
         if len(set(labels[part].tolist())) < 2:
@@ -68,10 +70,14 @@ def load_splits(path: Path, holdout_share: float = DEFAULT_HOLDOUT_SHARE) -> Dat
     return splits
 
 
+def metrics_of(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of `scores` on `labels`."""
+    return {"roc_auc": round(roc_auc(labels, scores), 5), "pr_auc": round(pr_auc(labels, scores), 5)}
+
+
 def holdout_metrics(splits: DatasetSplits, probability: np.ndarray) -> dict[str, float]:
-    """ROC-AUC and PR-AUC of `probability` (one per holdout row) on the holdout labels."""
-    labels = splits.labels[splits.holdout]
-    return {"roc_auc": round(roc_auc(labels, probability), 5), "pr_auc": round(pr_auc(labels, probability), 5)}
+    """`metrics_of` `probability` (one per holdout row) on the holdout labels."""
+    return metrics_of(splits.labels[splits.holdout], probability)
 
 
 def evaluate_on_dataset(handle: ModelHandle, splits: DatasetSplits) -> dict[str, float]:

@@ -203,18 +203,23 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path, timeout_
     )
 
 
+def _made_mode(folder: Path) -> str:
+    """How the broker data of `folder` was made: "secure" or "plain" (folders from before secure brokers)."""
+    marker = folder / "mode"
+    return marker.read_text().strip() if marker.exists() else "plain"
+
+
 def _check_mode(folder: Path, secure: bool) -> None:
     """Refuse to start a folder's data in the other mode than it was formatted in."""
-    marker = folder / "mode"
     wanted = "secure" if secure else "plain"
     if (folder / "data" / "meta.properties").exists():
-        made = marker.read_text().strip() if marker.exists() else "plain"  # folders from before secure brokers
+        made = _made_mode(folder)
         if made != wanted:
             raise SetupError(
                 f"the broker data in {folder} was made {made}, not {wanted}: start it as it was made, use another "
                 f"--port, or delete {folder} (its broker stopped) to start over"
             )
-    marker.write_text(wanted)
+    (folder / "mode").write_text(wanted)
 
 
 def _broker_password(folder: Path) -> Secret:
@@ -280,8 +285,7 @@ def up(
     current = status(port)
     folder = current.folder
     if current.running:
-        marker = folder / "mode"
-        made = marker.read_text().strip() if marker.exists() else "plain"
+        made = _made_mode(folder)
         if made != ("secure" if secure is not None else "plain"):
             raise SetupError(f"the broker on port {port} runs {made}: `kafka down --port {port}` it first")
         if secure is not None:
