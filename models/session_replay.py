@@ -8,7 +8,7 @@ current one; the graph itself also excludes the current item).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class NextItemPredictions:
     top_items: np.ndarray  # int64 [M, K]
     targets: np.ndarray  # int64 [M]
     seen: list[set[int]]  # items of the session up to and including the current one
+    positions: list[tuple[int, int]] = field(default_factory=list)  # (session index, position) of each row
 
 
 def replay_sessions(
@@ -41,6 +42,7 @@ def replay_sessions(
     tops: list[np.ndarray] = []
     targets: list[int] = []
     seen_sets: list[set[int]] = []
+    positions: list[tuple[int, int]] = []
     for start in range(0, len(sessions), batch_sessions):
         group = [list(s) for s in sessions[start : start + batch_sessions]]
         hidden = np.zeros((len(group), hidden_size), dtype=np.float32)
@@ -62,6 +64,7 @@ def replay_sessions(
                         tops.append(out["top_items"][row])
                         targets.append(target)
                         seen_sets.append(set(history[b]))
+                        positions.append((start + b, t))
     k = int(handle.manifest.get("k", 10))
     top_items = np.stack(tops) if tops else np.zeros((0, k), dtype=np.int64)
-    return NextItemPredictions(top_items, np.array(targets, dtype=np.int64), seen_sets)
+    return NextItemPredictions(top_items, np.array(targets, dtype=np.int64), seen_sets, positions)

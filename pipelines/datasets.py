@@ -95,11 +95,13 @@ def read_labels(
     return labels, rejected
 
 
-def _labels(bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: DatasetReport) -> dict[str, Label]:
-    """`read_labels`, with the malformed ones dead-lettered to `dlq_topic`."""
+def known_labels(
+    bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: DatasetReport, pipeline: str
+) -> dict[str, Label]:
+    """`read_labels`, with the malformed ones dead-lettered to `dlq_topic` (as `PIPELINE-feedback`)."""
     labels, rejected = read_labels(bootstrap, topic, until_ms, report)
     letters = [(None, msgspec.json.encode(DeadLetter(
-        pipeline="risk-feedback", reason=why.reason, error=why.error, raw=raw_as_text(record.value), topic=topic,
+        pipeline=f"{pipeline}-feedback", reason=why.reason, error=why.error, raw=raw_as_text(record.value), topic=topic,
         partition=record.partition, offset=record.offset, at=int(time.time() * 1000),
     ))) for record, why in rejected]
     report.malformed_labels = len(letters)
@@ -136,7 +138,7 @@ def build_risk_dataset(
     import pyarrow.parquet as pq
 
     report = DatasetReport(path=str(out))
-    labels = _labels(bootstrap, feedback_topic, until_ms, dlq_topic, report)
+    labels = known_labels(bootstrap, feedback_topic, until_ms, dlq_topic, report, "risk")
     wanted: dict[tuple[str, int, int], tuple[RiskResult, Label]] = {}
     seen: set[str] = set()
     decode_result = msgspec.json.Decoder(RiskResult).decode

@@ -123,31 +123,35 @@ class TrainedReco:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _chunks(sessions: Sequence[Sequence[int]], max_length: int) -> list[list[int]]:
-    out: list[list[int]] = []
-    for s in sessions:
+def _chunks(
+    sessions: Sequence[Sequence[int]], max_length: int, weights: Sequence[Sequence[float]] | None = None
+) -> list[tuple[list[int], list[float]]]:
+    """Sessions cut into chunks of at most `max_length` items, each with its items' weights as targets."""
+    out: list[tuple[list[int], list[float]]] = []
+    for i, s in enumerate(sessions):
+        w = [1.0] * len(s) if weights is None else list(weights[i])
         # Overlap by one so every transition inside a long session is trained on.
         for start in range(0, max(1, len(s) - 1), max_length - 1):
             chunk = list(s[start : start + max_length])
             if len(chunk) >= 2:
-                out.append(chunk)
+                out.append((chunk, w[start : start + max_length]))
     return out
 
 
-def _batch(chunks: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded inputs [B, T], next-item targets [B, T] and loss weights [B, T] (0 for padding and for targets
-    already seen earlier in the session, which the served model never recommends)."""
-    width = max(len(c) for c in chunks) - 1
+def _batch(chunks: list[tuple[list[int], list[float]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded inputs [B, T], next-item targets [B, T] and loss weights [B, T] (the target's weight; 0 for
+    padding and for targets already seen earlier in the session, which the served model never recommends)."""
+    width = max(len(c) for c, _ in chunks) - 1
     inputs = np.zeros((len(chunks), width), dtype=np.int64)
     targets = np.zeros((len(chunks), width), dtype=np.int64)
     weights = np.zeros((len(chunks), width), dtype=np.float32)
-    for b, chunk in enumerate(chunks):
+    for b, (chunk, target_weights) in enumerate(chunks):
         seen: set[int] = set()
         for t in range(len(chunk) - 1):
             inputs[b, t] = chunk[t]
             targets[b, t] = chunk[t + 1]
             seen.add(chunk[t])
-            weights[b, t] = 0.0 if chunk[t + 1] in seen else 1.0
+            weights[b, t] = 0.0 if chunk[t + 1] in seen else target_weights[t + 1]
     return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(weights)
 
 
@@ -158,14 +162,19 @@ def train_reco(
     seed: int,
     config: RecoTrainingConfig | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    target_weights: Sequence[Sequence[float]] | None = None,
 ) -> TrainedReco:
-    """Train the session GRU on item sequences (ids in [0, catalog)); deterministic for `seed`."""
+    """Train the session GRU on item sequences (ids in [0, catalog)); deterministic for `seed`.
+
+    `target_weights` (one per item of each session, > 0): how much predicting that item as the next one
+    counts in the loss (e.g. more for items the session bought); None weighs every target the same.
+    """
     config = config or RecoTrainingConfig()
     started = time.perf_counter()
     set_determinism(seed)
     model = SessionGRU(catalog_size, config.embedding_size, config.hidden_size)
-    chunks = _chunks(sessions, config.max_length)
-    chunks.sort(key=len)  # similar lengths per batch: little padding
+    chunks = _chunks(sessions, config.max_length, target_weights)
+    chunks.sort(key=lambda chunk: len(chunk[0]))  # similar lengths per batch: little padding
     batches = [_batch(chunks[i : i + config.batch_size]) for i in range(0, len(chunks), config.batch_size)]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * len(batches)
@@ -175,6 +184,7 @@ def train_reco(
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     loss_fn = nn.CrossEntropyLoss()
+    weighted_loss_fn = nn.CrossEntropyLoss(reduction="none")
     for epoch in range(config.epochs):
         model.train()
         total, count = 0.0, 0.0
@@ -184,8 +194,11 @@ def train_reco(
             states, _ = model.gru(model.embedding(model.item_index(inputs)))
             keep = weights.reshape(-1) > 0  # score only the positions that count (no padding, no repeats)
             scores = model.output(states.reshape(-1, model.hidden_size)[keep])
-            loss = loss_fn(scores, targets.reshape(-1)[keep])
             w = weights.reshape(-1)[keep]
+            if target_weights is None:
+                loss = loss_fn(scores, targets.reshape(-1)[keep])
+            else:
+                loss = (weighted_loss_fn(scores, targets.reshape(-1)[keep]) * w).sum() / w.sum()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimiser.step()

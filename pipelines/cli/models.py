@@ -32,19 +32,26 @@ def _fail(message: str, code: int = EXIT_ERROR) -> int:
 
 def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
     from pipelines.exceptions import UsageError
-    from pipelines.retraining import train_risk_on_dataset
 
-    if args.name != "risk":
-        raise UsageError("--dataset trains risk models (datasets are built by `streamscore dataset build risk`)")
     if args.events is not None or args.k is not None:
         raise UsageError("--events and --k are for synthetic training, not --dataset")
     registry = _registry(args)
-    version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
-                                              holdout_share=args.holdout_share)
-    holdout = manifest["metrics_holdout"]
-    print(f"registered risk@{version} from {args.dataset} (not promoted; current: risk@{registry.current('risk')})")
-    print(f"on the dataset's last {holdout['rows']:,} rows (time-ordered holdout): {manifest['metrics']}; "
-          f"production scored {holdout['production']}")
+    if args.name == "reco":
+        from pipelines.reco_retraining import train_reco_on_dataset
+
+        version, manifest = train_reco_on_dataset(Path(args.dataset), registry, seed=args.seed,
+                                                  holdout_share=args.holdout_share)
+        scope = f"{manifest['metrics_holdout']['sessions']:,} sessions from the cutoff"
+    else:
+        from pipelines.retraining import train_risk_on_dataset
+
+        version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
+                                                  holdout_share=args.holdout_share)
+        scope = f"last {manifest['metrics_holdout']['rows']:,} rows"
+    name = args.name
+    print(f"registered {name}@{version} from {args.dataset} (not promoted; current: {name}@{registry.current(name)})")
+    print(f"on the dataset's {scope} (time-ordered holdout): {manifest['metrics']}; "
+          f"production served {manifest['metrics_holdout']['production']}")
     return EXIT_OK
 
 
@@ -126,20 +133,29 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate_on_dataset(args: argparse.Namespace) -> int:
     from pipelines.exceptions import UsageError
-    from pipelines.retraining import evaluate_on_dataset, load_splits, production_metrics
 
-    if args.name != "risk" or args.seed is not None or args.events is not None:
-        raise UsageError("--dataset evaluates risk models on the dataset's holdout (no --seed/--events)")
+    if args.seed is not None or args.events is not None:
+        raise UsageError("--dataset evaluates on the dataset's holdout (no --seed/--events)")
     registry = _registry(args)
-    splits = load_splits(Path(args.dataset), args.holdout_share)
-    handle = registry.load("risk", args.version)
-    metrics = {"model": evaluate_on_dataset(handle, splits), "production": production_metrics(splits),
-               "holdout_rows": splits.holdout.stop - splits.holdout.start}
-    if args.json:
-        print(json.dumps(metrics, sort_keys=True))
+    handle = registry.load(args.name, args.version)
+    if args.name == "reco":
+        from pipelines.reco_retraining import evaluate_reco_on_dataset, load_reco_splits, production_reco_metrics
+
+        reco_splits = load_reco_splits(Path(args.dataset), args.holdout_share)
+        model, production = evaluate_reco_on_dataset(handle, reco_splits), production_reco_metrics(reco_splits)
+        size = {"holdout_sessions": len(reco_splits.holdout())}
+        scope = f"{size['holdout_sessions']:,} sessions from the cutoff"
     else:
-        print(f"{handle.ref} on the last {metrics['holdout_rows']:,} rows of {args.dataset}: {metrics['model']}; "
-              f"production scored {metrics['production']}")
+        from pipelines.retraining import evaluate_on_dataset, load_splits, production_metrics
+
+        splits = load_splits(Path(args.dataset), args.holdout_share)
+        model, production = evaluate_on_dataset(handle, splits), production_metrics(splits)
+        size = {"holdout_rows": splits.holdout.stop - splits.holdout.start}
+        scope = f"last {size['holdout_rows']:,} rows"
+    if args.json:
+        print(json.dumps({"model": model, "production": production, **size}, sort_keys=True))
+    else:
+        print(f"{handle.ref} on the {scope} of {args.dataset}: {model}; production served {production}")
     return EXIT_OK
 
 
@@ -193,8 +209,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
-    train.add_argument("--dataset", metavar="FILE", help="risk: train on a `dataset build` file instead (registered "
-                       "without promotion; the manifest names the dataset and its time range)")
+    train.add_argument("--dataset", metavar="FILE", help="train on a `dataset build` file instead (registered without "
+                       "promotion; the manifest names the dataset, its time range and the holdout metrics)")
     train.add_argument("--holdout-share", type=float, default=0.2,
                        help="--dataset: the share of its newest rows held out for the metrics, default %(default)s")
     train.set_defaults(func=_cmd_train)
@@ -223,7 +239,7 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print only the metrics as one JSON object")
     evaluate.add_argument("--report-dir", default=None, help="write <model>@<v>-seed<S>.json and .png here")
     evaluate.add_argument("--dataset", metavar="FILE",
-                          help="risk: evaluate on the time-ordered holdout of a `dataset build` file instead")
+                          help="evaluate on the time-ordered holdout of a `dataset build` file instead")
     evaluate.add_argument("--holdout-share", type=float, default=0.2,
                           help="--dataset: the share of its newest rows to evaluate on, default %(default)s")
     evaluate.set_defaults(func=_cmd_evaluate)

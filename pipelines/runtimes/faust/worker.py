@@ -285,6 +285,7 @@ def build_app(options: FaustOptions, runner: Runner) -> faust.App:
         broker_credentials=_credentials(security.active()),
         processing_guarantee="at_least_once",  # the runtime owns exactly-once (module doc)
         store="memory://",
+        datadir=str(options.state_dir / "faust-app"),  # faust's own folder (empty: tables are not used)
         web_enabled=False,
         autodiscover=False,
         stream_wait_empty=False,
