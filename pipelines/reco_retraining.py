@@ -5,10 +5,15 @@ Time-ordered split: the dataset's rows are ordered by event time and the time of
 every session's clicks before the cutoff are training input (a session running across the cutoff trains on
 its part before it and is not evaluated), so no evaluated click is older than a trained one.
 
-Training is the synthetic trainer's (`models.training.reco.train_reco`, production's embedding and hidden
-sizes, so a promoted candidate can take over the running job's sessions) with the purchases as weights:
+Training is the synthetic trainer's (`models.training.reco.train_reco`) with the purchases as weights:
 predicting an item the session went on to buy counts `PURCHASE_WEIGHT` times as much as predicting a browsed
-one. Items outside production's catalogue are inputs (the OOV row) but never targets.
+one. Items outside production's catalogue are inputs (the OOV row) but never targets. By default the candidate
+is production fine-tuned on the dataset (its weights read back from its ONNX graph, a lower learning rate,
+`FINE_TUNING_EPOCHS` epochs): a dataset is days of sessions, far fewer than the model was first trained on,
+and from scratch it would forget what the older traffic taught (measured: 30,000 clicks from scratch give HR@10
+0.15 where production has 0.39). `from_scratch` trains a new one with production's sizes. Either way the
+candidate keeps production's catalogue, embedding and hidden sizes, so it can take over the running job's
+sessions.
 
 Metrics on the holdout, over every click followed by an item new to its session:
 - `hr_at_10` / `mrr_at_10`: the next item is in the top 10 / its reciprocal rank;
@@ -36,6 +41,7 @@ from pipelines.exceptions import ConfigError
 DEFAULT_HOLDOUT_SHARE = 0.2
 PURCHASE_WEIGHT = 4.0
 K = 10
+FINE_TUNING_EPOCHS, FINE_TUNING_LR = 2, 1e-3
 
 
 @dataclass(frozen=True)
@@ -152,26 +158,31 @@ def training_weights(sessions: list[Session], catalog_size: int) -> list[list[fl
 
 def train_reco_on_dataset(
     path: Path, registry: ModelRegistry, *, seed: int = 1, holdout_share: float = DEFAULT_HOLDOUT_SHARE,
+    from_scratch: bool = False,
 ) -> tuple[int, dict[str, Any]]:
-    """Train a session model on the dataset's clicks before the cutoff, register it (not promoted);
-    (version, manifest)."""
+    """Fine-tune production (or train a new model, `from_scratch`) on the dataset's clicks before the cutoff,
+    register it (not promoted); (version, manifest)."""
     from models.training.reco import (
         POPULAR_ITEMS,
         RecoTrainingConfig,
         export_reco_step_onnx,
         popular_items,
         reco_manifest_fields,
+        session_gru_from_onnx,
         train_reco,
     )
 
     splits = load_reco_splits(path, holdout_share)
     production = registry.load("reco")
     catalog, k = int(production.manifest["catalog_size"]), int(production.manifest.get("k", K))
-    config = RecoTrainingConfig(embedding_size=int(production.manifest["embedding_size"]),
-                                hidden_size=int(production.manifest["hidden_size"]))
+    sizes = {"embedding_size": int(production.manifest["embedding_size"]),
+             "hidden_size": int(production.manifest["hidden_size"])}
+    initial = None if from_scratch else session_gru_from_onnx(production.path, catalog, **sizes)
+    config = RecoTrainingConfig(**sizes) if from_scratch else RecoTrainingConfig(
+        **sizes, epochs=FINE_TUNING_EPOCHS, lr=FINE_TUNING_LR)
     training = splits.training()
     trained = train_reco([s.items for s in training], catalog, seed=seed, config=config,
-                         target_weights=training_weights(training, catalog))
+                         target_weights=training_weights(training, catalog), initial=initial)
     clicks = [item for s in training for item in s.items]
     meta = splits.metadata
     holdout = splits.holdout()
@@ -187,6 +198,7 @@ def train_reco_on_dataset(
                                 "from_ts": splits.cutoff_ts, "to_ts": max(s.ts[-1] for s in holdout),
                                 "production": production_reco_metrics(splits)},
             "purchase_weight": PURCHASE_WEIGHT,
+            "fine_tuned_from": None if from_scratch else production.ref,
             "dataset": {"path": str(path.resolve()), "sha256": file_sha256(path), "until_ms": meta.get("until_ms"),
                         "events_topic": meta.get("events_topic"), "results_topic": meta.get("results_topic"),
                         "feedback_topic": meta.get("feedback_topic"), "rows": meta["report"]["rows"],

@@ -163,16 +163,21 @@ def train_reco(
     config: RecoTrainingConfig | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
     target_weights: Sequence[Sequence[float]] | None = None,
+    initial: SessionGRU | None = None,
 ) -> TrainedReco:
     """Train the session GRU on item sequences (ids in [0, catalog)); deterministic for `seed`.
 
     `target_weights` (one per item of each session, > 0): how much predicting that item as the next one
-    counts in the loss (e.g. more for items the session bought); None weighs every target the same.
+    counts in the loss (e.g. more for items the session bought; 0 leaves it out); None weighs every target the
+    same. `initial`: fine-tune a copy of this model (same sizes as `config`) instead of starting from random
+    weights.
     """
     config = config or RecoTrainingConfig()
     started = time.perf_counter()
     set_determinism(seed)
     model = SessionGRU(catalog_size, config.embedding_size, config.hidden_size)
+    if initial is not None:
+        model.load_state_dict(initial.state_dict())
     chunks = _chunks(sessions, config.max_length, target_weights)
     chunks.sort(key=lambda chunk: len(chunk[0]))  # similar lengths per batch: little padding
     batches = [_batch(chunks[i : i + config.batch_size]) for i in range(0, len(chunks), config.batch_size)]
@@ -193,6 +198,8 @@ def train_reco(
             optimiser.zero_grad()
             states, _ = model.gru(model.embedding(model.item_index(inputs)))
             keep = weights.reshape(-1) > 0  # score only the positions that count (no padding, no repeats)
+            if not bool(keep.any()):
+                continue
             scores = model.output(states.reshape(-1, model.hidden_size)[keep])
             w = weights.reshape(-1)[keep]
             if target_weights is None:
@@ -280,3 +287,30 @@ def reco_manifest_fields(
     if popular is not None:
         fields["popular_items"] = [int(i) for i in popular]
     return fields
+
+
+def session_gru_from_onnx(path: Path, catalog_size: int, embedding_size: int, hidden_size: int) -> SessionGRU:
+    """The `SessionGRU` whose step model `export_reco_step_onnx` wrote to `path` (its weights read back from
+    the graph's initializers), to fine-tune a registered model; `ValueError` if the graph is not such a model."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    gather = {node.output[0] for node in graph.node if node.op_type == "Gather" and "embedding.weight" in node.input}
+    w_ih = w_hh = None
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in weights:
+            if node.input[0] == "hidden":
+                w_hh = weights[node.input[1]].T
+            elif node.input[0] in gather:
+                w_ih = weights[node.input[1]].T
+    if w_ih is None or w_hh is None or not {"embedding.weight", "output.weight", "output.bias", "b_ih",
+                                             "b_hh"} <= set(weights):
+        raise ValueError(f"{path} is not a session GRU step model exported by this version (weights not found)")
+    model = SessionGRU(catalog_size, embedding_size, hidden_size)
+    state = {"embedding.weight": weights["embedding.weight"], "gru.weight_ih_l0": w_ih, "gru.weight_hh_l0": w_hh,
+             "gru.bias_ih_l0": weights["b_ih"], "gru.bias_hh_l0": weights["b_hh"],
+             "output.weight": weights["output.weight"], "output.bias": weights["output.bias"]}
+    model.load_state_dict({name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()})
+    return model.eval()

@@ -40,11 +40,13 @@ def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
         from pipelines.reco_retraining import train_reco_on_dataset
 
         version, manifest = train_reco_on_dataset(Path(args.dataset), registry, seed=args.seed,
-                                                  holdout_share=args.holdout_share)
+                                                  holdout_share=args.holdout_share, from_scratch=args.from_scratch)
         scope = f"{manifest['metrics_holdout']['sessions']:,} sessions from the cutoff"
     else:
         from pipelines.retraining import train_risk_on_dataset
 
+        if args.from_scratch:
+            raise UsageError("--from-scratch is for reco (risk models on a dataset always start anew)")
         version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
                                                   holdout_share=args.holdout_share)
         scope = f"last {manifest['metrics_holdout']['rows']:,} rows"
@@ -211,6 +213,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
     train.add_argument("--dataset", metavar="FILE", help="train on a `dataset build` file instead (registered without "
                        "promotion; the manifest names the dataset, its time range and the holdout metrics)")
+    train.add_argument("--from-scratch", action="store_true",
+                       help="reco --dataset: a new model instead of production fine-tuned on the dataset")
     train.add_argument("--holdout-share", type=float, default=0.2,
                        help="--dataset: the share of its newest rows held out for the metrics, default %(default)s")
     train.set_defaults(func=_cmd_train)

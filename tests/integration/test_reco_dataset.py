@@ -90,6 +90,8 @@ def test_reco_dataset_train_and_evaluate_on_what_production_served(
     assert dataset["from_ts"] == table["ts"][0] and dataset["to_ts"] == table["ts"][-1]
     assert dataset["trained_to_ts"] < manifest["metrics_holdout"]["from_ts"] == splits.cutoff_ts
     assert dataset["purchases"] == report["positives"] and manifest["purchase_weight"] > 1
+    assert manifest["fine_tuned_from"] == "reco@1"  # production, fine-tuned: it keeps what it knew
+    assert manifest["metrics"]["hr_at_10"] >= served["hr_at_10"] - 0.03, (manifest["metrics"], served)
     assert manifest["metrics_holdout"]["production"] == served
     assert manifest["metrics"]["positions"] == served["positions"]
     evaluated = json.loads(streamscore("models", "evaluate", "reco", "--version", "2", "--dataset", str(out),

@@ -19,6 +19,7 @@ from models.training.reco import (
     SessionGRUStep,
     export_reco_step_onnx,
     reference_scores,
+    session_gru_from_onnx,
     train_reco,
 )
 from pipelines.training import DEFAULT_SEED, evaluate
@@ -155,3 +156,19 @@ def test_committed_default_reco_model(tmp_path: Path) -> None:
     metrics = evaluate("reco", seed=4242, events=15_000, registry=registry)
     assert set(metrics) == {"hr_at_10", "mrr_at_10", "popularity_hr_at_10"}
     assert metrics["hr_at_10"] >= 2 * metrics["popularity_hr_at_10"]
+
+
+def test_a_registered_step_model_reads_back_into_the_torch_model_it_was_exported_from(
+    trained: tuple[SessionGRU, ModelHandle, list[list[int]]], tmp_path: Path
+) -> None:
+    model, handle, _ = trained
+    restored = session_gru_from_onnx(handle.path, CATALOG, 16, HIDDEN)  # to fine-tune a production model
+    for name, value in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="not a session GRU step model"):
+        import onnx
+
+        graph = onnx.load(str(handle.path))
+        del graph.graph.initializer[:]
+        onnx.save(graph, str(tmp_path / "bare.onnx"))
+        session_gru_from_onnx(tmp_path / "bare.onnx", CATALOG, 16, HIDDEN)
