@@ -1,5 +1,8 @@
-"""The closed loop of the risk pipeline in one step: point-in-time dataset -> candidate model -> backtest
-against production -> report -> promote only if the candidate beats production by a margin.
+"""The closed loop in one step: point-in-time dataset -> candidate model -> backtest against production ->
+report -> promote only if the candidate beats production by a margin. This module runs the risk turn and holds
+what both pipelines share (the request, the decision, the report); `pipelines.reco_loop` runs the reco turn.
+
+The risk turn:
 
 1. `pipelines.datasets.build_risk_dataset`: labels known by `until` joined to the results, features from the
    state changelog.
@@ -10,9 +13,10 @@ against production -> report -> promote only if the candidate beats production b
    (from the input's start, so no per-key warm-up differs), diffed against the production topic; the holdout's
    labels are then scored on both topics, so the report shows the candidate's and production's metric as the
    streaming path computes them.
-5. Promotion: when the candidate's `metric` (roc_auc or pr_auc, from the backtest when it ran) is at least
-   `margin` above production's, `models promote`; a job that follows promotions (`model_refresh_seconds`)
-   hot-swaps to it. Otherwise the candidate stays registered and unpromoted, and the report says why.
+5. Promotion (`decide`): when the candidate's `metric` (risk: roc_auc or pr_auc; reco: hr_at_10, mrr_at_10 or
+   purchase_hr_at_10; from the backtest when it ran) is at least `margin` above production's, `models
+   promote`; a job that follows promotions (`model_refresh_seconds`) hot-swaps to it. Otherwise the candidate
+   stays registered and unpromoted, and the report says why.
 The report: `loop.json` and `loop.png` in the report folder (with the dataset and the backtest's report).
 """
 
@@ -33,24 +37,35 @@ from pipelines.exceptions import ConfigError
 from pipelines.retraining import evaluate_on_dataset, load_splits, metrics_of, production_metrics
 from pipelines.runtimes.flink.options import JobOptions
 
-METRICS = ("roc_auc", "pr_auc")
+METRICS = {"risk": ("roc_auc", "pr_auc"), "reco": ("hr_at_10", "mrr_at_10", "purchase_hr_at_10")}
 
 
 @dataclass(frozen=True)
 class LoopRequest:
-    """One turn of the loop: the production job's topics/config, the feedback and changelog topics, the time
-    the dataset is built as of, and the promotion rule."""
+    """One turn of the loop: the production job's topics/config, the feedback and (risk) changelog topics, the
+    time the dataset is built as of, and the promotion rule (`metric` None: the pipeline's first)."""
 
     production: JobOptions
     feedback_topic: str
     changelog_topic: str
     until_ms: int
     report_dir: Path
-    metric: str = "roc_auc"
+    metric: str | None = None
     margin: float = 0.02
     holdout_share: float = 0.2
     seed: int = 1
     backtest: bool = True
+    from_scratch: bool = False
+
+    @property
+    def pipeline(self) -> str:
+        """The production job's pipeline."""
+        return self.production.pipeline
+
+    @property
+    def chosen_metric(self) -> str:
+        """The metric the candidate must improve."""
+        return self.metric or METRICS[self.pipeline][0]
 
 
 def _backtest(request: LoopRequest, version: int, holdout_ids: list[str], labels: np.ndarray,
@@ -81,15 +96,31 @@ def _backtest(request: LoopRequest, version: int, holdout_ids: list[str], labels
 
 
 def run_loop(request: LoopRequest, registry: ModelRegistry, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """One turn of the loop (module doc); returns the report (also written to `loop.json`)."""
+    """One turn of the loop of the request's pipeline (module doc); returns the report (also in `loop.json`)."""
+    if request.pipeline not in METRICS:
+        raise ConfigError(f"the loop runs for {', '.join(METRICS)}, not {request.pipeline!r}")
+    if request.chosen_metric not in METRICS[request.pipeline]:
+        raise ConfigError(f"--metric for {request.pipeline} must be one of {', '.join(METRICS[request.pipeline])}, "
+                          f"got {request.metric!r}")
+    if registry.current(request.pipeline) is None:
+        raise ConfigError(f"no current {request.pipeline} model in {registry.root}: promote one first")
+    request.report_dir.mkdir(parents=True, exist_ok=True)
+    if request.pipeline == "reco":
+        from pipelines.reco_loop import reco_turn
+
+        report = reco_turn(request, registry, echo)
+    else:
+        report = _risk_turn(request, registry, echo)
+    return decide(report, request, registry, echo)
+
+
+def _risk_turn(request: LoopRequest, registry: ModelRegistry, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Dataset, candidate, offline and backtest metrics of the risk turn (the report before the decision)."""
     from pipelines.retraining import train_risk_on_dataset
 
-    if request.metric not in METRICS:
-        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got {request.metric!r}")
+    if request.from_scratch:
+        raise ConfigError("--from-scratch is for reco (risk candidates always start anew)")
     production_version = registry.current("risk")
-    if production_version is None:
-        raise ConfigError(f"no current risk model in {registry.root}: promote one first")
-    request.report_dir.mkdir(parents=True, exist_ok=True)
     dataset = request.report_dir / "dataset.parquet"
     built = build_risk_dataset(
         request.production.bootstrap, results_topic=request.production.output_topic,
@@ -112,30 +143,42 @@ def run_loop(request: LoopRequest, registry: ModelRegistry, *, echo: Callable[[s
         "offline": {"candidate": manifest["metrics"],
                     "production": evaluate_on_dataset(registry.load("risk", production_version), splits),
                     "served": production_metrics(splits)},
-        "metric": request.metric, "margin": request.margin,
+        "holdout_text": f"{len(holdout_ids):,} rows",
     }
-    compared = report["offline"]
     if request.backtest:
         report["backtest"] = _backtest(request, version, holdout_ids, labels, echo)
-        compared = report["backtest"]
-    gain = round(compared["candidate"][request.metric] - compared["production"][request.metric], 5)
-    report["gain"] = gain
-    if gain >= request.margin:
-        registry.promote("risk", version)
-        report["promoted"] = True
-        report["why"] = (f"risk@{version}'s {request.metric} on the holdout is {gain:+.4f} against production's "
-                         f"(margin {request.margin}): promoted")
-    else:
-        report["promoted"] = False
-        report["why"] = (f"risk@{version}'s {request.metric} on the holdout is {gain:+.4f} against production's, "
-                         f"below the margin {request.margin}: risk@{production_version} stays current")
-    echo(report["why"])
-    (request.report_dir / "loop.json").write_text(json.dumps(report, indent=2) + "\n")
-    _chart(report, request.report_dir / "loop.png")
     return report
 
 
-def _chart(report: dict[str, Any], path: Path) -> None:
+def decide(report: dict[str, Any], request: LoopRequest, registry: ModelRegistry,
+           echo: Callable[[str], None]) -> dict[str, Any]:
+    """Promote the report's candidate when it beats production by the margin on the metric (from the backtest
+    when it ran, else offline); write `loop.json` and `loop.png`; the completed report."""
+    metric, candidate, production = request.chosen_metric, report["candidate"], report["production"]
+    compared = report.get("backtest") or report["offline"]
+    report |= {"metric": metric, "margin": request.margin}
+    mine, theirs = compared["candidate"][metric], compared["production"][metric]
+    if mine is None or theirs is None:
+        raise ConfigError(f"the holdout has no {metric} (no position it counts): choose another --metric or "
+                          "build over a longer time")
+    gain = round(mine - theirs, 5)
+    report["gain"] = gain
+    if gain >= request.margin:
+        registry.promote(request.pipeline, int(candidate.split("@")[1]))
+        report["promoted"] = True
+        report["why"] = (f"{candidate}'s {metric} on the holdout is {gain:+.4f} against production's "
+                         f"(margin {request.margin}): promoted")
+    else:
+        report["promoted"] = False
+        report["why"] = (f"{candidate}'s {metric} on the holdout is {gain:+.4f} against production's, "
+                         f"below the margin {request.margin}: {production} stays current")
+    echo(report["why"])
+    (request.report_dir / "loop.json").write_text(json.dumps(report, indent=2) + "\n")
+    _chart(report, METRICS[request.pipeline], request.report_dir / "loop.png")
+    return report
+
+
+def _chart(report: dict[str, Any], metrics: tuple[str, ...], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,10 +188,10 @@ def _chart(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.38
     for i, (who, label) in enumerate((("production", report["production"]), ("candidate", report["candidate"]))):
-        values = [source[who][m] for m in METRICS]
-        ax.bar(np.arange(len(METRICS)) + (i - 0.5) * width, values, width, label=label)
-    ax.set_xticks(range(len(METRICS)), METRICS)
-    ax.set(ylim=(0, 1), title=f"time-ordered holdout ({report['holdout']['rows']:,} rows): "
+        values = [source[who][m] or 0.0 for m in metrics]
+        ax.bar(np.arange(len(metrics)) + (i - 0.5) * width, values, width, label=label)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set(ylim=(0, 1), title=f"time-ordered holdout ({report['holdout_text']}): "
            f"{'promoted' if report['promoted'] else 'kept production'}")
     ax.legend()
     fig.tight_layout()

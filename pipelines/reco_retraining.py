@@ -26,7 +26,7 @@ replaying the holdout sessions through it (`models.session_replay`), the operato
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Session:
     ts: list[int]
     bought: list[bool]  # the session bought this click's item (a label 1 known by the dataset's `until`)
     recommended: list[list[int]]  # what production recommended after this click
+    event_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class RecoSplits:
         for s in self.sessions:
             n = sum(1 for t in s.ts if t < self.cutoff_ts)
             if n >= 2:
-                out.append(Session(s.session_id, s.items[:n], s.ts[:n], s.bought[:n], s.recommended[:n]))
+                out.append(Session(s.session_id, s.items[:n], s.ts[:n], s.bought[:n], s.recommended[:n],
+                                   s.event_ids[:n]))
         return out
 
     def holdout(self) -> list[Session]:
@@ -96,11 +98,12 @@ def load_reco_splits(path: Path, holdout_share: float = DEFAULT_HOLDOUT_SHARE) -
         session_id = table["session_id"][i]
         s = sessions.get(session_id)
         if s is None:
-            s = sessions[session_id] = Session(session_id, [], [], [], [])
+            s = sessions[session_id] = Session(session_id, [], [], [], [], [])
         s.items.append(int(table["item_id"][i]))
         s.ts.append(int(table["ts"][i]))
         s.bought.append(table["label"][i] == 1)
         s.recommended.append([int(item) for item in table["recommended"][i]])
+        s.event_ids.append(table["event_id"][i])
     cutoff_ts = int(table["ts"][order[len(order) - int(len(order) * holdout_share) - 1]]) + 1
     splits = RecoSplits(list(sessions.values()), cutoff_ts, metadata)
     if not splits.training():

@@ -1,10 +1,14 @@
-"""`streamscore loop risk`: dataset -> train -> backtest -> report -> promote if better (`pipelines.loop`)."""
+"""`streamscore loop risk|reco`: dataset -> train -> backtest -> report -> promote if better (`pipelines.loop`,
+`pipelines.reco_loop`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Any
+
+#: `pipelines.loop.METRICS` of both pipelines (not imported: the CLI starts without numpy/pyarrow).
+LOOP_METRICS = ("roc_auc", "pr_auc", "hr_at_10", "mrr_at_10", "purchase_hr_at_10")
 
 
 def _cmd_loop(args: argparse.Namespace) -> int:
@@ -22,6 +26,8 @@ def _cmd_loop(args: argparse.Namespace) -> int:
 
     if not 0 <= args.margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {args.margin}")
+    if args.pipeline == "reco" and args.changelog is not None:
+        raise UsageError("--changelog is for risk (the reco dataset takes the clicks from the input topic)")
     check_reachable(args.bootstrap)
     spec = get(args.pipeline)
     config = spec.load_config(Path(args.config) if args.config else None)
@@ -38,7 +44,7 @@ def _cmd_loop(args: argparse.Namespace) -> int:
                     changelog_topic=args.changelog or f"{args.pipeline}.state-changelog",
                     until_ms=_iso_ms(args.until, "--until"), report_dir=report_dir, metric=args.metric,
                     margin=args.margin, holdout_share=args.holdout_share, seed=args.seed,
-                    backtest=not args.no_backtest),
+                    backtest=not args.no_backtest, from_scratch=args.from_scratch),
         ModelRegistry(),
         echo=lambda line: print(line, flush=True),
     )
@@ -48,19 +54,21 @@ def _cmd_loop(args: argparse.Namespace) -> int:
 
 def add_loop_command(commands: Any) -> None:
     """Add `loop`."""
+
     loop = commands.add_parser("loop", help="dataset -> train -> backtest -> promote if the candidate is better")
-    loop.add_argument("pipeline", choices=["risk"], help="which pipeline's model")
+    loop.add_argument("pipeline", choices=["risk", "reco"], help="which pipeline's model")
     loop.add_argument("--until", required=True, metavar="ISO",
                       help="build the dataset as of this time (results up to it, labels known by it)")
     loop.add_argument("--feedback", metavar="TOPIC", help="labels (default: PIPELINE.feedback)")
-    loop.add_argument("--changelog", metavar="TOPIC", help="the production job's --state-changelog topic "
-                      "(default: PIPELINE.state-changelog)")
+    loop.add_argument("--changelog", metavar="TOPIC", help="risk: the production job's --state-changelog topic "
+                      "(default: risk.state-changelog)")
     loop.add_argument("--config", help="the production job's pipeline YAML (its topics and rules)")
     loop.add_argument("--input-topic", help="the production input (default: the config's)")
     loop.add_argument("--output-topic", help="the production results (default: the config's)")
     loop.add_argument("--dlq-topic", help="the production dead letters (default: the config's)")
-    loop.add_argument("--metric", choices=["roc_auc", "pr_auc"], default="roc_auc",
-                      help="what the candidate must improve, default %(default)s")
+    loop.add_argument("--metric", choices=LOOP_METRICS, default=None,
+                      help="what the candidate must improve (risk: roc_auc, pr_auc; reco: hr_at_10, mrr_at_10, "
+                      "purchase_hr_at_10), default the first of the pipeline's")
     loop.add_argument("--margin", type=float, default=0.02,
                       help="by how much (absolute) to be promoted, default %(default)s")
     loop.add_argument("--holdout-share", type=float, default=0.2,
@@ -68,6 +76,8 @@ def add_loop_command(commands: Any) -> None:
     loop.add_argument("--seed", type=int, default=1, help="training seed, default %(default)s")
     loop.add_argument("--no-backtest", action="store_true",
                       help="compare offline on the dataset's features only (no shadow job)")
+    loop.add_argument("--from-scratch", action="store_true",
+                      help="reco: train a new candidate instead of fine-tuning production")
     loop.add_argument("--fail-if-kept", action="store_true", help="exit 1 when the candidate is not promoted")
     loop.add_argument("--report-dir", help="default: $STREAMSCORE_HOME/loops/PIPELINE/TIME")
     loop.set_defaults(func=_cmd_loop)

@@ -1,7 +1,8 @@
 """The recommender's feedback loop on the real broker and a real Flink job: `publish feedback reco` (confirmed
 orders after clicks), `dataset build reco` (clicks + what production served + purchases known by `--until`),
-`models train reco --dataset` (a purchase-weighted candidate, registered unpromoted with the dataset named in
-its manifest) and `models evaluate reco --dataset` on the same time-ordered holdout.
+`models train reco --dataset` (production fine-tuned with purchase weights, registered unpromoted with the
+dataset named in its manifest), `models evaluate reco --dataset` on the same time-ordered holdout, and
+`loop reco` (dataset -> candidate -> shadow-job backtest -> decision).
 
 Point in time here: the production side of every metric is what the job served (the results' `items`), which
 the test shows equals re-running production's model over the same sessions; labels known after `--until` are
@@ -97,6 +98,20 @@ def test_reco_dataset_train_and_evaluate_on_what_production_served(
     evaluated = json.loads(streamscore("models", "evaluate", "reco", "--version", "2", "--dataset", str(out),
                                        "--json").stdout)
     assert evaluated["model"] == manifest["metrics"] and evaluated["production"] == served
+
+    # the loop in one command: the shadow job recommends exactly what the candidate's replay does, production's
+    # topic gives what the dataset says it served; a margin it cannot reach keeps production, saying why
+    loop_dir = tmp_path / "loop"
+    streamscore("--bootstrap", bootstrap, "loop", "reco", "--input-topic", topics.input, "--output-topic",
+                topics.output, "--dlq-topic", topics.dlq, "--feedback", feedback, "--until", _iso(last_known),
+                "--metric", "purchase_hr_at_10", "--margin", "0.9", "--report-dir", str(loop_dir))
+    loop = json.loads((loop_dir / "loop.json").read_text())
+    assert loop["candidate"] == "reco@3" and loop["production"] == "reco@1" and loop["promoted"] is False
+    assert "below the margin 0.9: reco@1 stays current" in loop["why"] and ModelRegistry(registry).current("reco") == 1
+    assert loop["backtest"]["candidate"] == loop["offline"]["candidate"]
+    assert loop["backtest"]["production"] == loop["offline"]["production"] == loop["offline"]["served"] == served
+    assert loop["gain"] == round(loop["backtest"]["candidate"]["purchase_hr_at_10"] - served["purchase_hr_at_10"], 5)
+    assert (loop_dir / "loop.png").exists() and loop["dataset"]["rows"] == EVENTS
 
     # labels known after an earlier --until stay out: those rows have no label yet
     until = sorted(int(label["labelled_at"]) for label in labels)[EVENTS // 2]

@@ -90,3 +90,10 @@ def test_purchase_weights_change_what_the_model_learns_and_an_oov_target_is_skip
     with torch.no_grad():  # item 4 scores higher after 3 when it is the bought one
         score = [m(torch.tensor([[1, 2, 3]]))[1][0, -1, 4].item() for m in (a, c)]
     assert score[1] > score[0]
+
+
+def test_the_cli_offers_the_metrics_the_loop_decides_on() -> None:
+    from pipelines.cli.loop import LOOP_METRICS
+    from pipelines.loop import METRICS
+
+    assert list(LOOP_METRICS) == [m for metrics in METRICS.values() for m in metrics]
