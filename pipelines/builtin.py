@@ -52,9 +52,17 @@ def _transactions(n: int, seed: int, scenario: str | None = None) -> list[dict[s
     return generate_transactions(n, seed)
 
 
-def _clicks(n: int, seed: int) -> list[dict[str, object]]:
+#: The drift scenario of the click generator: from 40 % of the stream's time span on, sessions follow new
+#: "goes-with" items (what sells together changed), which the shipped model never saw.
+NEW_SEASON = "new-season"
+NEW_SEASON_FROM = 0.4
+
+
+def _clicks(n: int, seed: int, scenario: str | None = None) -> list[dict[str, object]]:
     from models.synthetic import generate_clicks
 
+    if scenario == NEW_SEASON:
+        return generate_clicks(n, seed, new_season_from=NEW_SEASON_FROM)
     return generate_clicks(n, seed)
 
 
@@ -109,6 +117,7 @@ RECO = register(PipelineDefinition(
     result_key=attrgetter("session_id"),
     retention=RetentionPolicy(max_versions=8),
     generate=_clicks,
+    scenarios=(NEW_SEASON,),
     train=_train("reco"),
     evaluate=_evaluate("reco"),
 ))

@@ -60,6 +60,17 @@ def _build_catalog(rng: np.random.Generator, catalog_size: int, n_clusters: int)
     return _Catalog(cluster_of, members, member_p, cdf, related, successors)
 
 
+def _new_season(rng: np.random.Generator, cat: _Catalog) -> _Catalog:
+    """`cat` with new "goes-with" items (same clusters, relations and popularity): what sells together changed."""
+    successors = np.empty_like(cat.successors)
+    for item in range(len(cat.cluster_of)):
+        c = cat.cluster_of[item]
+        for j in range(3):
+            target = c if rng.random() < 0.4 else cat.related[c, int(rng.integers(3))]
+            successors[item, j] = rng.choice(cat.members[target], p=cat.member_p[target])
+    return _Catalog(cat.cluster_of, cat.members, cat.member_p, cat.member_cdf, cat.related, successors)
+
+
 def _pick(rng: np.random.Generator, cat: _Catalog, cluster: int) -> int:
     """A popularity-weighted item of `cluster`."""
     cdf = cat.member_cdf[cluster]
@@ -109,8 +120,13 @@ def generate_clicks(
     mean_session_length: float = 8.0,
     start_ms: int = DEFAULT_START_MS,
     catalog_seed: int = 0,
+    new_season_from: float | None = None,
 ) -> list[dict[str, object]]:
     """`n` click events sorted by `ts`, deterministic for (`seed`, `catalog_seed`); see the module doc.
+
+    The drift scenario: with `new_season_from` (a fraction of the span), sessions that start from then on follow
+    new "goes-with" items (drawn once from `catalog_seed`; clusters and popularity stay): the sequential signal
+    a model learnt before that time no longer holds. The stream before it is the default one's.
 
     The catalogue (clusters, popularity, successors) comes from `catalog_seed` alone, so streams of different
     `seed`s (training vs holdout) share one catalogue, as a real shop's traffic would; users and sessions
@@ -124,10 +140,17 @@ def generate_clicks(
             f"generate_clicks: need catalog_size >= 10 and n_clusters >= 4, got {catalog_size}, {n_clusters}"
         )
     cat = _build_catalog(np.random.default_rng(catalog_seed), catalog_size, n_clusters)
+    season, season_from = cat, None
+    if new_season_from is not None:
+        if not 0.0 <= new_season_from < 1.0:
+            raise ValueError(f"generate_clicks: new_season_from must be in [0, 1), got {new_season_from}")
+        season = _new_season(np.random.default_rng([catalog_seed, 1]), cat)
     rng = np.random.default_rng(seed)
     n_users = users if users is not None else max(20, n // 40)
     favourites = [rng.choice(n_clusters, size=int(rng.integers(2, 4)), replace=False) for _ in range(n_users)]
     span_ms = max(3_600_000, int(n / 400 * 60_000))
+    if new_season_from is not None:
+        season_from = int(span_ms * new_season_from)
     rows: list[tuple[int, int, int, int, int, str]] = []  # (ts, seq, user, session, item, action)
     produced = 0
     session = 0
@@ -135,7 +158,8 @@ def generate_clicks(
         length = min(n - produced, 2 + int(rng.geometric(1.0 / max(1.0, mean_session_length - 1.0))) - 1)
         user = int(rng.integers(n_users))
         t = int(rng.integers(0, span_ms))
-        for item, action in _session(rng, cat, favourites[user], length, n_clusters):
+        now = season if season_from is not None and t >= season_from else cat
+        for item, action in _session(rng, now, favourites[user], length, n_clusters):
             rows.append((t, len(rows), user, session, item, action))
             t += max(1000, int(rng.lognormal(np.log(25_000), 0.8)))
         produced += length

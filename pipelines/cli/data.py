@@ -108,8 +108,9 @@ def add_data_commands(commands: Any) -> None:
     source.add_argument("--events", type=int, help="number of seeded synthetic events")
     source.add_argument("--file", help="JSONL file; each line is sent as-is")
     publish.add_argument("--seed", type=int, default=7, help="seed of the synthetic events, default %(default)s")
-    publish.add_argument("--scenario", help="a variant of the synthetic stream (risk: emerging-fraud, a new fraud "
-                         "pattern from 40 %% of its time span on); give the same to `publish feedback`")
+    publish.add_argument("--scenario", help="a variant of the synthetic stream, its drift from 40 %% of its time span "
+                         "on (risk: emerging-fraud, a new fraud pattern; reco: new-season, new goes-with items); "
+                         "give the same to `publish feedback`")
     publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     publish.add_argument("--topic", help="default: the pipeline's input topic")
     publish.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
