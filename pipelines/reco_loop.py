@@ -15,12 +15,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from models.registry import ModelRegistry
 from pipelines.exceptions import ConfigError
+from pipelines.loop_request import LoopRequest
 from pipelines.reco_dataset import build_reco_dataset
 from pipelines.reco_retraining import (
     RecoSplits,
@@ -30,9 +31,6 @@ from pipelines.reco_retraining import (
     production_reco_metrics,
     train_reco_on_dataset,
 )
-
-if TYPE_CHECKING:
-    from pipelines.loop import LoopRequest
 
 
 def _streamed_metrics(bootstrap: str, topic: str, splits: RecoSplits) -> dict[str, Any]:

@@ -94,6 +94,6 @@ def test_purchase_weights_change_what_the_model_learns_and_an_oov_target_is_skip
 
 def test_the_cli_offers_the_metrics_the_loop_decides_on() -> None:
     from pipelines.cli.loop import LOOP_METRICS
-    from pipelines.loop import METRICS
+    from pipelines.loop_request import METRICS
 
     assert list(LOOP_METRICS) == [m for metrics in METRICS.values() for m in metrics]
