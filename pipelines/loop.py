@@ -87,8 +87,6 @@ def _risk_turn(request: LoopRequest, registry: ModelRegistry, echo: Callable[[st
     """Dataset, candidate, offline and backtest metrics of the risk turn (the report before the decision)."""
     from pipelines.retraining import train_risk_on_dataset
 
-    if request.from_scratch:
-        raise ConfigError("--from-scratch is for reco (risk candidates always start anew)")
     production_version = registry.current("risk")
     dataset = request.report_dir / "dataset.parquet"
     built = build_risk_dataset(
@@ -98,7 +96,7 @@ def _risk_turn(request: LoopRequest, registry: ModelRegistry, echo: Callable[[st
     )
     echo(f"dataset: {built.rows:,} labelled results ({built.positives:,} positive) -> {dataset}")
     version, manifest = train_risk_on_dataset(dataset, registry, seed=request.seed,
-                                              holdout_share=request.holdout_share)
+                                              holdout_share=request.holdout_share, from_scratch=request.from_scratch)
     echo(f"candidate: risk@{version} (production: risk@{production_version})")
     splits = load_splits(dataset, request.holdout_share)
     holdout_ids = splits.event_ids[splits.holdout]

@@ -2,7 +2,14 @@
 
 The dataset's rows are ordered by event time; the last `holdout_share` of them is the holdout (never trained
 on), and of the rows before it the last fifth is the validation split (best epoch, calibration) - no row is
-evaluated on a model that saw a later one. A trained candidate is registered *without* being promoted, its
+evaluated on a model that saw a later one.
+
+The candidate is production fine-tuned on the training split by default (its weights and standardisation
+read back from its ONNX graph, `FINE_TUNING_EPOCHS` epochs at `FINE_TUNING_LR`, recalibrated on the
+validation split): a dataset holds far fewer labelled frauds than production learnt from, and a model trained
+on it alone forgets the patterns that are rare in it (measured on the closed-loop scenario's 40,000 events:
+from scratch ROC-AUC 0.972 / PR-AUC 0.337 on the holdout, fine-tuned 0.996 / 0.918, production 0.919 / 0.505).
+`from_scratch` trains a new one on the dataset alone. A trained candidate is registered *without* being promoted, its
 manifest naming the dataset (path, sha256, topics, `until`, time range) and holding its holdout metrics next
 to production's on the same rows (the dataset's `score` column: what the serving model said at the time).
 """
@@ -25,6 +32,7 @@ from pipelines.exceptions import ConfigError
 
 DEFAULT_HOLDOUT_SHARE = 0.2
 VALIDATION_SHARE = 0.2
+FINE_TUNING_EPOCHS, FINE_TUNING_LR = 8, 1e-3
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,26 @@ def production_metrics(splits: DatasetSplits) -> dict[str, float]:
 
 def train_risk_on_dataset(
     path: Path, registry: ModelRegistry, *, seed: int = 1, holdout_share: float = DEFAULT_HOLDOUT_SHARE,
+    from_scratch: bool = False,
 ) -> tuple[int, dict[str, Any]]:
-    """Train a risk model on the dataset's training split, register it (not promoted); (version, manifest)."""
-    from models.training.risk import export_risk_onnx, risk_manifest_fields, train_risk
+    """Fine-tune production (or train a new model, `from_scratch`) on the dataset's training split, register it
+    (not promoted); (version, manifest)."""
+    from models.training.risk import (
+        RiskTrainingConfig,
+        export_risk_onnx,
+        risk_manifest_fields,
+        risk_mlp_from_onnx,
+        train_risk,
+    )
 
     splits = load_splits(path, holdout_share)
-    trained = train_risk(splits.features[splits.train], splits.labels[splits.train],
-                         splits.features[splits.validation], splits.labels[splits.validation], seed=seed)
+    production = None if from_scratch else registry.load("risk")
+    trained = train_risk(
+        splits.features[splits.train], splits.labels[splits.train], splits.features[splits.validation],
+        splits.labels[splits.validation], seed=seed,
+        config=None if production is None else RiskTrainingConfig(epochs=FINE_TUNING_EPOCHS, lr=FINE_TUNING_LR),
+        initial=None if production is None else risk_mlp_from_onnx(production.path),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         onnx = export_risk_onnx(trained.model, Path(tmp) / "risk.onnx")
         candidate = ModelHandle(onnx, {"name": "risk", "version": 0, "sha256": file_sha256(onnx)})
@@ -111,6 +132,7 @@ def train_risk_on_dataset(
                              "from_ts": int(splits.ts[splits.holdout.start]), "to_ts": int(splits.ts[-1]),
                              "production": production_metrics(splits)},
             training_events=splits.train.stop,
+            fine_tuned_from=None if production is None else production.ref,
             dataset={"path": str(path.resolve()), "sha256": file_sha256(path), "until_ms": meta.get("until_ms"),
                      "results_topic": meta.get("results_topic"), "feedback_topic": meta.get("feedback_topic"),
                      "changelog_topic": meta.get("changelog_topic"), "rows": len(splits.labels),

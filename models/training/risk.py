@@ -114,15 +114,25 @@ def train_risk(
     seed: int,
     config: RiskTrainingConfig | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    initial: RiskMLP | None = None,
 ) -> TrainedRisk:
     """Train the MLP on (x_train, y_train); keep the epoch with the best validation ROC-AUC; Platt-calibrate
-    on the validation split. `progress(epoch, stats)` is called after every epoch."""
+    on the validation split. `progress(epoch, stats)` is called after every epoch. `initial`: fine-tune a copy
+    of this model (its standardisation and layer sizes; `config.hidden` is not used) instead of starting from
+    random weights."""
     config = config or RiskTrainingConfig()
     started = time.perf_counter()
     set_determinism(seed)
-    mean = x_train.mean(axis=0)
-    std = np.maximum(x_train.std(axis=0), 1e-3)
-    model = RiskMLP(x_train.shape[1], config.hidden, mean, std)
+    if initial is None:
+        mean = x_train.mean(axis=0)
+        std = np.maximum(x_train.std(axis=0), 1e-3)
+        model = RiskMLP(x_train.shape[1], config.hidden, mean, std)
+    else:
+        model = RiskMLP(x_train.shape[1], _hidden_of(initial), initial.mean.numpy().copy(),
+                        initial.std.numpy().copy())
+        model.load_state_dict(initial.state_dict())
+        model.platt_a.fill_(1.0)  # calibrated anew below
+        model.platt_b.fill_(0.0)
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     yt = torch.as_tensor(y_train, dtype=torch.float32)
     xv = torch.as_tensor(x_val, dtype=torch.float32)
@@ -162,6 +172,31 @@ def train_risk(
     model.platt_a.fill_(a)
     model.platt_b.fill_(b)
     return TrainedRisk(model, seed, best_auc, (a, b), time.perf_counter() - started, history)
+
+
+def _hidden_of(model: RiskMLP) -> tuple[int, ...]:
+    return tuple(layer.out_features for layer in model.net if isinstance(layer, nn.Linear))[:-1]
+
+
+def risk_mlp_from_onnx(path: Path) -> RiskMLP:
+    """The `RiskMLP` that `export_risk_onnx` wrote to `path` (weights, standardisation and calibration read back
+    from the graph's initializers), to fine-tune a registered model; `ValueError` if the graph is not one."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {init.name: numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer}
+    layers = sorted((int(name.split(".")[1]), value) for name, value in weights.items()
+                    if name.startswith("net.") and name.endswith(".weight"))
+    if not layers or not {"mean", "std", "platt_a", "platt_b"} <= set(weights):
+        raise ValueError(f"{path} is not a risk MLP exported by this version (weights not found)")
+    hidden = tuple(int(value.shape[0]) for _, value in layers[:-1])
+    model = RiskMLP(int(weights["mean"].shape[0]), hidden, np.array(weights["mean"]), np.array(weights["std"]))
+    try:
+        model.load_state_dict({name: torch.from_numpy(np.array(value, dtype=np.float32))
+                               for name, value in weights.items()})
+    except RuntimeError as exc:
+        raise ValueError(f"{path} is not a risk MLP exported by this version: {exc}") from None
+    return model.eval()
 
 
 def predict_risk(model: RiskMLP, features: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ def add_loop_command(commands: Any) -> None:
     loop.add_argument("--no-backtest", action="store_true",
                       help="compare offline on the dataset's features only (no shadow job)")
     loop.add_argument("--from-scratch", action="store_true",
-                      help="reco: train a new candidate instead of fine-tuning production")
+                      help="train a new candidate on the dataset instead of fine-tuning production")
     loop.add_argument("--fail-if-kept", action="store_true", help="exit 1 when the candidate is not promoted")
     loop.add_argument("--report-dir", help="default: $STREAMSCORE_HOME/loops/PIPELINE/TIME")
     loop.set_defaults(func=_cmd_loop)

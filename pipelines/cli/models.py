@@ -45,10 +45,8 @@ def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
     else:
         from pipelines.retraining import train_risk_on_dataset
 
-        if args.from_scratch:
-            raise UsageError("--from-scratch is for reco (risk models on a dataset always start anew)")
         version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
-                                                  holdout_share=args.holdout_share)
+                                                  holdout_share=args.holdout_share, from_scratch=args.from_scratch)
         scope = f"last {manifest['metrics_holdout']['rows']:,} rows"
     name = args.name
     print(f"registered {name}@{version} from {args.dataset} (not promoted; current: {name}@{registry.current(name)})")
@@ -214,7 +212,7 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--dataset", metavar="FILE", help="train on a `dataset build` file instead (registered without "
                        "promotion; the manifest names the dataset, its time range and the holdout metrics)")
     train.add_argument("--from-scratch", action="store_true",
-                       help="reco --dataset: a new model instead of production fine-tuned on the dataset")
+                       help="--dataset: a new model instead of production fine-tuned on the dataset")
     train.add_argument("--holdout-share", type=float, default=0.2,
                        help="--dataset: the share of its newest rows held out for the metrics, default %(default)s")
     train.set_defaults(func=_cmd_train)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -82,3 +83,25 @@ def start_job(
              *checkpoints, *extra],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+
+@pytest.fixture
+def private_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the committed model registry in `tmp_path`, made the one every process of the test reads
+    (jobs, CLI commands, the test itself), so promotions stay inside the test."""
+    from models.registry import DEFAULT_ROOT, REGISTRY_ENV
+
+    root = tmp_path / "registry"
+    shutil.copytree(DEFAULT_ROOT, root)
+    monkeypatch.setenv(REGISTRY_ENV, str(root))
+    return root
+
+
+def config_following_promotions(default: Path, out: Path, refresh_s: float = 0.5) -> Path:
+    """The pipeline YAML `default` with `model_refresh_seconds: refresh_s`, written to `out`."""
+    import yaml
+
+    config = yaml.safe_load(default.read_text(encoding="utf-8"))
+    config["model_refresh_seconds"] = refresh_s
+    out.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return out

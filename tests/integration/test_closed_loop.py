@@ -12,7 +12,6 @@ labels, flags the features the new pattern changes in the frauds."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -20,17 +19,17 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-import yaml
 
 from models.evaluation import roc_auc
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from models.registry import ModelRegistry
 from pipelines.builtin import EMERGING_FROM
 from pipelines.config import RISK_CONFIG_PATH
 from pipelines.feedback import MATURITY_MS, synthetic_labels
 from pipelines.kafka.clients import consume, end_offsets, ensure_topics, publish_records
 from pipelines.kafka.publishing import synthetic_events
+from pipelines.registry import get
 
-from .conftest import Topics, start_job, streamscore
+from .conftest import Topics, config_following_promotions, start_job, streamscore
 from .test_recovery import _kill
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,16 +51,22 @@ def _wait_for(bootstrap: str, topic: str, count: int, job: object, log: Path, ti
         time.sleep(1)
 
 
+def assert_next_results_name(model: str, bootstrap: str, topics: Topics, pipeline: str, published: int, seed: int,
+                             job: object, log: Path) -> None:
+    """Publish 30 more synthetic events of `pipeline` (after `published`) and check their results name `model`."""
+    time.sleep(2)  # a few model-refresh periods
+    late = synthetic_events(pipeline, 30, seed=seed)
+    key = get(pipeline).key_field
+    publish_records(bootstrap, topics.input, [(str(e[key]).encode(), msgspec.json.encode(e)) for e in late])
+    _wait_for(bootstrap, topics.output, published + len(late), job, log)
+    fresh = [msgspec.json.decode(x.value) for x in consume(bootstrap, topics.output, timeout_s=3)][-len(late):]
+    assert {r["model"] for r in fresh} == {model}
+
+
 def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_model(
-    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, topics: Topics, tmp_path: Path, private_registry: Path
 ) -> None:
-    registry_root = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, registry_root)
-    monkeypatch.setenv(REGISTRY_ENV, str(registry_root))  # the job, the loop and this test read it
-    config = yaml.safe_load(RISK_CONFIG_PATH.read_text(encoding="utf-8"))
-    config["model_refresh_seconds"] = 0.5
-    config_path = tmp_path / "risk.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = config_following_promotions(RISK_CONFIG_PATH, tmp_path / "risk.yaml")
     changelog, feedback = topics.output + ".changelog", topics.input + ".feedback"
     ensure_topics(bootstrap, [changelog, feedback])
     streamscore("--bootstrap", bootstrap, "publish", "risk", "--events", str(EVENTS), "--seed", str(SEED),
@@ -105,6 +110,8 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         assert report["holdout"]["trained_to_ts"] > drift_at  # trained on labelled events past the drift
         backtest = report["backtest"]
         assert backtest["candidate"]["roc_auc"] >= backtest["production"]["roc_auc"] + 0.05, backtest
+        # fine-tuned from production, it keeps what production knew: its top scores are more precise too
+        assert backtest["candidate"]["pr_auc"] > backtest["production"]["pr_auc"], backtest
         # the streaming path and the offline evaluation agree on both models
         for who in ("candidate", "production"):
             assert abs(backtest[who]["roc_auc"] - report["offline"][who]["roc_auc"]) < 1e-3, report
@@ -113,16 +120,10 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         assert ModelRegistry().current("risk") == int(candidate.split("@")[1])
         manifest = ModelRegistry().manifest("risk", int(candidate.split("@")[1]))
         assert manifest["dataset"]["path"] == str(report_dir / "dataset.parquet")
-        assert manifest["dataset"]["to_ts"] == int(ts.max())
+        assert manifest["dataset"]["to_ts"] == int(ts.max()) and manifest["fine_tuned_from"] == "risk@1"
 
         # the running job hot-swapped: new events are scored by the candidate
-        time.sleep(2)
-        late = synthetic_events("risk", 30, seed=SEED + 1)
-        publish_records(bootstrap, topics.input, [(str(e["account_id"]).encode(), msgspec.json.encode(e))
-                                                  for e in late])
-        _wait_for(bootstrap, topics.output, EVENTS + len(late), job, log)
-        fresh = [msgspec.json.decode(x.value) for x in consume(bootstrap, topics.output, timeout_s=3)][-len(late):]
-        assert {r["model"] for r in fresh} == {candidate}
+        assert_next_results_name(candidate, bootstrap, topics, "risk", EVENTS, SEED + 1, job, log)
 
         # a margin no candidate reaches: production stays, and the report says why
         kept_dir = tmp_path / "kept"

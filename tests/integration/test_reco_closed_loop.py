@@ -10,28 +10,24 @@ beats production's by >= 0.05 in the streaming results; the running job then hot
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgspec
 import pytest
-import yaml
 
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from models.registry import ModelRegistry
 from models.synthetic import generate_clicks
 from pipelines.builtin import NEW_SEASON, NEW_SEASON_FROM
 from pipelines.config import RECO_CONFIG_PATH
 from pipelines.feedback import ATTRIBUTION_MS
-from pipelines.kafka.clients import consume, ensure_topics, publish_records
-from pipelines.kafka.publishing import synthetic_events
+from pipelines.kafka.clients import consume, ensure_topics
 from pipelines.reco_retraining import Session, metrics_at_k
 
-from .conftest import Topics, streamscore
-from .test_closed_loop import _iso, _wait_for
+from .conftest import Topics, config_following_promotions, streamscore
+from .test_closed_loop import _iso, _wait_for, assert_next_results_name
 from .test_recovery import _kill
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,15 +41,9 @@ def _hit_rate(sessions: list[Session]) -> float:
 
 
 def test_the_reco_loop_fine_tunes_past_a_new_season_and_the_running_job_swaps_to_it(
-    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, topics: Topics, tmp_path: Path, private_registry: Path
 ) -> None:
-    registry_root = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, registry_root)
-    monkeypatch.setenv(REGISTRY_ENV, str(registry_root))  # the job, the loop and this test read it
-    config = yaml.safe_load(RECO_CONFIG_PATH.read_text(encoding="utf-8"))
-    config["model_refresh_seconds"] = 0.5
-    config_path = tmp_path / "reco.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = config_following_promotions(RECO_CONFIG_PATH, tmp_path / "reco.yaml")
     feedback = topics.input + ".feedback"
     ensure_topics(bootstrap, [feedback])
     streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", str(EVENTS), "--seed", str(SEED),
@@ -105,12 +95,6 @@ def test_the_reco_loop_fine_tunes_past_a_new_season_and_the_running_job_swaps_to
         assert manifest["fine_tuned_from"] == "reco@1" and manifest["dataset"]["to_ts"] == int(last)  # type: ignore[call-overload]
 
         # the running job hot-swapped: new clicks get the candidate's recommendations
-        time.sleep(2)
-        late = synthetic_events("reco", 30, seed=SEED + 1)
-        publish_records(bootstrap, topics.input, [(str(e["session_id"]).encode(), msgspec.json.encode(e))
-                                                  for e in late])
-        _wait_for(bootstrap, topics.output, EVENTS + len(late), job, log)
-        fresh = [msgspec.json.decode(x.value) for x in consume(bootstrap, topics.output, timeout_s=3)][-len(late):]
-        assert {r["model"] for r in fresh} == {candidate}
+        assert_next_results_name(candidate, bootstrap, topics, "reco", EVENTS, SEED + 1, job, log)
     finally:
         _kill(job, signal.SIGTERM)

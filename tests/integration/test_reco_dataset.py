@@ -11,14 +11,13 @@ not in the dataset."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from models.registry import ModelRegistry
 from models.synthetic import generate_clicks
 from operators.dead_letter import DeadLetter
 from pipelines.datasets import dataset_metadata
@@ -40,11 +39,9 @@ def _iso(ms: int) -> str:
 
 
 def test_reco_dataset_train_and_evaluate_on_what_production_served(
-    bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str, topics: Topics, tmp_path: Path, private_registry: Path
 ) -> None:
-    registry = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, registry)
-    monkeypatch.setenv(REGISTRY_ENV, str(registry))  # the job, the CLI and this test read it
+    registry = private_registry
     feedback, dlq = topics.input + ".feedback", topics.dlq + ".feedback"
     ensure_topics(bootstrap, [feedback])
     streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", str(EVENTS), "--seed", str(SEED),

@@ -7,10 +7,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from models.registry import DEFAULT_ROOT, ModelRegistry
 from models.synthetic import generate_transactions
-from models.training.risk import RiskTrainingConfig, export_risk_onnx, predict_risk, train_risk
+from models.training.risk import (
+    RiskTrainingConfig,
+    export_risk_onnx,
+    predict_risk,
+    risk_mlp_from_onnx,
+    train_risk,
+)
 from operators.risk.features import FEATURE_NAMES
 from pipelines.training import DEFAULT_SEED, evaluate, risk_dataset, validation_mask
 
@@ -71,3 +78,29 @@ def test_default_risk_model_meets_its_goals_on_a_fresh_seed() -> None:
     assert set(metrics) == {"roc_auc", "pr_auc", "rules_only_roc_auc"}
     assert metrics["roc_auc"] >= 0.95
     assert metrics["roc_auc"] - metrics["rules_only_roc_auc"] >= 0.10
+
+
+def test_a_registered_risk_model_reads_back_and_fine_tunes_from_where_it_was(
+    small_model_and_data: tuple[object, np.ndarray, Path], tmp_path: Path
+) -> None:
+    model, features, path = small_model_and_data
+    restored = risk_mlp_from_onnx(path)
+    np.testing.assert_allclose(predict_risk(restored, features[:512]), predict_risk(model, features[:512]),  # type: ignore[arg-type]
+                               atol=1e-6)
+    data = risk_dataset(generate_transactions(6_000, seed=8))
+    half = len(data.labels) // 2
+    tuned = train_risk(data.features[:half], data.labels[:half], data.features[half:], data.labels[half:], seed=1,
+                       config=RiskTrainingConfig(epochs=1, lr=1e-9), initial=restored)
+    # a vanishing learning rate keeps the weights and the standardisation it started from (only the calibration
+    # is fitted anew), so the logits are the original model's
+    for name in ("mean", "std", "net.0.weight", "net.4.bias"):
+        np.testing.assert_allclose(tuned.model.state_dict()[name].numpy(), restored.state_dict()[name].numpy(),
+                                   atol=1e-6)
+    with torch.no_grad():
+        x = torch.as_tensor(features[:512])
+        np.testing.assert_allclose(tuned.model.logit(x).numpy(), restored.logit(x).numpy(), atol=1e-4)
+    bare = onnx.load(str(path))
+    del bare.graph.initializer[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match="not a risk MLP"):
+        risk_mlp_from_onnx(tmp_path / "bare.onnx")
