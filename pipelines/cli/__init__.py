@@ -137,6 +137,9 @@ def expected_failure(exc: BaseException) -> str | None:
         return f"Kafka: {exc.args[0] if exc.args else exc}"
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
         return f"{exc.strerror}: {exc.filename}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "torch":
+        return ("training needs torch, which the runtime install (`make demo`) leaves out: "
+                "`pip install -e '.[train]'` in the venv, or `make setup`")
     return None
 
 

@@ -66,3 +66,14 @@ def test_run_refuses_options_its_runtime_does_not_read(
     code = main(["--bootstrap", "127.0.0.1:1", "run", "risk", *args])
     err = capsys.readouterr().err
     assert code != 0 and message in err and "Traceback" not in err, err
+
+
+def test_training_without_torch_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a runtime-only install: `import torch` fails
+    monkeypatch.delitem(sys.modules, "models.training.reco", raising=False)
+    code = main(["models", "--registry", str(tmp_path), "train", "reco", "--events", "100", "--quiet"])
+    assert code == 1 and "pip install -e '.[train]'" in capsys.readouterr().err
