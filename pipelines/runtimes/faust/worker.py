@@ -279,13 +279,15 @@ class Runner:
 
 def build_app(options: FaustOptions, runner: Runner) -> faust.App:
     """The faust app: one agent over the input topic, micro-batched, with the runner's rebalance handlers."""
+    datadir = options.state_dir / "faust-app"  # faust's own folder (empty: tables are not used)
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         options.group_id,
         broker=f"kafka://{options.bootstrap}",
         broker_credentials=_credentials(security.active()),
         processing_guarantee="at_least_once",  # the runtime owns exactly-once (module doc)
         store="memory://",
-        datadir=str(options.state_dir / "faust-app"),  # faust's own folder (empty: tables are not used)
+        datadir=str(datadir),
         web_enabled=False,
         autodiscover=False,
         stream_wait_empty=False,
