@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from models.evaluation import hr_at_k, mrr_at_k
 from models.handle import ModelHandle, file_sha256
 from models.registry import ModelRegistry
 from models.session_replay import replay_sessions
@@ -125,16 +126,14 @@ def holdout_positions(sessions: list[Session]) -> list[tuple[int, int]]:
 def metrics_at_k(sessions: list[Session], top: dict[tuple[int, int], list[int]], k: int = K) -> dict[str, Any]:
     """`hr_at_10`, `mrr_at_10`, `purchase_hr_at_10` (module doc) of the top items `top[(session, t)]`."""
     positions = holdout_positions(sessions)
-    ranks = []
-    for i, t in positions:
-        ranked = list(top[(i, t)][:k])
-        target = sessions[i].items[t + 1]
-        ranks.append(ranked.index(target) + 1 if target in ranked else 0)
-    hits = np.array([r > 0 for r in ranks], dtype=bool)
+    ranked = np.full((len(positions), k), -1, dtype=np.int64)  # -1 pads a shorter list: never a target
+    for row, (i, t) in enumerate(positions):
+        items = top[(i, t)][:k]
+        ranked[row, : len(items)] = items
+    targets = np.array([sessions[i].items[t + 1] for i, t in positions], dtype=np.int64)
     bought = np.array([sessions[i].bought[t + 1] for i, t in positions], dtype=bool)
-    reciprocal = np.array([1.0 / r if r else 0.0 for r in ranks])
-    return {f"hr_at_{k}": round(float(hits.mean()), 5), f"mrr_at_{k}": round(float(reciprocal.mean()), 5),
-            f"purchase_hr_at_{k}": round(float(hits[bought].mean()), 5) if bought.any() else None,
+    return {f"hr_at_{k}": round(hr_at_k(ranked, targets, k), 5), f"mrr_at_{k}": round(mrr_at_k(ranked, targets, k), 5),
+            f"purchase_hr_at_{k}": round(hr_at_k(ranked[bought], targets[bought], k), 5) if bought.any() else None,
             "positions": len(positions), "purchase_positions": int(bought.sum())}
 
 
