@@ -24,6 +24,10 @@ class KeyAddressedStore(Protocol[T]):
 
     def forget(self, key: str) -> None: ...
 
+    def side(self, key: str, name: str) -> bytes | None: ...
+
+    def put_side(self, key: str, name: str, value: bytes | None, *, inline: bool = False) -> None: ...
+
 
 class KeyState(Generic[T]):
     """`VersionedState` of one key of a store (a cheap handle holding the store and the key)."""
@@ -60,8 +64,16 @@ class KeyState(Generic[T]):
         return self._store.history(self._key, limit)
 
     def forget(self) -> None:
-        """Drop every version and the version counter: the next put is version 1 (an expired key)."""
+        """Drop every version, the version counter and the side entries: the next put is version 1 (an expired key)."""
         self._store.forget(self._key)
+
+    def side(self, name: str) -> bytes | None:
+        """The key's side entry `name`, or None."""
+        return self._store.side(self._key, name)
+
+    def put_side(self, name: str, value: bytes | None, *, inline: bool = False) -> None:
+        """Set the key's side entry `name` (None removes it); `inline` keeps a small entry in the head."""
+        self._store.put_side(self._key, name, value, inline=inline)
 
     def __repr__(self) -> str:
         return f"KeyState({self._key!r} of {self._store!r})"

@@ -19,8 +19,14 @@ Semantics shared by every implementation (the contract tests in `tests/unit/stat
   range `[oldest, latest]`. `max_versions=N` keeps the newest N versions. `horizon_ms=H` drops the
   oldest versions while their event time is older than `W - H`, where `W` is the highest event time
   ever put for the key (the key's event-time watermark; processing time is never used, so replays
-  prune identically). The latest version is never pruned. The cost of pruning is proportional to
-  the number of versions pruned.
+  prune identically). The latest version is never pruned. Pruning never reads stored records (the
+  layout, `state.layout`, keeps every retained version's event time in the key's head).
+* **Side data.** Besides its versions a key has unversioned *side entries*: named bytes (`side`,
+  `put_side`) such as the event ids it saw, stored once per key and written only when changed, never
+  copied into versions. `as_of`/`history` do not see them; `forget` and `delete` drop them with the
+  versions; checkpoints and write batches include them. `inline=True` keeps a small entry (at most
+  `state.layout.MAX_INLINE_BYTES`) inside the key's head, for data that changes with nearly every event:
+  it is then written with the head at no extra write.
 """
 
 from __future__ import annotations
@@ -105,8 +111,16 @@ class VersionedState(Protocol[T]):
         ...
 
     def forget(self) -> None:
-        """Drop every version and the version counter, as if the key never had state: the next `put` is
-        version 1 (what an expired key does)."""
+        """Drop every version, the version counter and the side entries, as if the key never had state: the
+        next `put` is version 1 (what an expired key does)."""
+        ...
+
+    def side(self, name: str) -> bytes | None:
+        """The key's side entry `name` (unversioned), or None."""
+        ...
+
+    def put_side(self, name: str, value: bytes | None, *, inline: bool = False) -> None:
+        """Set the side entry `name` to `value` (None removes it); `inline` keeps a small entry in the head."""
         ...
 
 
@@ -126,7 +140,8 @@ class VersionedStore(Protocol[T]):
         ...
 
     def delete(self, key: str) -> None:
-        """Remove every version of `key` (its version counter is kept, so versions are never reused)."""
+        """Remove every version and side entry of `key` (its version counter is kept, so versions are never
+        reused)."""
         ...
 
     def forget(self, key: str) -> None:

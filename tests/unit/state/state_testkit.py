@@ -31,8 +31,9 @@ class Backend:
         """A fresh, empty store."""
         raise NotImplementedError
 
-    def reopen(self, store: AnyStore) -> AnyStore:
-        """Close `store` and return a store with the same committed state (persistence round trip)."""
+    def reopen(self, store: AnyStore, retention: RetentionPolicy | None = None) -> AnyStore:
+        """Close `store` and return a store with the same committed state (persistence round trip), with
+        `retention` if given (applied from each key's next put)."""
         raise NotImplementedError
 
     def restore(
@@ -58,12 +59,12 @@ class MemoryBackend(Backend):
     def open(self, retention: RetentionPolicy, codec: Codec[Any] | None = None) -> AnyStore:
         return MemoryVersionedStore(codec, retention=retention)
 
-    def reopen(self, store: AnyStore) -> AnyStore:
+    def reopen(self, store: AnyStore, retention: RetentionPolicy | None = None) -> AnyStore:
         assert isinstance(store, MemoryVersionedStore)
         target = self.root / f"reopen-{id(store)}-{len(list(self.root.iterdir()))}"
         store.checkpoint(target)
         store.close()
-        restored = MemoryVersionedStore.restore(target, store.codec, retention=store.retention)
+        restored = MemoryVersionedStore.restore(target, store.codec, retention=retention or store.retention)
         shutil.rmtree(target)
         return restored
 
@@ -74,9 +75,11 @@ class MemoryBackend(Backend):
 
     def corrupt_value(self, store: AnyStore, key: str, version: int) -> AnyStore:
         assert isinstance(store, MemoryVersionedStore)
+        from state.layout import slot_of
+
         data = store._keys[key]
-        entry = data.records[version]
-        data.records[version] = entry._replace(payload=b"\x01\xc1garbage")  # 0xc1 is never valid msgpack
+        slot = slot_of(version, data.head.ring)
+        data.slots[slot] = data.slots[slot]._replace(payload=b"\x01\xc1garbage")  # 0xc1 is never valid msgpack
         return store
 
     def write_foreign_format(self, store: AnyStore, checkpoint: Path) -> None:
@@ -95,10 +98,10 @@ class RocksBackend(Backend):
         path = self.root / f"db-{len(list(self.root.iterdir()))}"
         return RocksVersionedStore(path, codec, retention=retention)
 
-    def reopen(self, store: AnyStore) -> AnyStore:
+    def reopen(self, store: AnyStore, retention: RetentionPolicy | None = None) -> AnyStore:
         assert isinstance(store, RocksVersionedStore)
         store.close()
-        return RocksVersionedStore(store.path, store.codec, retention=store.retention)
+        return RocksVersionedStore(store.path, store.codec, retention=retention or store.retention)
 
     def restore(
         self, checkpoint: Path, retention: RetentionPolicy, codec: Codec[Any] | None = None
@@ -159,6 +162,7 @@ class ModelStore:
     retained: dict[str, list[ModelVersion]] = field(default_factory=dict)  # oldest first
     watermark: dict[str, int] = field(default_factory=dict)
     last_version: dict[str, int] = field(default_factory=dict)  # survives delete
+    sides: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def put(self, key: str, value: Any, event_time: int, source: SourceCoordinates | None = None) -> int:
         version = self.last_version.get(key, 0) + 1
@@ -177,6 +181,24 @@ class ModelStore:
     def delete(self, key: str) -> None:
         self.retained.pop(key, None)
         self.watermark.pop(key, None)
+        self.sides.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        self.delete(key)
+        self.last_version.pop(key, None)
+
+    def put_side(self, key: str, name: str, value: bytes | None) -> None:
+        if value is None:
+            self.sides.get(key, {}).pop(name, None)
+        else:
+            self.sides.setdefault(key, {})[name] = value
+
+    def side(self, key: str, name: str) -> bytes | None:
+        return self.sides.get(key, {}).get(name)
+
+    def copy(self) -> ModelStore:
+        return ModelStore(self.retention, {k: list(v) for k, v in self.retained.items()}, dict(self.watermark),
+                          dict(self.last_version), {k: dict(v) for k, v in self.sides.items()})
 
     def live_keys(self) -> set[str]:
         return set(self.retained)

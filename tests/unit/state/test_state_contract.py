@@ -351,8 +351,8 @@ def test_restore_refuses_a_foreign_format_version(backend: Backend, tmp_path: Pa
         backend.restore(checkpoint, KEEP_ALL)
     message = str(info.value)
     assert "format 99" in message  # what was found
-    assert "expected" in message and "format 1" in message  # what is expected
-    assert "streamscore state migrate" in message  # what to do
+    assert "expected" in message and "format 2" in message  # what is expected (older formats are converted)
+    assert "newer streamscore" in message and "rebuild" in message  # what to do
 
 
 def test_restore_refuses_a_different_codec(backend: Backend, tmp_path: Path) -> None:
@@ -475,4 +475,102 @@ def test_reopen_preserves_everything(backend: Backend) -> None:
     assert [as_tuple(store.key("a").as_of_time(t)) for t in range(0, 45)] == before
     assert [v.version for v in store.key("a").history(10)] == [7, 6, 5, 4, 3]
     assert store.key("b").put("b", event_time=1) == 2
+    store.close()
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_side_entries_are_unversioned_per_key_data(store: AnyStore, inline: bool) -> None:
+    k = store.key("acct-1")
+    assert k.side("ids") is None
+    k.put_side("ids", b"\x01\x02", inline=inline)
+    assert k.side("ids") == b"\x01\x02"
+    assert list(store.keys()) == []  # side data alone is no state version
+    assert k.get() is None
+    k.put({"n": 1}, event_time=10)
+    k.put_side("ids", b"\x03", inline=inline)
+    k.put({"n": 2}, event_time=20)
+    assert k.side("ids") == b"\x03"
+    assert [v.value for v in k.history(5)] == [{"n": 2}, {"n": 1}]  # versions do not carry side data
+    assert store.key("acct-2").side("ids") is None  # per key
+    k.put_side("ids", None, inline=inline)
+    assert k.side("ids") is None
+
+
+def test_side_entries_move_between_inline_and_separate(store: AnyStore) -> None:
+    k = store.key("a")
+    k.put(1, event_time=1)
+    k.put_side("chunk", b"inline", inline=True)
+    k.put_side("chunk", b"separate")
+    assert k.side("chunk") == b"separate"
+    k.put_side("chunk", b"inline again", inline=True)
+    assert k.side("chunk") == b"inline again"
+    k.put(2, event_time=2)
+    assert k.side("chunk") == b"inline again"
+
+
+def test_inline_side_entries_are_small(store: AnyStore) -> None:
+    from state.layout import MAX_INLINE_BYTES
+
+    k = store.key("a")
+    k.put_side("big", b"x" * MAX_INLINE_BYTES, inline=True)
+    with pytest.raises(ValueError, match="inline side entry 'big'"):
+        k.put_side("big", b"x" * (MAX_INLINE_BYTES + 1), inline=True)
+    k.put_side("big", b"x" * (MAX_INLINE_BYTES + 1))  # a separate entry may be large
+    with pytest.raises(ValueError, match="side entry names"):
+        k.put_side("", b"x")
+
+
+def test_forget_and_delete_drop_side_entries(store: AnyStore) -> None:
+    for name in ("a", "b"):
+        k = store.key(name)
+        k.put(1, event_time=1)
+        k.put_side("inline", b"i", inline=True)
+        k.put_side("separate", b"s")
+    store.forget("a")
+    store.delete("b")
+    for name in ("a", "b"):
+        assert store.key(name).side("inline") is None
+        assert store.key(name).side("separate") is None
+    assert store.key("a").put(2, event_time=2) == 1  # forget drops the counter
+    assert store.key("b").put(2, event_time=2) == 2  # delete keeps it
+
+
+def test_side_entries_in_batches_checkpoints_and_reopen(backend: Backend, tmp_path: Path) -> None:
+    store = backend.open(KEEP_ALL)
+    k = store.key("a")
+    with store.write_batch():
+        k.put(1, event_time=1)
+        k.put_side("inline", b"i1", inline=True)
+        k.put_side("separate", b"s1")
+        assert k.side("inline") == b"i1" and k.side("separate") == b"s1"  # the batch reads its own writes
+    with pytest.raises(RuntimeError), store.write_batch():
+        k.put_side("inline", b"i2", inline=True)
+        k.put_side("separate", None)
+        store.key("new").put_side("x", b"y")
+        raise RuntimeError("abort")
+    assert k.side("inline") == b"i1" and k.side("separate") == b"s1"  # rolled back
+    assert store.key("new").side("x") is None
+    store.checkpoint(tmp_path / "cp")
+    store = backend.reopen(store)
+    assert store.key("a").side("inline") == b"i1" and store.key("a").side("separate") == b"s1"
+    restored = backend.restore(tmp_path / "cp", KEEP_ALL)
+    assert restored.key("a").side("inline") == b"i1" and restored.key("a").side("separate") == b"s1"
+    restored.close()
+    store.close()
+
+
+def test_a_smaller_retention_reslots_on_the_next_put(backend: Backend) -> None:
+    store = backend.open(RetentionPolicy(max_versions=6))
+    k = store.key("a")
+    for i in range(1, 12):
+        k.put(i, event_time=i * 10)
+    store = backend.reopen(store, RetentionPolicy(max_versions=4))
+    assert [v.version for v in store.key("a").history(10)] == [11, 10, 9, 8, 7, 6]  # from the next put on
+    store.key("a").put(12, event_time=120)
+    assert [(v.version, v.value) for v in store.key("a").history(10)] == [(12, 12), (11, 11), (10, 10), (9, 9)]
+    store = backend.reopen(store, RetentionPolicy(max_versions=7))
+    for i in range(13, 16):
+        store.key("a").put(i, event_time=i * 10)
+    assert [v.version for v in store.key("a").history(10)] == [15, 14, 13, 12, 11, 10, 9]
+    assert store.key("a").as_of_time(95).version == 9  # type: ignore[union-attr]
     store.close()

@@ -19,6 +19,8 @@ from state_testkit import AnyStore, Backend, MemoryBackend, ModelStore, RocksBac
 from state import RetentionPolicy, SourceCoordinates
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
+SIDE_NAMES = st.sampled_from(["ids", "ids/1", "x"])
+SIDE_VALUES = st.none() | st.binary(max_size=12)
 TIMES = st.integers(min_value=0, max_value=40)
 INTS = st.integers(-(2**63), 2**63 - 1)  # msgpack's integer range
 VALUES = st.one_of(INTS, st.text(max_size=5), st.lists(INTS, max_size=3))
@@ -73,6 +75,20 @@ class VersionedStoreMachine(RuleBasedStateMachine):
         self.s.delete(key)
         self.m.delete(key)
 
+    @rule(key=KEYS)
+    def forget(self, key: str) -> None:
+        self.s.forget(key)
+        self.m.forget(key)
+
+    @rule(key=KEYS, name=SIDE_NAMES, value=SIDE_VALUES, inline=st.booleans())
+    def put_side(self, key: str, name: str, value: bytes | None, inline: bool) -> None:
+        self.s.key(key).put_side(name, value, inline=inline)
+        self.m.put_side(key, name, value)
+
+    @rule(key=KEYS, name=SIDE_NAMES)
+    def read_side(self, key: str, name: str) -> None:
+        assert self.s.key(key).side(name) == self.m.side(key, name)
+
     @rule(
         ops=st.lists(st.tuples(KEYS, TIMES, st.booleans()), min_size=1, max_size=6),
         abort=st.booleans(),
@@ -81,8 +97,7 @@ class VersionedStoreMachine(RuleBasedStateMachine):
     )
     def batch(self, ops: list[tuple[str, int, bool]], abort: bool, check_key: str, check_time: int) -> None:
         """Several puts/deletes in one write batch, reading inside it; aborted batches change nothing."""
-        shadow = ModelStore(self.m.retention, {k: list(v) for k, v in self.m.retained.items()},
-                            dict(self.m.watermark), dict(self.m.last_version))
+        shadow = self.m.copy()
         try:
             with self.s.write_batch():
                 for i, (key, event_time, is_delete) in enumerate(ops):
@@ -91,6 +106,8 @@ class VersionedStoreMachine(RuleBasedStateMachine):
                         shadow.delete(key)
                     else:
                         assert self.s.key(key).put(i, event_time=event_time) == shadow.put(key, i, event_time)
+                        self.s.key(key).put_side("ids", bytes([i]), inline=i % 2 == 0)
+                        shadow.put_side(key, "ids", bytes([i]))
                 self._compare_key(shadow, check_key, check_time)
                 if abort:
                     raise Aborted
@@ -102,6 +119,13 @@ class VersionedStoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store = self.backend.reopen(self.s)
+
+    @precondition(lambda self: self.store is not None)
+    @rule(retention=RETENTIONS)
+    def reopen_with_other_retention(self, retention: RetentionPolicy) -> None:
+        """Retention (and so the ring of record slots) changes from each key's next put."""
+        self.store = self.backend.reopen(self.s, retention)
+        self.m.retention = retention
 
     @rule(key=KEYS, event_time=st.integers(min_value=-1, max_value=42), version=st.integers(0, 30))
     def read(self, key: str, event_time: int, version: int) -> None:
@@ -122,6 +146,9 @@ class VersionedStoreMachine(RuleBasedStateMachine):
         assert set(self.s.keys()) == self.m.live_keys()
         for key in self.m.live_keys():
             assert as_tuple(self.s.key(key).get()) == as_tuple(self.m.get(key))
+        for key in ("a", "b", "c", "d"):
+            for name in ("ids", "ids/1", "x"):
+                assert self.s.key(key).side(name) == self.m.side(key, name)
 
     def _compare_key(self, model: ModelStore, key: str, event_time: int) -> None:
         state = self.s.key(key)
