@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 
 import msgspec
 
-from state._records import (
+from state._legacy import (
     Head,
     HeadFormatMismatch,
     RecordFormatError,

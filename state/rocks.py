@@ -52,7 +52,7 @@ from rocksdict import (
 
 from state._handle import KeyState
 from state._pending import PendingWrites
-from state._records import (
+from state._legacy import (
     Head,
     HeadFormatMismatch,
     RecordFormatError,

@@ -85,7 +85,7 @@ class VersionedStateProbe(KeyedProcessFunction):
 
 def legacy_blob(versions: list[tuple[int, int]]) -> bytes:
     """The earlier one-blob layout (`<name>/versions`) holding `versions` [(n, event_time)], numbered from 1."""
-    from state._records import Head, encode_head, encode_record
+    from state._legacy import Head, encode_head, encode_record
 
     codec = MsgpackCodec(Value)
     records = [

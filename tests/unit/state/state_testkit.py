@@ -111,7 +111,7 @@ class RocksBackend(Backend):
 
     def corrupt_value(self, store: AnyStore, key: str, version: int) -> AnyStore:
         assert isinstance(store, RocksVersionedStore)
-        from state._records import decode_head, decode_record, encode_head, encode_record
+        from state._legacy import decode_head, decode_record, encode_head, encode_record
         from state.rocks import _HEAD, _record_key
 
         kb = key.encode()

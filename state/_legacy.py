@@ -1,6 +1,7 @@
-"""Byte layout of stored versions and per-key headers, and the retention arithmetic of a put.
+"""Layout 1 (before 2026-12-06): byte layout of stored versions and per-key headers, and its put arithmetic.
 
-Shared by `RocksVersionedStore` and `FlinkVersionedState` (internal module; not part of the API).
+Kept so that every backend can read state written by it and convert each key the first time it touches it
+(`state.layout` is the current layout). Internal module; not part of the API.
 
 Record (one version):  >q event_time, B flags [, >q offset, >i partition, >H topic length, topic utf-8]
                        followed by the codec's bytes of the value. flags bit 0: source present.
