@@ -36,19 +36,11 @@ from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
 from pipelines.backtest.topics import TopicRecord, read_records
 from pipelines.exceptions import ConfigError
+from pipelines.kafka.changelog import versions_of
 from pipelines.kafka.clients import ensure_topics, publish_records
 
 #: The Parquet column of each feature (a prefix keeps them apart from the result's fields).
 FEATURE_COLUMNS = tuple(f"f_{name}" for name in FEATURE_NAMES)
-
-
-class _Version(msgspec.Struct):
-    """The part of a changelog record the builder reads."""
-
-    key: str
-    version: int
-    event_time: int
-    value: dict[str, Any]
 
 
 @dataclass
@@ -117,14 +109,11 @@ def scored_features(
     """The scored feature vector of each wanted `(account_id, state_version, ts)`, from the state changelog (the
     version of that number whose event time is `ts`: a key's versions start again after it expired)."""
     features: dict[tuple[str, int, int], list[float]] = {}
-    decode_version = msgspec.json.Decoder(_Version).decode
-    for record in read_records(bootstrap, changelog_topic):
-        if not record.value:  # a sweep's tombstone
-            continue
-        version = decode_version(record.value)
+    records = ((record.key, record.value) for record in read_records(bootstrap, changelog_topic))
+    for version in versions_of(records):  # binary or JSON records; side entries and tombstones skipped
         coordinates = (version.key, version.version, version.event_time)
         if coordinates in wanted:
-            features[coordinates] = version.value.get("scored_features", [])
+            features[coordinates] = list(version.value.get("scored_features", []))
     return features
 
 

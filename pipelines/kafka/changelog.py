@@ -1,27 +1,48 @@
-"""The state changelog: every state version a job writes, as a Kafka record, and its materialisation.
+"""The state changelog: every state version (and side entry) a job writes, as Kafka records, and its
+materialisation.
 
-A job run with `--state-changelog TOPIC` publishes `{key, version, event_time, source, value}` (keyed by the
-state key, exactly once like its results), and a tombstone (the key, no value) when a sweep removes an expired
-key's state. `sync` replays that topic into a `RocksVersionedStore`, so state can be read from outside the job
-(`streamscore state get`), as of a version or an event time. A key's versions start again at 1 after it
-expired (`operators.core.OperatorBase.is_expired`): version 1 of a key the store holds starts a new lifetime.
+A job run with `--state-changelog TOPIC` publishes, keyed by the state key and exactly once like its results,
+one record per state version it writes, one per side entry a batch (faust) or element (Flink) changed, and a
+tombstone (no value) when a sweep removes an expired key's state. The values' bytes are specified in
+`pipelines.kafka.changelog_format` (binary since 2026-12-06; the JSON records of before are still read).
+`sync` replays the topic into a `RocksVersionedStore`, so state can be read from outside the job (`streamscore
+state get`), as of a version or an event time. A key's versions start again at 1 after it expired
+(`operators.core.OperatorBase.is_expired`): version 1 of a key the store holds starts a new lifetime.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from pipelines.exceptions import ConfigError
+from pipelines.kafka.changelog_format import (
+    ChangelogFormatError,
+    JsonVersion,
+    SideChange,
+    decode_value,
+    side_value,
+    version_value,
+)
 from pipelines.kafka.clients import consume
+from state.codec import MsgpackCodec
 from state.contract import RetentionPolicy, SourceCoordinates, StateVersion
+from state.layout import Record
 from state.rocks import RocksVersionedStore
 
+__all__ = ["ChangelogGapError", "ChangelogVersion", "apply_record", "changelog_record", "read", "side_value", "sync",
+           "version_value", "versions_of"]
 
-class ChangelogRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One state version as published on the changelog topic."""
+
+class ChangelogGapError(ConfigError):
+    """A changelog record is not the next version of its key in the store: they do not belong together."""
+
+
+class ChangelogVersion(NamedTuple):
+    """One state version read from a changelog, whatever its format (`value` as plain Python values)."""
 
     key: str
     version: int
@@ -30,28 +51,43 @@ class ChangelogRecord(msgspec.Struct, frozen=True, kw_only=True):
     value: Any
 
 
+_PLAIN = MsgpackCodec()
+
+
+def _version_of(key: bytes | None, decoded: Record | JsonVersion) -> ChangelogVersion:
+    if isinstance(decoded, JsonVersion):
+        return ChangelogVersion(decoded.key, decoded.version, decoded.event_time, decoded.source, decoded.value)
+    if key is None:
+        raise ChangelogFormatError("a binary changelog version without a key")
+    return ChangelogVersion(key.decode("utf-8"), decoded.version, decoded.event_time, decoded.source,
+                            _PLAIN.decode(decoded.payload))
+
+
+def versions_of(records: Iterator[tuple[bytes | None, bytes | None]]) -> Iterator[ChangelogVersion]:
+    """The state versions among changelog `(key, value)` records (side entries and tombstones skipped)."""
+    for key, value in records:
+        if not value:
+            continue
+        decoded = decode_value(value)
+        if not isinstance(decoded, SideChange):
+            yield _version_of(key, decoded)
+
+
 def changelog_record(key: str, version: StateVersion[Any]) -> bytes:
-    """The JSON changelog record of `version` of `key`."""
-    record = ChangelogRecord(
-        key=key, version=version.version, event_time=version.event_time, source=version.source,
-        value=version.value,
-    )
-    return msgspec.json.encode(record)
-
-
-_DECODER = msgspec.json.Decoder(ChangelogRecord)
-
-
-class ChangelogGapError(ConfigError):
-    """A changelog record is not the next version of its key in the store: they do not belong together."""
+    """The JSON changelog record of `version` of `key`: the format before 2026-12-06, still read everywhere (kept
+    for the Flink function until it writes binary records, and for tests of old changelogs)."""
+    return msgspec.json.encode(JsonVersion(
+        key=key, version=version.version, event_time=version.event_time, source=version.source, value=version.value,
+    ))
 
 
 def apply_record(store: RocksVersionedStore[Any], key: bytes | None, value: bytes | None,
-                 state_type: Any) -> tuple[bool, ChangelogRecord | None]:
-    """Apply one changelog record to `store`: (whether it changed the store, the decoded record or None for a
-    tombstone). A tombstone forgets the key; version 1 of a key the store holds starts a new lifetime (the
-    old one is forgotten); a version the store already has is skipped; the next version is put; any other
-    version raises `ChangelogGapError`."""
+                 state_type: Any) -> tuple[bool, SourceCoordinates | None]:
+    """Apply one changelog record to `store`: (whether it changed the store, the source of the version it
+    carried, if any). A tombstone forgets the key; a side entry is set; version 1 of a key the store holds
+    starts a new lifetime (the old one is forgotten); a version the store already has is skipped; the next
+    version is put; any other version raises `ChangelogGapError`. A binary version's value bytes are stored
+    as they are (the store's codec must be msgpack, as every job's is)."""
     if not value:
         if key is None:
             return False, None
@@ -60,18 +96,30 @@ def apply_record(store: RocksVersionedStore[Any], key: bytes | None, value: byte
         if found:
             store.forget(name)
         return found, None
-    record = _DECODER.decode(value)
-    latest = store.get(record.key)
+    decoded = decode_value(value)
+    if isinstance(decoded, SideChange):
+        if key is None:
+            raise ChangelogFormatError("a changelog side entry without a key")
+        store.put_side(key.decode("utf-8"), decoded.name, decoded.value, inline=decoded.inline)
+        return True, None
+    version = _version_of(key, decoded) if isinstance(decoded, JsonVersion) else None
+    name = version.key if version is not None else (key or b"").decode("utf-8")
+    number = decoded.version
+    latest = store.get(name)
     have = latest.version if latest is not None else 0
-    if record.version == 1 and have > 0:
-        store.forget(record.key)
-    elif record.version <= have:
-        return False, record
-    elif record.version != have + 1:
-        raise ChangelogGapError(f"the changelog jumps from version {have} to {record.version} for key {record.key!r}")
-    store.put(record.key, msgspec.convert(record.value, type=state_type), event_time=record.event_time,
-              source=record.source)
-    return True, record
+    if number == 1 and have > 0:
+        store.forget(name)
+    elif number <= have:
+        return False, decoded.source
+    elif number != have + 1:
+        raise ChangelogGapError(f"the changelog jumps from version {have} to {number} for key {name!r}")
+    if version is not None:  # JSON (before 2026-12-06): its value converted to the state type
+        store.put(name, msgspec.convert(version.value, type=state_type), event_time=version.event_time,
+                  source=version.source)
+    else:
+        assert isinstance(decoded, Record)
+        store.put_encoded(name, decoded.payload, event_time=decoded.event_time, source=decoded.source)
+    return True, decoded.source
 
 
 def sync(
@@ -99,6 +147,9 @@ def sync(
                 except ChangelogGapError as exc:
                     raise ConfigError(f"changelog {topic!r}: {exc}; the store in {state_dir} does not match "
                                       "this topic: sync into an empty --state-dir") from None
+                except ChangelogFormatError as exc:
+                    raise ConfigError(f"changelog {topic!r} partition {message.partition} offset {message.offset}: "
+                                      f"{exc}; is it a streamscore state changelog?") from None
                 store.put_meta(meta, str(message.offset + 1).encode())
             positions[message.partition] = message.offset + 1
             applied += changed

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from pipelines.config import RISK_CONFIG_PATH
-from pipelines.kafka.changelog import ChangelogRecord
+from pipelines.kafka.changelog import ChangelogVersion, versions_of
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
 from pipelines.runtimes.offline import score_lines
 
@@ -54,10 +54,16 @@ def _publish(bootstrap: str, topic: str, lines: list[bytes]) -> None:
     publish_records(bootstrap, topic, [(msgspec.json.decode(line)["account_id"].encode(), line) for line in lines])
 
 
-def _changelog(bootstrap: str, topic: str) -> list[tuple[str, ChangelogRecord | None]]:
-    decoder = msgspec.json.Decoder(ChangelogRecord)
-    return [((r.key or b"").decode(), decoder.decode(r.value) if r.value else None)
-            for r in consume(bootstrap, topic, timeout_s=3)]
+def _changelog(bootstrap: str, topic: str) -> list[tuple[str, ChangelogVersion | None]]:
+    """(key, version) of the changelog's version records and (key, None) of its tombstones, in order."""
+    found: list[tuple[str, ChangelogVersion | None]] = []
+    for r in consume(bootstrap, topic, timeout_s=3):
+        key = (r.key or b"").decode()
+        if not r.value:
+            found.append((key, None))
+        else:
+            found.extend((key, version) for version in versions_of(iter([(r.key, r.value)])))
+    return found
 
 
 def _unstamped(value: bytes) -> dict[str, object]:

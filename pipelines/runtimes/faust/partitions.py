@@ -136,7 +136,7 @@ async def _restore(
 def _apply(state: PartitionState, key: bytes | None, raw: bytes | None, input_topic: str, changelog_topic: str,
            value_type: Any) -> None:
     try:
-        changed, record = apply_record(state.store, key, raw, value_type)
+        changed, source = apply_record(state.store, key, raw, value_type)
     except ChangelogGapError as exc:
         raise ConfigError(
             f"changelog {changelog_topic!r} partition {state.partition}: {exc}: the store in {state.store.path} "
@@ -144,6 +144,5 @@ def _apply(state: PartitionState, key: bytes | None, raw: bytes | None, input_to
             "changelog"
         ) from None
     state.restored += changed
-    source = None if record is None else record.source
     if source is not None and source.topic == input_topic and source.partition == state.partition:
         state.input_next = max(state.input_next, source.offset + 1)

@@ -1,10 +1,11 @@
 """One micro-batch of one input partition through the pipeline's operator: the outputs to publish.
 
 The same step as every runtime: validated decode (a rejection is a dead letter), the key's versioned state, the
-operator (a failure is a dead letter), results encoded by the pipeline definition; plus one changelog record per
-state version written, for the partition's changelog. The batch's valid events go through the operator together
-(`operators.batching.apply_operator_batch`: one model call per batch for risk, one per wave of distinct sessions
-for reco), with every outcome identical to one event at a time; `--batch-size 1` turns that off.
+operator (a failure is a dead letter), results encoded by the pipeline definition; plus, for the partition's
+changelog, one record per state version written (the stored record's bytes, `changelog_format`) and one per side
+entry the batch changed (once per key and entry, as the batch left it). The batch's valid events go through the
+operator together (`operators.batching.apply_operator_batch`: one model call per batch for risk, one per wave of
+distinct sessions for reco), with every outcome identical to one event at a time; `--batch-size 1` turns that off.
 """
 
 from __future__ import annotations
@@ -19,25 +20,28 @@ from operators.batching import BatchItem, apply_operator_batch
 from operators.core import Failure
 from operators.dead_letter import DeadLetter, raw_as_text
 from operators.decoding import Rejection
-from pipelines.kafka.changelog import changelog_record
+from pipelines.kafka.changelog_format import side_value, version_value
 from pipelines.registry import PipelineDefinition
 from state._handle import KeyState
-from state.contract import SourceCoordinates, StateVersion
+from state.contract import SourceCoordinates
 from state.rocks import RocksVersionedStore
 
 
 class _RecordingKeyState(KeyState[Any]):
-    """A key's state that remembers the version its `put` wrote (for the changelog: no second read)."""
+    """A key's state that remembers the record its `put` wrote (the changelog publishes those bytes as they are)."""
 
-    __slots__ = ("written",)
+    __slots__ = ("event_time", "record", "rocks")
 
     def __init__(self, store: RocksVersionedStore[Any], key: str) -> None:
         super().__init__(store, key)
-        self.written: StateVersion[Any] | None = None
+        self.rocks = store
+        self.record: bytes | None = None
+        self.event_time = 0
 
     def put(self, value: Any, *, event_time: int, source: SourceCoordinates | None = None) -> int:
         version = super().put(value, event_time=event_time, source=source)
-        self.written = StateVersion(version, event_time, value, source)
+        self.record = self.rocks.last_record
+        self.event_time = event_time
         return version
 
 
@@ -102,11 +106,13 @@ class PartitionScorer:
                 continue
             for result in outcome:
                 out.results.append((self._result_key(result).encode(), self._encode(result)))
-            written = cast(_RecordingKeyState, entry.state).written
-            if outcome and written is not None:
-                out.changelog.append((entry.key.encode(), changelog_record(entry.key, written)))
+            written = cast(_RecordingKeyState, entry.state)
+            if outcome and written.record is not None:
+                out.changelog.append((entry.key.encode(), version_value(written.record)))
                 if out.newest_event_time is None or written.event_time > out.newest_event_time:
                     out.newest_event_time = written.event_time
+        for key, name, value, inline in store.pending_sides():  # once per changed entry of the batch
+            out.changelog.append((key.encode(), side_value(name, value, inline=inline)))
         out.duplicates = operator.duplicates - before
         out.expired_keys = getattr(operator, "expired_keys", 0) - expired_before
         return out

@@ -111,19 +111,16 @@ class RocksBackend(Backend):
 
     def corrupt_value(self, store: AnyStore, key: str, version: int) -> AnyStore:
         assert isinstance(store, RocksVersionedStore)
-        from state._legacy import decode_head, decode_record, encode_head, encode_record
-        from state.rocks import _HEAD, _record_key
+        from state._rocks_keys import HEAD, slot_key
+        from state.layout import decode_head, decode_record, encode_record, slot_of
 
         kb = key.encode()
         store.close()
         with Rdict(str(store.path), Options(raw_mode=True)) as db:
-            head = decode_head(db[_HEAD + kb])
-            original = decode_record(head.record if version == head.latest else db[_record_key(kb, version)])
-            garbage = encode_record(original.event_time, original.source, b"\x01\xc1garbage")
-            if version == head.latest:
-                db[_HEAD + kb] = encode_head(head._replace(record=garbage))
-            else:
-                db[_record_key(kb, version)] = garbage
+            head = decode_head(db[HEAD + kb])
+            raw_key = slot_key(kb, slot_of(version, head.ring))
+            original = decode_record(db[raw_key])
+            db[raw_key] = encode_record(version, original.event_time, original.source, b"\x01\xc1garbage")
         return RocksVersionedStore(store.path, store.codec, retention=store.retention)
 
     def write_foreign_format(self, store: AnyStore, checkpoint: Path) -> None:

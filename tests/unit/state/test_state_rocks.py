@@ -17,7 +17,8 @@ from state import (
     StateStoreLockedError,
     StateVersion,
 )
-from state.rocks import _INDEX, META_KEY, ROCKS_FORMAT
+from state._rocks_keys import HEAD, side_key, slot_key
+from state.rocks import META_KEY, ROCKS_FORMAT
 
 
 def _raw_keys(path: Path) -> list[bytes]:
@@ -111,15 +112,17 @@ def test_restore_refuses_a_non_empty_target_and_a_non_checkpoint(tmp_path: Path)
         assert restored.key("a").get() == StateVersion(1, 1, 1, None)
 
 
-def test_in_order_events_keep_one_index_entry_per_retained_version(tmp_path: Path) -> None:
+def test_a_bounded_key_is_one_head_and_a_ring_of_slots_and_side_entries(tmp_path: Path) -> None:
     with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy(max_versions=3)) as store:
         for t in range(10):
             store.key("a").put(t, event_time=t)
-    index = [k for k in _raw_keys(tmp_path / "db") if k.startswith(_INDEX)]
-    assert len(index) == 3  # pruned versions take their index entries with them
+            store.key("a").put_side("ids", bytes([t]), inline=True)
+        store.key("a").put_side("ids/0", b"sealed")
+    keys = _raw_keys(tmp_path / "db")
+    assert keys == [META_KEY, HEAD + b"a", *(slot_key(b"a", s) for s in range(3)), side_key(b"a", "ids/0")]
 
 
-def test_late_events_remove_the_index_entries_they_dominate(tmp_path: Path) -> None:
+def test_late_events_are_answered_from_the_heads_event_times(tmp_path: Path) -> None:
     with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy()) as store:
         for t in (10, 20, 30, 40):
             store.key("a").put(t, event_time=t)
@@ -127,19 +130,20 @@ def test_late_events_remove_the_index_entries_they_dominate(tmp_path: Path) -> N
         assert store.key("a").as_of_time(35) == StateVersion(5, 15, "late", None)
         assert store.key("a").as_of_time(12).version == 1  # type: ignore[union-attr]
         assert [v.version for v in store.key("a").history(10)] == [5, 4, 3, 2, 1]  # history keeps them
-    index = [k for k in _raw_keys(tmp_path / "db") if k.startswith(_INDEX)]
-    assert len(index) == 2
 
 
 def test_delete_leaves_only_a_version_counter(tmp_path: Path) -> None:
     with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy()) as store:
         for t in range(5):
             store.key("a").put(t, event_time=t)
+        store.key("a").put_side("s", b"x")
         store.delete("a")
     with Rdict(str(tmp_path / "db"), Options(raw_mode=True)) as db:
         db.compact_range(None, None)
         keys = list(db.keys())
-    assert keys == [META_KEY, b"\x04a"]
+    assert keys == [META_KEY, HEAD + b"a"]
+    with RocksVersionedStore(tmp_path / "db", retention=RetentionPolicy()) as store:
+        assert store.key("a").put(5, event_time=5) == 6
 
 
 def test_runtime_entries_commit_with_the_batch_they_are_written_in(tmp_path: Path) -> None:
