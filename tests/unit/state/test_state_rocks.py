@@ -164,3 +164,58 @@ def test_runtime_entries_commit_with_the_batch_they_are_written_in(tmp_path: Pat
         assert reader.get_meta("offset/p0") == b"41"
         with pytest.raises(ReadOnlyStoreError):
             reader.put_meta("offset/p0", b"0")
+
+
+def _write_layout_1(path: Path, keys: dict[str, list[tuple[int, int]]], deleted: dict[str, int]) -> None:
+    """A store as layout 1 wrote it (format 1): per key its retained (version, event time) pairs with value
+    `version * 10`, the latest record inside the head; deleted keys' counters under \\x04."""
+    from state import _legacy
+    from state.codec import MsgpackCodec
+
+    codec = MsgpackCodec()
+    with Rdict(str(path), Options(raw_mode=True)) as db:
+        db[META_KEY] = msgspec.msgpack.encode({"format": 1, "codec": codec.format_id})
+        for key, versions in keys.items():
+            kb = key.encode()
+            records = {v: _legacy.encode_record(t, None, codec.encode(v * 10)) for v, t in versions}
+            (oldest, oldest_t), (latest, latest_t) = versions[0], versions[-1]
+            for v, _ in versions[:-1]:
+                db[b"\x01" + kb + b"\x00" + (2**64 - 1 - v).to_bytes(8, "big")] = records[v]
+            for v, t in versions:
+                db[b"\x02" + kb + b"\x00" + (t + 2**63).to_bytes(8, "big") + v.to_bytes(8, "big")] = b""
+            head = _legacy.Head(latest, latest_t, oldest, oldest_t, max(t for _, t in versions), records[latest])
+            db[b"\x03" + kb] = _legacy.encode_head(head)
+        for key, last in deleted.items():
+            db[b"\x04" + key.encode()] = last.to_bytes(8, "big")
+
+
+def test_a_layout_1_store_is_converted_key_by_key_on_first_touch(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    _write_layout_1(path, {"a": [(3, 30), (4, 45), (5, 40)], "b": [(1, 10)]}, {"gone": 7})
+    with RocksVersionedStore(path, retention=RetentionPolicy(max_versions=4)) as store:
+        assert sorted(store.keys()) == ["a", "b"]
+        a = store.key("a")
+        assert [(v.version, v.event_time, v.value) for v in a.history(10)] == [(5, 40, 50), (4, 45, 40), (3, 30, 30)]
+        assert a.as_of_time(44).version == 5  # type: ignore[union-attr]
+        assert a.as_of_time(35).version == 3  # type: ignore[union-attr]
+        assert a.put(60, event_time=60) == 6 and a.put(70, event_time=70) == 7
+        assert [v.version for v in a.history(10)] == [7, 6, 5, 4]
+        assert store.key("gone").put(1, event_time=1) == 8  # the deleted key's counter survived
+        assert store.key("b").get() == StateVersion(1, 10, 10, None)
+    raw = _raw_keys(path)
+    assert not any(k[:1] in (b"\x01", b"\x02", b"\x04") for k in raw if k[:1] != b"\x00")  # "b" too: get converted it
+    with RocksVersionedStore(path, retention=RetentionPolicy(max_versions=4)) as store:
+        assert [v.version for v in store.key("a").history(10)] == [7, 6, 5, 4]
+
+
+def test_convert_all_and_read_only_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    _write_layout_1(path, {"a": [(1, 10), (2, 20)], "b": [(1, 5)]}, {"gone": 3})
+    with RocksVersionedStore(path, read_only=True) as reader:  # converts in memory, writes nothing
+        assert [v.value for v in reader.key("a").history(5)] == [20, 10]
+    with RocksVersionedStore(path) as store:
+        assert store.convert_all() == 3
+        assert store.key("a").as_of(1) == StateVersion(1, 10, 10, None)
+    assert all(k[:1] in (b"\x00", b"\x03", b"\x05") for k in _raw_keys(path))
+    with Rdict(str(path), Options(raw_mode=True)) as db:
+        assert msgspec.msgpack.decode(db[META_KEY]) == {"format": ROCKS_FORMAT, "codec": "msgpack/1"}
