@@ -1,6 +1,11 @@
 """Drift of a risk job's inputs and scores: the population stability index (PSI) of every feature the model
 scored and of the score itself, between a reference window and the current one (event time).
 
+The reference defaults to the window just before the current one (`windows`): a job that starts with the stream
+spends its first window warming up (every account's first events, lifetime counts near zero, no history for
+`amount_z` or the velocities), so a reference there flags the history features whatever the stream does. Give
+an explicit reference (`--reference`) to compare with a fixed period, e.g. the one before a suspected change.
+
 The features are the ones each result's state version holds (the state changelog), the same point-in-time
 vectors as `pipelines.datasets`. PSI = sum over bins of (current share - reference share) * ln(current share /
 reference share); bins are the reference's deciles and 0.5 %/1 % tails (a feature with at most `MAX_DISCRETE`
@@ -105,6 +110,20 @@ class DriftReport:
     positives: PositiveDrift | None = None
 
 
+def windows(first: int, last: int, window_ms: int,
+            reference: tuple[int, int] | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(reference, current) windows of results whose event times run from `first` to `last`: the current one is
+    the last `window_ms`, the reference by default the `window_ms` before it; `ConfigError` when the reference
+    starts before the first result (or, given, ends after the current one starts)."""
+    current = (last - window_ms, last + 1)
+    chosen = reference or (current[0] - window_ms, current[0])
+    if chosen[1] > current[0] or (reference is None and chosen[0] < first):
+        raise ConfigError(f"the results span {(last - first) / 3_600_000:.1f} h, less than the two windows compared "
+                          f"({2 * window_ms / 3_600_000:.1f} h; or the reference ends after the current window "
+                          "starts): choose a shorter --window or a --reference")
+    return chosen, current
+
+
 def _windowed(bootstrap: str, results_topic: str, window_ms: int,
               reference: tuple[int, int] | None) -> tuple[list[RiskResult], tuple[int, int], tuple[int, int]]:
     decode = msgspec.json.Decoder(RiskResult).decode
@@ -112,60 +131,68 @@ def _windowed(bootstrap: str, results_topic: str, window_ms: int,
     if not results:
         raise ConfigError(f"{results_topic!r} holds no results")
     times = [r.ts for r in results.values()]
-    first, last = min(times), max(times)
-    current = (last - window_ms, last + 1)
-    reference = reference or (first, first + window_ms)
-    if reference[1] > current[0]:
-        raise ConfigError(f"the reference window ends after the current one starts (the results span "
-                          f"{(last - first) / 3_600_000:.1f} h): choose a shorter --window or a --reference")
+    reference, current = windows(min(times), max(times), window_ms, reference)
     chosen = [r for r in results.values() if reference[0] <= r.ts < reference[1] or current[0] <= r.ts < current[1]]
     return chosen, reference, current
+
+
+def compare_windows(
+    ts: np.ndarray, features: np.ndarray, scores: np.ndarray, reference: tuple[int, int], current: tuple[int, int],
+    *, threshold: float = DEFAULT_THRESHOLD, positive: np.ndarray | None = None,
+) -> DriftReport:
+    """The drift report of scored rows (event times `ts`, feature rows in `FEATURE_NAMES` order, `scores`)
+    between two windows [from, to) of event time; with `positive` (a label-1 mask) also `positive_drift`.
+    `ConfigError` when a window holds no row (or, with `positive`, fewer than two positives)."""
+    in_ref = (ts >= reference[0]) & (ts < reference[1])
+    in_cur = (ts >= current[0]) & (ts < current[1])
+    if not in_ref.any() or not in_cur.any():
+        raise ConfigError(f"no scored results in the {'reference' if not in_ref.any() else 'current'} window")
+    ref, cur = features[in_ref], features[in_cur]
+    score_mean = (round(float(np.mean(scores[in_ref])), 6), round(float(np.mean(scores[in_cur])), 6))
+    report = DriftReport(reference, current, len(ref), len(cur), threshold,
+                         round(psi(scores[in_ref], scores[in_cur]), 5), score_mean=score_mean)
+    for i, name in enumerate(FEATURE_NAMES):
+        report.feature_psi[name] = round(psi(ref[:, i], cur[:, i]), 5)
+    report.flagged = [name for name, value in report.feature_psi.items() if value >= threshold]
+    if report.score_psi >= threshold:
+        report.flagged.append("score")
+    if positive is not None:
+        ref_positive, cur_positive = in_ref & positive, in_cur & positive
+        if ref_positive.sum() < 2 or cur_positive.sum() < 2:
+            raise ConfigError(f"fewer than 2 label-1 results in a window ({int(ref_positive.sum())} reference, "
+                              f"{int(cur_positive.sum())} current): widen --window or wait for more feedback")
+        report.positives = positive_drift(features[ref_positive], features[cur_positive])
+    return report
 
 
 def measure_drift(
     bootstrap: str, *, results_topic: str, changelog_topic: str, window_ms: int,
     reference: tuple[int, int] | None = None, threshold: float = DEFAULT_THRESHOLD, feedback_topic: str | None = None,
 ) -> tuple[DriftReport, dict[str, np.ndarray]]:
-    """PSI between the reference window (default: the first `window_ms` of the results) and the last
-    `window_ms` of event time, and with `feedback_topic` the positives' drift (`positive_drift`); also the raw
-    score arrays (for the plot)."""
+    """PSI between the reference window (default: the `window_ms` before the current one, `windows`) and the
+    last `window_ms` of event time, and with `feedback_topic` the positives' drift (`positive_drift`); also the
+    raw score arrays (for the plot)."""
     chosen, ref_window, cur_window = _windowed(bootstrap, results_topic, window_ms, reference)
     vectors = scored_features(bootstrap, changelog_topic, {(r.account_id, r.state_version, r.ts) for r in chosen})
-    ref_rows: list[list[float]] = []
-    cur_rows: list[list[float]] = []
-    ref_scores: list[float] = []
-    cur_scores: list[float] = []
     positives = _positive_ids(bootstrap, feedback_topic) if feedback_topic else None
-    ref_positive: list[list[float]] = []
-    cur_positive: list[list[float]] = []
+    rows: list[list[float]] = []
+    kept: list[RiskResult] = []
     for r in chosen:
         vector = vectors.get((r.account_id, r.state_version, r.ts))
-        if vector is None or len(vector) != len(FEATURE_NAMES):
-            continue
-        in_reference = ref_window[0] <= r.ts < ref_window[1]
-        (ref_rows if in_reference else cur_rows).append(vector)
-        (ref_scores if in_reference else cur_scores).append(r.score)
-        if positives is not None and r.event_id in positives:
-            (ref_positive if in_reference else cur_positive).append(vector)
-    if not ref_rows or not cur_rows:
-        raise ConfigError(f"no results with their state version on {changelog_topic!r} in the "
-                          f"{'reference' if not ref_rows else 'current'} window: run the job with --state-changelog")
-    ref, cur = np.asarray(ref_rows, dtype=np.float32), np.asarray(cur_rows, dtype=np.float32)
-    report = DriftReport(ref_window, cur_window, len(ref), len(cur), threshold,
-                         round(psi(np.asarray(ref_scores), np.asarray(cur_scores)), 5),
-                         score_mean=(round(float(np.mean(ref_scores)), 6), round(float(np.mean(cur_scores)), 6)))
-    for i, name in enumerate(FEATURE_NAMES):
-        report.feature_psi[name] = round(psi(ref[:, i], cur[:, i]), 5)
-    report.flagged = [name for name, value in report.feature_psi.items() if value >= threshold]
-    if report.score_psi >= threshold:
-        report.flagged.append("score")
-    if positives is not None:
-        if len(ref_positive) < 2 or len(cur_positive) < 2:
-            raise ConfigError(f"fewer than 2 label-1 results in a window ({len(ref_positive)} reference, "
-                              f"{len(cur_positive)} current): widen --window or wait for more feedback")
-        report.positives = positive_drift(np.asarray(ref_positive, dtype=np.float32),
-                                          np.asarray(cur_positive, dtype=np.float32))
-    return report, {"reference": np.asarray(ref_scores), "current": np.asarray(cur_scores)}
+        if vector is not None and len(vector) == len(FEATURE_NAMES):
+            rows.append(vector)
+            kept.append(r)
+    ts = np.array([r.ts for r in kept], dtype=np.int64)
+    scores = np.array([r.score for r in kept], dtype=np.float64)
+    for name, window in (("reference", ref_window), ("current", cur_window)):
+        if not np.any((ts >= window[0]) & (ts < window[1])):
+            raise ConfigError(f"no results with their state version on {changelog_topic!r} in the {name} window: "
+                              "run the job with --state-changelog")
+    features = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURE_NAMES))
+    positive = None if positives is None else np.array([r.event_id in positives for r in kept], dtype=bool)
+    report = compare_windows(ts, features, scores, ref_window, cur_window, threshold=threshold, positive=positive)
+    in_ref = (ts >= ref_window[0]) & (ts < ref_window[1])
+    return report, {"reference": scores[in_ref], "current": scores[~in_ref]}
 
 
 def _positive_ids(bootstrap: str, feedback_topic: str) -> set[str]:

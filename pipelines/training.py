@@ -24,7 +24,13 @@ from models.handle import ModelHandle, file_sha256
 from models.registry import ModelRegistry
 from models.rules import RISK_FEATURE_NAMES, rules_score
 from models.session_replay import NextItemPredictions, replay_sessions
-from models.synthetic import generate_clicks, generate_transactions, sessions_of
+from models.synthetic import (
+    CLICKS_GENERATOR_VERSION,
+    TRANSACTIONS_GENERATOR_VERSION,
+    generate_clicks,
+    generate_transactions,
+    sessions_of,
+)
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
 
 DEFAULT_SEED = 1
@@ -108,6 +114,12 @@ def risk_metrics(data: RiskDataset, probability: np.ndarray) -> dict[str, float]
     }
 
 
+def generator_fields(module: str, version: int, seed: int, events: int) -> dict[str, Any]:
+    """The manifest's `generator`: which synthetic generator (module and `GENERATOR_VERSION`), seed and size the
+    model was trained on, so a model can be traced to (and retrained on) the very stream."""
+    return {"generator": {"module": module, "version": version, "seed": seed, "events": events}}
+
+
 def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bool) -> int:
     from models.training.risk import export_risk_onnx, risk_manifest_fields, train_risk
 
@@ -141,6 +153,7 @@ def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bo
             metrics=metrics,
             metrics_holdout={"seed": holdout_seed, "events": RISK_EVAL_EVENTS // 2},
             training_events=events,
+            **generator_fields("models.synthetic.transactions", TRANSACTIONS_GENERATOR_VERSION, seed, events),
         )
         return registry.register("risk", path, fields)
 
@@ -221,6 +234,7 @@ def _train_reco(seed: int, registry: ModelRegistry, *, events: int, progress: bo
         fields |= {
             "metrics": result.metrics,
             "metrics_holdout": {"seed": holdout_seed, "events": result.events},
+            **generator_fields("models.synthetic.clicks", CLICKS_GENERATOR_VERSION, seed, events),
         }
         return registry.register("reco", path, fields)
 

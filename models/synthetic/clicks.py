@@ -13,7 +13,9 @@ The world
 * **Funnel**: a new item is a `view` (75 %) or `click`; a click is followed by `cart` on the same item (15 %),
   a cart by `purchase` (40 %). These repeat an item already seen in the session.
 * **Time**: sessions start uniformly over the stream's span (about `n / 400` minutes); gaps within a session
-  are lognormal (median ~25 s). Events of all sessions are interleaved and sorted by `ts`.
+  are lognormal (median ~25 s, at least 1 s). A user's sessions never overlap in time (a session goes to a
+  user who is not in another one then). Events of all sessions are interleaved and sorted by `ts`; the
+  sessions that start near the end run a few minutes past the span (nothing is clamped to it).
 
 Each event is `{event_id, user_id, session_id, item_id (int), action, ts}`; numpy only.
 """
@@ -25,6 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+#: The generator's version, recorded in the manifests of models trained on its streams: bump it whenever a seed
+#: gives other events. 1: the original stream (a user could be in two sessions at once). 2: a user's sessions
+#: never overlap.
+GENERATOR_VERSION = 2
+#: How many random users a session tries before it goes to one who is busy then (only when nearly all are).
+_USER_TRIES = 64
 ACTIONS: tuple[str, ...] = ("view", "click", "cart", "purchase")
 
 
@@ -110,6 +118,16 @@ def _session(
     return events
 
 
+def _free_user(rng: np.random.Generator, busy: list[list[tuple[int, int]]], start: int, end: int) -> int:
+    """A random user with no session overlapping [start, end] (the last one tried if none is found)."""
+    user = 0
+    for _ in range(_USER_TRIES):
+        user = int(rng.integers(len(busy)))
+        if all(end < b_start or start > b_end for b_start, b_end in busy[user]):
+            break
+    return user
+
+
 def generate_clicks(
     n: int,
     seed: int,
@@ -152,16 +170,19 @@ def generate_clicks(
     if new_season_from is not None:
         season_from = int(span_ms * new_season_from)
     rows: list[tuple[int, int, int, int, int, str]] = []  # (ts, seq, user, session, item, action)
+    busy: list[list[tuple[int, int]]] = [[] for _ in range(n_users)]  # each user's sessions (first, last ts)
     produced = 0
     session = 0
     while produced < n:
         length = min(n - produced, 2 + int(rng.geometric(1.0 / max(1.0, mean_session_length - 1.0))) - 1)
-        user = int(rng.integers(n_users))
         t = int(rng.integers(0, span_ms))
+        gaps = np.maximum(1000, rng.lognormal(np.log(25_000), 0.8, size=length - 1).astype(np.int64))
+        times = (t + np.concatenate([[0], np.cumsum(gaps)])).tolist()
+        user = _free_user(rng, busy, times[0], times[-1])
+        busy[user].append((times[0], times[-1]))
         now = season if season_from is not None and t >= season_from else cat
-        for item, action in _session(rng, now, favourites[user], length, n_clusters):
-            rows.append((t, len(rows), user, session, item, action))
-            t += max(1000, int(rng.lognormal(np.log(25_000), 0.8)))
+        for (item, action), ts in zip(_session(rng, now, favourites[user], length, n_clusters), times, strict=True):
+            rows.append((ts, len(rows), user, session, item, action))
         produced += length
         session += 1
     rows.sort(key=lambda r: (r[0], r[1]))

@@ -6,8 +6,15 @@ The world
 * **Accounts** have a home country (the billing `currency` is the home currency on every transaction and
   `amount` is in that currency), one to three devices (one primary), a set of favourite home merchants,
   a lognormal amount scale (median `exp(mu)` between ~$3 and ~$250, spread `sigma`) and an activity rate.
-* **Time**: the stream covers `span = n / (accounts * tx_per_day)` days from `start_ms`; regular activity
-  follows a day/night profile; the output is sorted by `ts` (ties keep generation order).
+* **Arrivals and departures**: `ARRIVING_SHARE` of the accounts open during the stream (uniformly between 5 %
+  and 85 % of the span) and `LEAVING_SHARE` go quiet during it (between 15 % and 95 %); an account is active for
+  at least `MIN_ACTIVE_SHARE` of the span, and every event of it (regular, trips, sprees, fraud) falls inside
+  its active interval. The world is thus in a steady state: accounts keep opening and closing, so the mix of
+  account ages a job sees does not only grow older.
+* **Time**: the stream covers `span = n / (active account-days * tx_per_day)` days from `start_ms` (every
+  account makes about `tx_per_day` purchases a day while active, scaled by its activity rate); regular
+  activity follows a day/night profile and is drawn inside the span (a partial last day gets its share of the
+  profile, nothing is clamped to the span's end); the output is sorted by `ts` (ties keep generation order).
 
 Legitimate look-alikes (label 0, pattern "legit") that make simple rules misfire
 ---------------------------------------------------------------------------------
@@ -27,7 +34,8 @@ Fraud patterns (label 1)
 * `velocity_spike`: 6-15 purchases at 0.5-2.5x the usual amount within 30-90 min, mostly at new merchants.
 * `merchant_anomaly`: 1-2 purchases at 5-25x the usual amount at a new home merchant, from a known device.
 
-Fraud starts after the first 10 % of the span (accounts have some history); fraud events make up
+Fraud starts after the first 10 % of the span and at least 10 % of the span after the account opened (it has
+some history), on an account still active for the episode; fraud events make up
 `fraud_rate` of the stream (within one episode's size). Each dict is a valid `Transaction` JSON object
 plus `label` (0/1) and `pattern`; numpy only.
 """
@@ -42,6 +50,16 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+#: The generator's version, recorded in the manifests of models trained on its streams: bump it whenever a seed
+#: gives other events. 1: the original world (whole days drawn past the span clamped to its last millisecond,
+#: accounts active throughout). 2: times drawn inside the span, account arrivals and departures.
+GENERATOR_VERSION = 2
+#: Shares of accounts that open during the stream and that go quiet during it (module doc).
+ARRIVING_SHARE = 0.25
+LEAVING_SHARE = 0.25
+MIN_ACTIVE_SHARE = 0.15
+#: An episode needs this share of the span of history on its account, and starts after it in the stream.
+HISTORY_SHARE = 0.1
 
 PATTERNS: tuple[str, ...] = (
     "legit",
@@ -90,6 +108,8 @@ class _Account:
     rate: float
     devices: list[str]
     favourites: np.ndarray
+    open_ms: int = 0  # active over [open_ms, close_ms) of the span
+    close_ms: int = 0
 
 
 @dataclass
@@ -110,7 +130,20 @@ def _device_id(rng: np.random.Generator) -> str:
     return f"dev-{int(rng.integers(0, 2**48)):012x}"
 
 
-def _build_world(rng: np.random.Generator, n_accounts: int, span_ms: int) -> _World:
+def _active_shares(rng: np.random.Generator, n_accounts: int) -> np.ndarray:
+    """[n_accounts, 2]: each account's (open, close) as shares of the span (module doc)."""
+    shares = np.zeros((n_accounts, 2))
+    shares[:, 1] = 1.0
+    arriving = rng.random(n_accounts) < ARRIVING_SHARE
+    leaving = rng.random(n_accounts) < LEAVING_SHARE
+    shares[arriving, 0] = rng.uniform(0.05, 0.85, size=int(arriving.sum()))
+    shares[leaving, 1] = rng.uniform(0.15, 0.95, size=int(leaving.sum()))
+    short = shares[:, 1] - shares[:, 0] < MIN_ACTIVE_SHARE  # both: keep the later close, open earlier
+    shares[short, 0] = np.maximum(0.0, shares[short, 1] - MIN_ACTIVE_SHARE)
+    return shares
+
+
+def _build_world(rng: np.random.Generator, n_accounts: int, n: int, tx_per_day: float) -> _World:
     weights = np.array([c[2] for c in COUNTRIES])
     weights = weights / weights.sum()
     n_merchants = max(400, n_accounts * 4)
@@ -121,8 +154,10 @@ def _build_world(rng: np.random.Generator, n_accounts: int, span_ms: int) -> _Wo
     for ids in by_country:
         p = 1.0 / np.arange(1, len(ids) + 1) ** 1.1
         popularity.append(p / p.sum())
+    active = _active_shares(rng, n_accounts)
+    span_ms = max(DAY_MS, int(n / (float(np.sum(active[:, 1] - active[:, 0])) * tx_per_day) * DAY_MS))
     accounts = []
-    for _ in range(n_accounts):
+    for a in range(n_accounts):
         home = int(rng.choice(len(COUNTRIES), p=weights))
         n_dev = 1 + int(rng.binomial(2, 0.3))
         n_fav = int(rng.integers(4, 16))
@@ -137,6 +172,8 @@ def _build_world(rng: np.random.Generator, n_accounts: int, span_ms: int) -> _Wo
                 rate=float(rng.lognormal(0.0, 0.7)),
                 devices=[_device_id(rng) for _ in range(n_dev)],
                 favourites=fav,
+                open_ms=int(active[a, 0] * span_ms),
+                close_ms=int(active[a, 1] * span_ms),
             )
         )
     return _World(rng, weights, by_country, popularity, accounts, span_ms)
@@ -163,27 +200,56 @@ def _amount(world: _World, acct: _Account, scale: float = 1.0) -> float:
     return max(0.01, round(float(world.rng.lognormal(acct.mu, acct.sigma)) * scale, 2))
 
 
-def _regular_times(world: _World, count: int) -> np.ndarray:
+def _regular_times(world: _World, acct: _Account, count: int) -> np.ndarray:
+    """`count` sorted times in the account's active interval, following the daily profile: a day among those
+    the interval touches, an hour by `_HOURLY`, a millisecond within it; a time outside the interval is drawn
+    again (never clamped), so a partial day gets its share of the profile and no instant gathers events."""
     rng = world.rng
-    days = rng.integers(0, max(1, world.span_ms // DAY_MS + 1), size=count)
-    hours = rng.choice(24, size=count, p=_HOURLY)
-    within = rng.integers(0, HOUR_MS, size=count)
-    ts = days * DAY_MS + hours * HOUR_MS + within
-    return np.sort(np.minimum(ts, world.span_ms - 1))
+    days = -(-acct.close_ms // DAY_MS) - acct.open_ms // DAY_MS
+    kept: list[np.ndarray] = []
+    missing = count
+    while missing > 0:
+        size = missing + missing // 2 + 8
+        ts = ((acct.open_ms // DAY_MS + rng.integers(0, days, size=size)) * DAY_MS
+              + rng.choice(24, size=size, p=_HOURLY) * HOUR_MS + rng.integers(0, HOUR_MS, size=size))
+        ts = ts[(ts >= acct.open_ms) & (ts < acct.close_ms)][:missing]
+        kept.append(ts)
+        missing -= len(ts)
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+
+
+def _within(world: _World, acct: _Account, lo: int, hi: int) -> int:
+    """A uniform time in [lo, hi) clipped to the account's active interval (lo if it is empty)."""
+    lo, hi = max(lo, acct.open_ms), min(hi, acct.close_ms)
+    return int(world.rng.integers(lo, hi)) if hi > lo else lo
+
+
+def _episode_account(world: _World, t: int, duration: int) -> int:
+    """A random account active over [t, t + duration) with at least `HISTORY_SHARE` of the span behind it (an
+    account active throughout qualifies unless the episode runs past the span: then one active at `t`)."""
+    history = int(world.span_ms * HISTORY_SHARE)
+    opens = np.array([acct.open_ms for acct in world.accounts])
+    closes = np.array([acct.close_ms for acct in world.accounts])
+    fits = np.flatnonzero((opens + history <= t) & (t + duration <= closes))
+    if len(fits) == 0:
+        fits = np.flatnonzero((opens <= t) & (t < closes))
+    if len(fits) == 0:
+        fits = np.arange(len(world.accounts))
+    return int(fits[world.rng.integers(len(fits))])
 
 
 def _legit_account_rows(world: _World, a: int, count: int, seq: list[int]) -> list[_Row]:
     """Regular purchases of account `a`, with trips, a possible new phone and big purchases folded in."""
     rng = world.rng
     acct = world.accounts[a]
-    times = _regular_times(world, count)
+    times = _regular_times(world, acct, count)
     trips: list[tuple[int, int, int, str | None]] = []  # (start, end, country, trip device)
     for _ in range(int(rng.binomial(2, 0.2))):
-        start = int(rng.integers(0, world.span_ms))
+        start = _within(world, acct, 0, world.span_ms)
         end = start + int(rng.integers(2, 11)) * DAY_MS
         trip_device = _device_id(rng) if rng.random() < 0.15 else None
         trips.append((start, end, _foreign(world, acct.home), trip_device))
-    phone_change = int(rng.integers(0, world.span_ms)) if rng.random() < 0.25 else None
+    phone_change = _within(world, acct, 0, world.span_ms) if rng.random() < 0.25 else None
     new_phone = _device_id(rng)
     rows: list[_Row] = []
     for t in times.tolist():
@@ -219,7 +285,7 @@ def _spree_rows(world: _World, a: int, seq: list[int]) -> list[_Row]:
     rng = world.rng
     acct = world.accounts[a]
     k = int(rng.integers(4, 10))
-    t0 = int(rng.integers(0, world.span_ms - 3 * HOUR_MS))
+    t0 = _within(world, acct, 0, acct.close_ms - 3 * HOUR_MS)
     times = np.sort(t0 + rng.integers(0, int(rng.integers(1, 4)) * HOUR_MS, size=k))
     rows: list[_Row] = []
     for t in times.tolist():
@@ -229,12 +295,14 @@ def _spree_rows(world: _World, a: int, seq: list[int]) -> list[_Row]:
     return rows
 
 
-def _fraud_rows(world: _World, a: int, pattern: int, seq: list[int]) -> list[_Row]:
-    """One fraud episode of `pattern` (index into PATTERNS) on account `a`."""
+def _fraud_rows(world: _World, pattern: int, seq: list[int]) -> list[_Row]:
+    """One fraud episode of `pattern` (index into PATTERNS), from a time after the first `HISTORY_SHARE` of the
+    span, on an account active through it (`_episode_account`); an episode lasts under 3 hours."""
     rng = world.rng
+    t = int(rng.integers(int(world.span_ms * HISTORY_SHARE), world.span_ms - 3 * HOUR_MS))
+    a = _episode_account(world, t, 3 * HOUR_MS)
     acct = world.accounts[a]
     typical = float(np.exp(acct.mu))
-    t = int(rng.integers(world.span_ms // 10, world.span_ms - 3 * HOUR_MS))
     out: list[tuple[int, float, int, int, str]] = []  # (ts, amount, merchant, country, device)
     name = PATTERNS[pattern]
     if name == "card_testing":
@@ -288,14 +356,15 @@ def _fraud_rows(world: _World, a: int, pattern: int, seq: list[int]) -> list[_Ro
     return rows
 
 
-def _emerging_rows(world: _World, a: int, seq: list[int], t_from: int) -> list[_Row]:
-    """One `micro_drain` episode on account `a` starting after `t_from`: 3-8 purchases of 2-8 % of the usual
-    amount at the account's favourite merchants, from its primary device, at home, 20-90 min apart - nothing
-    new about the place, the device or the pace, only amounts far below the account's own."""
+def _emerging_rows(world: _World, seq: list[int], t_from: int) -> list[_Row]:
+    """One `micro_drain` episode starting after `t_from`, on an account active through it: 3-8 purchases of
+    2-8 % of the usual amount at the account's favourite merchants, from its primary device, at home, 20-90 min
+    apart - nothing new about the place, the device or the pace, only amounts far below the account's own."""
     rng = world.rng
+    t = int(rng.integers(t_from, max(t_from + 1, world.span_ms - 12 * HOUR_MS)))
+    a = _episode_account(world, t, 12 * HOUR_MS)
     acct = world.accounts[a]
     typical = float(np.exp(acct.mu))
-    t = int(rng.integers(t_from, max(t_from + 1, world.span_ms - 12 * HOUR_MS)))
     rows: list[_Row] = []
     for _ in range(int(rng.integers(3, 9))):
         seq[0] += 1
@@ -331,18 +400,15 @@ def generate_transactions(
         raise ValueError(f"generate_transactions: fraud_rate must be in [0, 0.5), got {fraud_rate}")
     rng = np.random.default_rng(seed)
     n_accounts = accounts if accounts is not None else max(20, n // 60)
-    span_ms = max(DAY_MS, int(n / (n_accounts * tx_per_day) * DAY_MS))
-    world = _build_world(rng, n_accounts, span_ms)
+    world = _build_world(rng, n_accounts, n, tx_per_day)
     seq = [0]
-    rates = np.array([acct.rate for acct in world.accounts])
+    rates = np.array([acct.rate * (acct.close_ms - acct.open_ms) for acct in world.accounts], dtype=float)
     rates = rates / rates.sum()
     rows: list[_Row] = []
     target_fraud = round(n * fraud_rate)
     n_fraud = 0
     while n_fraud < target_fraud:
-        episode = _fraud_rows(
-            world, int(rng.integers(n_accounts)), 1 + int(rng.choice(4, p=_EPISODE_MIX)), seq
-        )
+        episode = _fraud_rows(world, 1 + int(rng.choice(4, p=_EPISODE_MIX)), seq)
         episode = episode[: target_fraud - n_fraud]
         rows.extend(episode)
         n_fraud += len(episode)
@@ -351,7 +417,7 @@ def generate_transactions(
             raise ValueError(f"generate_transactions: emerging_from must be in [0, 1), got {emerging_from}")
         target_emerging = n_fraud + round(n * emerging_rate)
         while n_fraud < target_emerging:
-            episode = _emerging_rows(world, int(rng.integers(n_accounts)), seq, int(world.span_ms * emerging_from))
+            episode = _emerging_rows(world, seq, int(world.span_ms * emerging_from))
             episode = episode[: target_emerging - n_fraud]
             rows.extend(episode)
             n_fraud += len(episode)

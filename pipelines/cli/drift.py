@@ -53,8 +53,8 @@ def add_drift_command(commands: Any) -> None:
                        help="the job's --state-changelog topic (default: PIPELINE.state-changelog)")
     drift.add_argument("--window", type=float, default=24.0, metavar="HOURS",
                        help="the current window: the last HOURS of event time (default %(default)s)")
-    drift.add_argument("--reference", metavar="FROM/TO", help="the reference window (ISO times; default: the first "
-                       "--window of the results)")
+    drift.add_argument("--reference", metavar="FROM/TO", help="the reference window (ISO times; default: the "
+                       "--window before the current one: a job's first window is its state's warm-up)")
     drift.add_argument("--threshold", type=float, default=0.2, help="PSI that flags drift, default %(default)s")
     drift.add_argument("--feedback", metavar="TOPIC", help="labels: also compare the label-1 events' features "
                        "between the windows (KS test), which shows a new fraud pattern too rare to move PSI")
