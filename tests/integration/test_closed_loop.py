@@ -91,11 +91,13 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         before, after = roc_auc(y[early], score[early]), roc_auc(y[~early], score[~early])
         assert after < before - 0.03, (before, after)
 
-        # the drift report: the frauds of the last third look different from the first third's in the features
-        # the new pattern changes
-        window_h = str((ts.max() - ts.min()) / 3 / 3_600_000)
+        # the drift report: the frauds of the last third look different from the first third's (the reference,
+        # before the new pattern) in the features the new pattern changes
+        third_ms = int((ts.max() - ts.min()) / 3)
+        reference = f"{_iso(int(ts.min()))}/{_iso(int(ts.min()) + third_ms)}"
         streamscore("--bootstrap", bootstrap, "drift", "risk", "--results", topics.output, "--changelog", changelog,
-                    "--feedback", feedback, "--window", window_h, "--report-dir", str(tmp_path / "drift"))
+                    "--feedback", feedback, "--window", str(third_ms / 3_600_000), "--reference", reference,
+                    "--report-dir", str(tmp_path / "drift"))
         drift = json.loads((tmp_path / "drift" / "drift.json").read_text())
         assert {"log_amount", "amount_z", "log_amount_vs_mean"} <= set(drift["positives"]["flagged"]), drift
 

@@ -104,7 +104,8 @@ def test_dataset_rows_carry_the_features_the_model_scored_not_recomputed_ones(
         same += 1
     assert same > EVENTS // 2 and differs == same  # every one of them would be skewed
 
-    # drift between the first and the last third of the stream, on the same point-in-time vectors
+    # drift between the middle and the last third of the stream (the default reference: the window before the
+    # current one), on the same point-in-time vectors
     drift_dir = tmp_path / "drift"
     first, last = min(table["ts"]), max(table["ts"])
     window_h = (last - first) / 3_600_000 / 3
@@ -112,7 +113,7 @@ def test_dataset_rows_carry_the_features_the_model_scored_not_recomputed_ones(
                 "--window", str(window_h), "--report-dir", str(drift_dir))
     drift = json.loads((drift_dir / "drift.json").read_text())
     window_ms = int(window_h * 3_600_000)
-    assert drift["reference_rows"] == sum(1 for t in table["ts"] if t < first + window_ms)
+    assert drift["reference_rows"] == sum(1 for t in table["ts"] if last - 2 * window_ms <= t < last - window_ms)
     assert drift["current_rows"] == sum(1 for t in table["ts"] if t >= last - window_ms)
     assert list(drift["feature_psi"]) == list(FEATURE_NAMES) and (drift_dir / "drift.png").exists()
     flagged = [n for n, v in drift["feature_psi"].items() if v >= 0.2] + ["score"] * (drift["score_psi"] >= 0.2)

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 
 from models.evaluation import hr_at_k, popularity_top_k
 from models.handle import BoundModel
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from models.registry import DEFAULT_ROOT, ModelRegistry
 from models.synthetic import generate_clicks
 from operators.contract import OperatorContext
 from operators.exceptions import OperatorConfigError, OperatorError
@@ -53,9 +53,7 @@ class Scored:
 
 def _committed_context() -> OperatorContext:
     """The default context, pinned to the committed registry whatever the environment says."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(REGISTRY_ENV, raising=False)
-        return OperatorContext()
+    return OperatorContext(registry=ModelRegistry(DEFAULT_ROOT))
 
 
 def _opened(k: int = 10, idle_timeout_ms: int = 30 * 60 * 1000, ctx: OperatorContext | None = None) -> RecoOperator:

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
+from models.registry import DEFAULT_ROOT, ModelRegistry
 from models.synthetic import generate_transactions
 from operators.contract import OperatorContext
 from operators.exceptions import OperatorError
@@ -47,9 +47,7 @@ def _transactions(records: list[dict[str, Any]]) -> list[Transaction]:
 
 def _committed_context() -> OperatorContext:
     """The default context, pinned to the committed registry whatever the environment says."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(REGISTRY_ENV, raising=False)
-        return OperatorContext()
+    return OperatorContext(registry=ModelRegistry(DEFAULT_ROOT))
 
 
 def _process_all(records: list[dict[str, Any]]) -> tuple[RiskOperator, MemoryVersionedStore[RiskState], list[Scored]]:

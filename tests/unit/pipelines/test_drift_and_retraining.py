@@ -86,5 +86,60 @@ def test_the_positives_drift_flags_what_a_new_fraud_pattern_changes_and_only_tha
         flagged[scenario] = set(positive_drift(reference, current).flagged)
     changed = {"log_amount", "amount_z", "log_amount_vs_mean"}  # micro_drain: tiny amounts for the account
     assert changed <= flagged[True]
-    # without the new pattern only log_count moves (the synthetic accounts age: no churn)
+    # without the new pattern only log_count moves: a job that starts with the stream counts each account's
+    # events from its own start, so the lifetime count of the frauds' accounts grows with the job's age
     assert flagged[False] == {"log_count"}
+
+
+def test_the_default_windows_are_the_last_two_and_refuse_a_span_shorter_than_both() -> None:
+    from pipelines.drift import windows
+
+    assert windows(0, 100, 30) == ((40, 70), (70, 101))
+    assert windows(0, 100, 30, reference=(0, 30)) == ((0, 30), (70, 101))
+    with pytest.raises(ConfigError, match="less than the two windows"):
+        windows(0, 100, 60)
+    with pytest.raises(ConfigError, match="reference ends after"):
+        windows(0, 100, 30, reference=(0, 80))
+
+
+@pytest.mark.parametrize("seed", [5, 9, 21])
+def test_drift_on_the_default_stream_flags_nothing_at_the_default_threshold(seed: int) -> None:
+    """`drift risk`'s comparison (defaults: the last 24 h against the 24 h before, PSI 0.2) on the features a job
+    scores (the operator's, as `risk_dataset` folds them) and the shipped model's scores: nothing drifts on the
+    default synthetic stream. Against the job's first 24 h (its state's warm-up) the history features would."""
+    from models.registry import SHIPPED_ROOT, ModelRegistry
+    from models.synthetic import generate_transactions
+    from pipelines.drift import DEFAULT_THRESHOLD, compare_windows, windows
+    from pipelines.training import risk_dataset
+
+    events = generate_transactions(40_000, seed)
+    data = risk_dataset(events)
+    scores = ModelRegistry(SHIPPED_ROOT).load("risk").run({"features": data.features})["probability"]
+    ts = np.array([e["ts"] for e in events])
+    day = 24 * 3_600_000
+    reference, current = windows(int(ts.min()), int(ts.max()), day)
+    report = compare_windows(ts, data.features, scores, reference, current)
+    assert report.threshold == DEFAULT_THRESHOLD and report.current_rows > 1_000
+    assert report.flagged == [], (report.feature_psi, report.score_psi)
+    warm_up = compare_windows(ts, data.features, scores, (int(ts.min()), int(ts.min()) + day), current)
+    assert {"log_count", "amount_z", "velocity_24h"} <= set(warm_up.flagged)
+
+
+def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_frauds() -> None:
+    """`drift risk --feedback` with a reference before the new pattern (the first third of the span against the
+    last): the label-1 events' amount features are flagged."""
+    from models.registry import SHIPPED_ROOT, ModelRegistry
+    from models.synthetic import generate_transactions
+    from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
+    from pipelines.drift import compare_windows, windows
+    from pipelines.training import risk_dataset
+
+    events = generate_transactions(40_000, 9, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)
+    data = risk_dataset(events)
+    scores = ModelRegistry(SHIPPED_ROOT).load("risk").run({"features": data.features})["probability"]
+    ts = np.array([e["ts"] for e in events])
+    third = int((ts.max() - ts.min()) / 3)
+    reference, current = windows(int(ts.min()), int(ts.max()), third, (int(ts.min()), int(ts.min()) + third))
+    report = compare_windows(ts, data.features, scores, reference, current, positive=data.labels == 1)
+    assert report.positives is not None
+    assert {"log_amount", "amount_z", "log_amount_vs_mean"} <= set(report.positives.flagged)
