@@ -35,10 +35,13 @@ def registry_dir(tmp_path: Path) -> Path:
 
 def test_list_show_promote(registry_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["models", "--registry", str(registry_dir), "list"]) == 0
-    assert "* risk@1" in capsys.readouterr().out
-    assert _run(["models", "--registry", str(registry_dir), "show", "risk@1"]) == 0
+    listed = capsys.readouterr().out
+    assert "* risk@3" in listed and "  risk@1" in listed
+    assert _run(["models", "--registry", str(registry_dir), "show", "risk@3"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["name"] == "risk" and shown["version"] == 1 and shown["current"] is True
+    assert shown["name"] == "risk" and shown["version"] == 3 and shown["current"] is True
+    assert shown["generator"] == {"module": "models.synthetic.transactions", "version": 2, "seed": 1,
+                                  "events": 200_000}
     assert _run(["models", "--registry", str(registry_dir), "show", "risk@7"]) == 1
     assert "risk@7 not found" in capsys.readouterr().err
     assert _run(["models", "--registry", str(registry_dir), "promote", "risk"]) == 2
@@ -64,9 +67,9 @@ def test_evaluate_json_and_report(
     assert _run([*argv, "--json", "--report-dir", str(report)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"roc_auc", "pr_auc", "rules_only_roc_auc"}
-    assert (report / "risk@1-seed77.json").is_file() and (report / "risk@1-seed77.png").is_file()
-    written = json.loads((report / "risk@1-seed77.json").read_text())
-    assert written["metrics"] == metrics and written["model"] == "risk@1"
+    assert (report / "risk@3-seed77.json").is_file() and (report / "risk@3-seed77.png").is_file()
+    written = json.loads((report / "risk@3-seed77.json").read_text())
+    assert written["metrics"] == metrics and written["model"] == "risk@3"
 
 
 def test_train_registers_a_deterministic_new_version(
@@ -81,6 +84,8 @@ def test_train_registers_a_deterministic_new_version(
     first, second = registry.manifest("risk", 1), registry.manifest("risk", 2)
     assert first["sha256"] == second["sha256"]  # same seed, same model, byte for byte
     assert first["training_seed"] == 3 and first["training_events"] == 20_000
+    assert first["generator"] == {"module": "models.synthetic.transactions", "version": 2, "seed": 3,
+                                  "events": 20_000}
 
 
 def test_train_reco_small(tmp_path: Path) -> None:

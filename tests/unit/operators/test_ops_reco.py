@@ -1,4 +1,4 @@
-"""`RecoOperator` end to end on the memory store with the committed `reco@1` model: one result per click, per-session
+"""`RecoOperator` end to end on the memory store with the committed `reco@2` model: one result per click, per-session
 versions, top-k without the session's items, one ONNX step per click (equal to stepping the model by hand), idle
 reset, out-of-order clicks, cold start and the defensive re-check (a deliberately misbehaving ONNX graph),
 determinism, the start-up checks of the manifest, and HR@10 against a popularity baseline on a holdout stream.
@@ -114,7 +114,7 @@ def run(operator: RecoOperator, holdout: list[Click]) -> list[Scored]:
 
 # ------------------------------------------------------------------------------------------- the stream
 def test_committed_model_is_loaded(operator: RecoOperator) -> None:
-    assert operator.model.ref == "reco@1"
+    assert operator.model.ref == "reco@2"
     assert len(operator.model.manifest["popular_items"]) == 100
 
 
@@ -125,7 +125,7 @@ def test_one_result_per_click_echoing_the_click(run: list[Scored]) -> None:
         assert (r.event_id, r.user_id, r.session_id, r.ts) == (
             s.click.event_id, s.click.user_id, s.click.session_id, s.click.ts,
         )
-        assert r.model == "reco@1" and r.scored_at > 0
+        assert r.model == "reco@2" and r.scored_at > 0
 
 
 def test_state_version_counts_per_session(run: list[Scored]) -> None:
@@ -157,7 +157,7 @@ def test_stored_state_is_the_session_so_far(run: list[Scored]) -> None:
         assert s.stored.event_time == s.click.ts and s.stored.source == SourceCoordinates(TOPIC, 0, offset)
         state = s.stored.value
         clicks = sessions[s.click.session_id]
-        assert state.events == len(clicks) and state.model == "reco@1"
+        assert state.events == len(clicks) and state.model == "reco@2"
         assert state.last_ts == max(c.ts for c in clicks)
         assert len(state.hidden) == 64
         expected_seen: list[int] = []
@@ -477,7 +477,7 @@ def test_another_kind_of_model_is_refused() -> None:
 
 
 def test_committed_popular_items_are_the_training_streams_most_popular() -> None:
-    manifest = json.loads((DEFAULT_ROOT / "reco" / "1" / "manifest.json").read_text(encoding="utf-8"))
+    manifest = ModelRegistry(DEFAULT_ROOT).manifest("reco")  # the current one, trained on this generator
     stream = generate_clicks(manifest["training_events"], manifest["training_seed"], catalog_size=5000)
     items = np.array([int(e["item_id"]) for e in stream], dtype=np.int64)  # type: ignore[call-overload]
     assert manifest["popular_items"] == popularity_top_k(items, 5000, k=100).tolist()

@@ -1,4 +1,4 @@
-"""`RiskOperator` end to end on the memory store with the committed `risk@1` model: one result per event,
+"""`RiskOperator` end to end on the memory store with the committed `risk@3` model: one result per event,
 per-account versions, the stored vector is the scored vector, determinism, separation of fraud, and the
 start-up checks (process before open, a model trained on other features).
 """
@@ -75,9 +75,9 @@ def run(records: list[dict[str, Any]]) -> tuple[RiskOperator, MemoryVersionedSto
 
 def test_committed_model_is_loaded(run: tuple[RiskOperator, Any, list[Scored]]) -> None:
     operator, _, scored = run
-    assert operator.model.ref == "risk@1"
+    assert operator.model.ref == "risk@3"
     assert operator.model.manifest["feature_names"] == list(FEATURE_NAMES)
-    assert {s.results[0].model for s in scored} == {"risk@1"}
+    assert {s.results[0].model for s in scored} == {"risk@3"}
 
 
 def test_one_result_per_event_echoing_the_event(run: tuple[RiskOperator, Any, list[Scored]]) -> None:
@@ -197,14 +197,16 @@ def test_process_after_close_raises() -> None:
 
 
 def _register_copy(registry: ModelRegistry, feature_names: list[str] | None, *, promote: bool | None = None) -> int:
-    """Register the committed risk model file again, with its manifest but other `feature_names`."""
+    """Register the committed current risk model file again, with its manifest but other `feature_names`."""
     committed = ModelRegistry(DEFAULT_ROOT)
-    manifest = {k: v for k, v in committed.manifest("risk", 1).items() if k not in COMPUTED_MANIFEST_KEYS}
+    current = committed.current("risk")
+    assert current is not None
+    manifest = {k: v for k, v in committed.manifest("risk", current).items() if k not in COMPUTED_MANIFEST_KEYS}
     if feature_names is None:
         del manifest["feature_names"]
     else:
         manifest["feature_names"] = feature_names
-    return registry.register("risk", committed.model_path("risk", 1), manifest, promote=promote)
+    return registry.register("risk", committed.model_path("risk", current), manifest, promote=promote)
 
 
 ALTERED = {

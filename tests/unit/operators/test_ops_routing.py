@@ -24,9 +24,13 @@ HIGH_VALUE = Route(code="high_value", when={"amount": {"at_least": 500.0}}, mode
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
-    """A private copy of the committed registry (risk@1 current, risk@2 a candidate; reco@1)."""
+    """A private copy of the committed registry with risk@1 current and risk@2 a candidate, reco@1 current (the
+    copy keeps the versions these tests were written with; the shipped current ones are risk@3 and reco@2)."""
     shutil.copytree(DEFAULT_ROOT, tmp_path / "registry")
-    return ModelRegistry(tmp_path / "registry")
+    copy = ModelRegistry(tmp_path / "registry")
+    copy.promote("risk", 1)
+    copy.promote("reco", 1)
+    return copy
 
 
 @pytest.fixture(scope="module")

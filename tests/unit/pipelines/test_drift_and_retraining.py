@@ -125,7 +125,8 @@ def test_drift_on_the_default_stream_flags_nothing_at_the_default_threshold(seed
     assert {"log_count", "amount_z", "velocity_24h"} <= set(warm_up.flagged)
 
 
-def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_frauds() -> None:
+@pytest.mark.parametrize("seed", [5, 21])
+def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_frauds(seed: int) -> None:
     """`drift risk --feedback` with a reference before the new pattern (the first third of the span against the
     last): the label-1 events' amount features are flagged."""
     from models.registry import SHIPPED_ROOT, ModelRegistry
@@ -134,7 +135,7 @@ def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_fraud
     from pipelines.drift import compare_windows, windows
     from pipelines.training import risk_dataset
 
-    events = generate_transactions(40_000, 9, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)
+    events = generate_transactions(40_000, seed, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)
     data = risk_dataset(events)
     scores = ModelRegistry(SHIPPED_ROOT).load("risk").run({"features": data.features})["probability"]
     ts = np.array([e["ts"] for e in events])
