@@ -7,7 +7,6 @@ determinism, the start-up checks of the manifest, and HR@10 against a popularity
 from __future__ import annotations
 
 import itertools
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
