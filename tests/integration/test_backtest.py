@@ -107,7 +107,7 @@ def test_backtest_rescores_into_a_shadow_topic_and_leaves_production_untouched(
     assert diff["missing_in_production"] == len(set(shadow_by_id) - set(production_by_id)) == 0
     assert diff["score_delta"]["changed"] == sum(d != 0 for d in deltas) > 0
     assert diff["score_delta"]["max_abs"] == pytest.approx(max(abs(d) for d in deltas))
-    assert diff["production_models"] == {"risk@1": EVENTS} and diff["shadow_models"] == {"risk@2": EVENTS}
+    assert diff["production_models"] == {"risk@3": EVENTS} and diff["shadow_models"] == {"risk@2": EVENTS}
     assert summary["window"]["valid_events"] == EVENTS
     assert summary["backtest"]["shadow_topic"] == shadow_topic
     assert report_png.read_bytes()[:4] == b"\x89PNG"

@@ -4,10 +4,10 @@ pattern (`micro_drain`) appears from 40 % of the stream's time span on.
 The production job (following promotions) scores the stream; its ROC-AUC on events after the pattern appeared
 is lower than before. `streamscore loop risk` builds the point-in-time dataset from results, late labels and
 the state changelog, trains a candidate on the older rows (past the drift), backtests it with a shadow job
-over the whole input, and promotes it because its ROC-AUC on the newest rows beats production's by >= 0.05 -
-as the backtest's streaming scores show; the running job then hot-swaps to it (new results name it). A
-second turn with a margin no candidate can reach keeps production and says why. The drift report, given the
-labels, flags the features the new pattern changes in the frauds."""
+over the whole input, and promotes it because its ROC-AUC on the newest rows beats production's by >= 0.03 -
+as the backtest's streaming scores show (and its PR-AUC by >= 0.2); the running job then hot-swaps to it (new
+results name it). A second turn with a margin no candidate can reach keeps production and says why. The drift
+report, given the labels, flags the features the new pattern changes in the frauds."""
 
 from __future__ import annotations
 
@@ -106,14 +106,16 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         loop = ("--bootstrap", bootstrap, "loop", "risk", "--until", until, "--feedback", feedback, "--changelog",
                 changelog, "--config", str(config_path), "--input-topic", topics.input, "--output-topic",
                 topics.output, "--dlq-topic", topics.dlq)
-        streamscore(*loop, "--report-dir", str(report_dir), "--margin", "0.05", "--fail-if-kept")
+        # production (risk@3) scores ROC-AUC ~0.95 on the newest rows: a margin of 0.03 leaves the candidate 0.02
+        # below 1.0; the gain shows most in PR-AUC (asserted below)
+        streamscore(*loop, "--report-dir", str(report_dir), "--margin", "0.03", "--fail-if-kept")
         report = json.loads((report_dir / "loop.json").read_text())
-        assert report["promoted"] and report["production"] == "risk@1"
+        assert report["promoted"] and report["production"] == "risk@3"
         assert report["holdout"]["trained_to_ts"] > drift_at  # trained on labelled events past the drift
         backtest = report["backtest"]
-        assert backtest["candidate"]["roc_auc"] >= backtest["production"]["roc_auc"] + 0.05, backtest
-        # fine-tuned from production, it keeps what production knew: its top scores are more precise too
-        assert backtest["candidate"]["pr_auc"] > backtest["production"]["pr_auc"], backtest
+        assert backtest["candidate"]["roc_auc"] >= backtest["production"]["roc_auc"] + 0.03, backtest
+        # fine-tuned from production, it keeps what production knew: its top scores are far more precise too
+        assert backtest["candidate"]["pr_auc"] >= backtest["production"]["pr_auc"] + 0.2, backtest
         # the streaming path and the offline evaluation agree on both models
         for who in ("candidate", "production"):
             assert abs(backtest[who]["roc_auc"] - report["offline"][who]["roc_auc"]) < 1e-3, report
@@ -122,7 +124,7 @@ def test_the_loop_retrains_past_a_drift_and_the_running_job_swaps_to_the_better_
         assert ModelRegistry().current("risk") == int(candidate.split("@")[1])
         manifest = ModelRegistry().manifest("risk", int(candidate.split("@")[1]))
         assert manifest["dataset"]["path"] == str(report_dir / "dataset.parquet")
-        assert manifest["dataset"]["to_ts"] == int(ts.max()) and manifest["fine_tuned_from"] == "risk@1"
+        assert manifest["dataset"]["to_ts"] == int(ts.max()) and manifest["fine_tuned_from"] == "risk@3"
 
         # the running job hot-swapped: new events are scored by the candidate
         assert_next_results_name(candidate, bootstrap, topics, "risk", EVENTS, SEED + 1, job, log)

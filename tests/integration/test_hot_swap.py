@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import yaml
 
-from models.registry import DEFAULT_ROOT, REGISTRY_ENV
+from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
 from operators.risk.schemas import RiskResult
 from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
@@ -60,7 +60,8 @@ def test_promotion_under_load_switches_the_default_model_and_routes_hold(
     bootstrap: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str
 ) -> None:
     registry = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, registry)  # risk@1 current, risk@2 a candidate
+    shutil.copytree(DEFAULT_ROOT, registry)
+    ModelRegistry(registry).promote("risk", 1)  # risk@1 current, risk@2 a candidate (risk@3 ships as current)
     monkeypatch.setenv(REGISTRY_ENV, str(registry))  # the job, the CLI and the offline scorer all read it
     config = yaml.safe_load(RISK_CONFIG_PATH.read_text(encoding="utf-8"))
     config["routes"] = [{"code": "latam", "when": {"country": list(LATAM)}, "model": "risk@1"}]

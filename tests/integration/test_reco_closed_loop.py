@@ -83,7 +83,7 @@ def test_the_reco_loop_fine_tunes_past_a_new_season_and_the_running_job_swaps_to
                     str(config_path), "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic",
                     topics.dlq, "--report-dir", str(report_dir), "--margin", "0.05", "--fail-if-kept")
         report = json.loads((report_dir / "loop.json").read_text())
-        assert report["promoted"] and report["production"] == "reco@1" and report["metric"] == "hr_at_10"
+        assert report["promoted"] and report["production"] == "reco@2" and report["metric"] == "hr_at_10"
         assert report["holdout"]["trained_to_ts"] > drift_at  # fine-tuned on clicks past the change
         backtest = report["backtest"]
         assert backtest["candidate"]["hr_at_10"] >= backtest["production"]["hr_at_10"] + 0.05, backtest
@@ -92,7 +92,7 @@ def test_the_reco_loop_fine_tunes_past_a_new_season_and_the_running_job_swaps_to
         candidate = report["candidate"]
         assert ModelRegistry().current("reco") == int(candidate.split("@")[1])
         manifest = ModelRegistry().manifest("reco", int(candidate.split("@")[1]))
-        assert manifest["fine_tuned_from"] == "reco@1" and manifest["dataset"]["to_ts"] == int(last)  # type: ignore[call-overload]
+        assert manifest["fine_tuned_from"] == "reco@2" and manifest["dataset"]["to_ts"] == int(last)  # type: ignore[call-overload]
 
         # the running job hot-swapped: new clicks get the candidate's recommendations
         assert_next_results_name(candidate, bootstrap, topics, "reco", EVENTS, SEED + 1, job, log)

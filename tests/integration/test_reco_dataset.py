@@ -78,9 +78,9 @@ def test_reco_dataset_train_and_evaluate_on_what_production_served(
     assert served["positions"] > 500 and served["purchase_positions"] > 0
 
     shown = streamscore("models", "train", "reco", "--dataset", str(out), "--seed", "3").stdout
-    assert "registered reco@2" in shown and "not promoted" in shown
-    manifest = ModelRegistry(registry).manifest("reco", 2)
-    assert ModelRegistry(registry).current("reco") == 1
+    assert "registered reco@3" in shown and "not promoted" in shown  # reco@2 is the shipped current one
+    manifest = ModelRegistry(registry).manifest("reco", 3)
+    assert ModelRegistry(registry).current("reco") == 2
     dataset = manifest["dataset"]
     assert dataset["path"] == str(out.resolve()) and dataset["until_ms"] == last_known
     assert (dataset["events_topic"], dataset["results_topic"], dataset["feedback_topic"]) == (
@@ -88,11 +88,11 @@ def test_reco_dataset_train_and_evaluate_on_what_production_served(
     assert dataset["from_ts"] == table["ts"][0] and dataset["to_ts"] == table["ts"][-1]
     assert dataset["trained_to_ts"] < manifest["metrics_holdout"]["from_ts"] == splits.cutoff_ts
     assert dataset["purchases"] == report["positives"] and manifest["purchase_weight"] > 1
-    assert manifest["fine_tuned_from"] == "reco@1"  # production, fine-tuned: it keeps what it knew
+    assert manifest["fine_tuned_from"] == "reco@2"  # production, fine-tuned: it keeps what it knew
     assert manifest["metrics"]["hr_at_10"] >= served["hr_at_10"] - 0.03, (manifest["metrics"], served)
     assert manifest["metrics_holdout"]["production"] == served
     assert manifest["metrics"]["positions"] == served["positions"]
-    evaluated = json.loads(streamscore("models", "evaluate", "reco", "--version", "2", "--dataset", str(out),
+    evaluated = json.loads(streamscore("models", "evaluate", "reco", "--version", "3", "--dataset", str(out),
                                        "--json").stdout)
     assert evaluated["model"] == manifest["metrics"] and evaluated["production"] == served
 
@@ -103,8 +103,8 @@ def test_reco_dataset_train_and_evaluate_on_what_production_served(
                 topics.output, "--dlq-topic", topics.dlq, "--feedback", feedback, "--until", _iso(last_known),
                 "--metric", "purchase_hr_at_10", "--margin", "0.9", "--report-dir", str(loop_dir))
     loop = json.loads((loop_dir / "loop.json").read_text())
-    assert loop["candidate"] == "reco@3" and loop["production"] == "reco@1" and loop["promoted"] is False
-    assert "below the margin 0.9: reco@1 stays current" in loop["why"] and ModelRegistry(registry).current("reco") == 1
+    assert loop["candidate"] == "reco@4" and loop["production"] == "reco@2" and loop["promoted"] is False
+    assert "below the margin 0.9: reco@2 stays current" in loop["why"] and ModelRegistry(registry).current("reco") == 2
     assert loop["backtest"]["candidate"] == loop["offline"]["candidate"]
     assert loop["backtest"]["production"] == loop["offline"]["production"] == loop["offline"]["served"] == served
     assert loop["gain"] == round(loop["backtest"]["candidate"]["purchase_hr_at_10"] - served["purchase_hr_at_10"], 5)
