@@ -18,7 +18,8 @@ from rocksdict import (
     WriteBatch,
 )
 
-from state import _legacy
+from state._legacy import decode_head as decode_legacy_head
+from state._legacy import decode_record as decode_legacy_record
 from state.exceptions import StateError, StateStoreLockedError
 from state.layout import Head, deleted_head, encode_head, encode_record, slot_of
 
@@ -309,7 +310,7 @@ def convert_legacy_key(db: Any, kb: bytes, raw_head: bytes | None, ring: int) ->
     if raw_head is None:
         last = _U64.unpack(db[LEGACY_TOMBSTONE + kb])[0]
         return Converted(deleted_head(last), None, {})
-    old = _legacy.decode_head(raw_head)
+    old = decode_legacy_head(raw_head)
     if old.deleted:
         return Converted(deleted_head(old.latest), None, {})
     versions = list(range(old.oldest, old.latest))
@@ -322,7 +323,7 @@ def convert_legacy_key(db: Any, kb: bytes, raw_head: bytes | None, ring: int) ->
     times = []
     latest = b""
     for version, raw in zip([*versions, old.latest], records, strict=True):
-        decoded = _legacy.decode_record(raw)
+        decoded = decode_legacy_record(raw)
         latest = encode_record(version, decoded.event_time, decoded.source, decoded.payload)
         slots[slot_of(version, ring_used)] = latest
         times.append(decoded.event_time)
