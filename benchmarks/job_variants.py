@@ -18,7 +18,7 @@ class Passthrough(KeyedOperatorFunction):
     """Emits the raw value: Kafka source, key in SQL, keyed hop and sinks, nothing else."""
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
-        yield Row(ctx.get_current_key(), bytes(row[0]).decode())
+        yield Row(row[5], bytes(row[0]).decode())
 
 
 class StateOnly(KeyedOperatorFunction):
@@ -27,11 +27,12 @@ class StateOnly(KeyedOperatorFunction):
     def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
         if self._operator is None:
             self._open_operator()
-        self._state.begin_element()  # as the real function does: one state read per element
+        self._state.set_current_key(row[5])  # as the real function does: the key from the row, cached heads
         latest = self._state.get()
         value = latest.value if latest is not None else self._spec.state_codec.value_type()  # type: ignore[attr-defined]
         version = self._state.put(value, event_time=0, source=None)
-        yield Row(ctx.get_current_key(), str(version))
+        self._state.flush()
+        yield Row(row[5], str(version))
 
 
 class NoFlinkState(KeyedOperatorFunction):
@@ -43,7 +44,7 @@ class NoFlinkState(KeyedOperatorFunction):
             from state import MemoryVersionedStore
 
             self._memory = MemoryVersionedStore(codec=self._spec.state_codec)
-        key = ctx.get_current_key()
+        key = row[5]
         event = self._decoder.decode(bytes(row[0]))
         for result in self._operator.process(event, self._memory.key(key), None):
             yield Row(key, self._spec.encode_result(result).decode())

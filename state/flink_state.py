@@ -1,47 +1,40 @@
-"""`FlinkVersionedState`: versioned state of the *current key* of a PyFlink keyed function.
+"""`FlinkVersionedState`: versioned state of the *current key* of a PyFlink keyed function, in layout 2.
 
 Flink owns the storage (RocksDB state backend), checkpoints and restores, and the atomicity of an
-operator's state updates; this adapter only lays versioned state out on two Flink keyed states per key:
+operator's state updates; this adapter lays versioned state out in the shared layout (`state.layout`) on three
+Flink keyed states per key:
 
-- `<name>/head`, a `ValueState` of bytes: the key's head (latest version and its record, the retained range,
-  the event-time watermark; layout in `state._records`), the first version physically kept in the history
-  list, and the event times of the retained older versions (so retention never reads the history);
-- `<name>/history`, a `ListState` of bytes: the records of older versions, oldest first, each appended once
-  when a newer version supersedes it (RocksDB appends with a merge, without reading the list).
+- `<name>/h2`, a `ValueState` of bytes: the key's `Head` (version range, ring size, every retained version's
+  event time, inline side entries);
+- `<name>/slots`, a `MapState` slot -> version record: each version's record written once at its slot (a ring
+  of `max_versions`), so count retention is a blind overwrite and nothing is read on a put;
+- `<name>/side`, a `MapState` name -> bytes: the key's separate (non-inline) side entries.
 
-A put costs one head read (shared with the operator's `get`, see `begin_element`), one head write and one
-list append, whatever the history length: in PyFlink thread mode every state call crosses into the JVM, and
-the bytes moved per event stay near one version's size. Retention is applied to the head at once (reads
-never see a pruned version) and to the list lazily: once it holds more than `max_versions` + slack records,
-one put reads it and keeps the retained ones, so the list never exceeds about twice the retention. History
-must be bounded (`retention.max_versions` is required; default keep the last 16). Only `as_of`, `as_of_time`
-and `history` read the list. The states use `Types.PRIMITIVE_ARRAY(Types.BYTE())`, so nothing is pickled.
+In PyFlink thread mode every state call crosses into the JVM (and RocksDB), so the adapter keeps a bounded
+write-through cache of decoded heads and latest records, keyed by the Flink key the function names
+(`set_current_key`, taken from the element, not from `ctx.get_current_key()`). On a cached key a put is one
+slot put plus one head update, and the head update is deferred to `flush()` at the end of the element, so
+inline side entries changed by the same element ride in the same write: at most two state calls per event in
+steady state, and nothing read. Without a current key (`set_current_key(None)`) every call reads and writes
+Flink directly.
 
-State written by the earlier layout (one `<name>/versions` blob per key holding head and history, before
-2026-12) is converted per key, the first time the key is read after a restore.
+State written by the earlier layouts (layout 1: `<name>/head` + `<name>/history`; before it, the one blob
+`<name>/versions`; `state._flink_legacy`) is converted per key the first time the key is touched: written as
+layout 2 and the old states cleared. A key with no layout-2 head costs those three reads once (then it is
+cached). A retention whose ring differs from a key's (the job restarted with another `max_versions`) moves the
+key's retained records to their new slots on its next put, the only put that reads records.
 
-PyFlink must run in thread mode with the RocksDB state backend (`flink_state_configuration()`).
-pyflink is imported only inside this module, and only when the adapter is constructed.
+History must be bounded (`retention.max_versions` is required; default keep the last 16). The states use
+`Types.PRIMITIVE_ARRAY(Types.BYTE())` values passed through unchanged, so nothing is pickled. PyFlink must run in
+thread mode with the RocksDB state backend (`flink_state_configuration()`). pyflink is imported only inside this
+module, and only when the adapter is constructed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import msgspec
-
-from state._legacy import (
-    Head,
-    HeadFormatMismatch,
-    RecordFormatError,
-    decode_head,
-    decode_record,
-    deleted_head,
-    encode_head,
-    encode_record,
-    plan_put,
-    record_event_time,
-)
+from state._flink_legacy import Converted, LegacyLayoutError, from_blob, from_layout1
 from state.codec import Codec, MsgpackCodec
 from state.contract import (
     DEFAULT_RETENTION,
@@ -52,16 +45,37 @@ from state.contract import (
     check_limit,
 )
 from state.exceptions import CorruptStateError, IncompatibleStateError, StateDecodeError, StateError
+from state.layout import (
+    Head,
+    HeadFormatMismatch,
+    LayoutError,
+    as_of_time_version,
+    check_side_name,
+    decode_head,
+    decode_record,
+    deleted_head,
+    encode_head,
+    encode_record,
+    plan_put,
+    record_version,
+    slot_of,
+    with_inline,
+)
 
 if TYPE_CHECKING:
     from pyflink.datastream import RuntimeContext
 
 T = TypeVar("T")
 
-#: The key named in `CorruptStateError`s (Flink does not expose the current key to the state).
+#: The key named in `CorruptStateError`s when the function did not name the current key.
 CURRENT_KEY = "<current Flink key>"
 
-_UNREAD: Any = object()  # the per-element read cache holds nothing yet
+#: Keys whose decoded head (and latest record) the adapter keeps by default. An entry holds the head (~100 B
+#: + 8 B per retained version) and the latest record (the risk job's ~0.7 KB): ~2 KB of Python objects, so
+#: the default bounds the cache near 40 MB per adapter (measured: `tests/unit/state/test_state_flink.py`).
+DEFAULT_CACHE_KEYS = 20_000
+
+_NOT_READ: Any = object()  # the latest record of a cached key was not read yet
 
 
 def flink_state_configuration() -> dict[str, str]:
@@ -87,17 +101,6 @@ class _BytesPassThrough:
         return value
 
 
-def _pass_bytes_through(state: Any, attribute: str) -> None:
-    converter = getattr(state, attribute, None)
-    if converter is not None and type(converter).__name__ == "ArrayDataConverter":
-        setattr(state, attribute, _BytesPassThrough())
-    elif converter is None and ".embedded." in type(state).__module__:
-        raise StateError(
-            f"cannot set up byte-array Flink state: thread-mode state {type(state).__qualname__} has no "
-            f"{attribute!r} converter (expected with apache-flink 2.2); check the PyFlink version"
-        )
-
-
 class _ListOfBytesPassThrough:
     """`_BytesPassThrough` for list states: Java `List<byte[]>` <-> Python list of bytes."""
 
@@ -110,8 +113,24 @@ class _ListOfBytesPassThrough:
         return value
 
 
+def _is_embedded(state: Any) -> bool:
+    return ".embedded." in type(state).__module__
+
+
+def _pass_bytes_through(state: Any, attribute: str) -> None:
+    """Replace the byte-array converter `attribute` of a thread-mode state (value state, map state's values)."""
+    converter = getattr(state, attribute, None)
+    if converter is not None and type(converter).__name__ == "ArrayDataConverter":
+        setattr(state, attribute, _BytesPassThrough())
+    elif converter is None and _is_embedded(state):
+        raise StateError(
+            f"cannot set up byte-array Flink state: thread-mode state {type(state).__qualname__} has no "
+            f"{attribute!r} converter (expected with apache-flink 2.2); check the PyFlink version"
+        )
+
+
 def _pass_list_of_bytes_through(state: Any) -> None:
-    if ".embedded." not in type(state).__module__:
+    if not _is_embedded(state):
         return
     if not hasattr(state, "_element_converter") or not hasattr(state, "_value_converter"):
         raise StateError(
@@ -122,84 +141,128 @@ def _pass_list_of_bytes_through(state: Any) -> None:
     state._value_converter = _ListOfBytesPassThrough()
 
 
-class _KeyState(NamedTuple):
-    """What `<name>/head` holds for the current key."""
+class _Entry:
+    """What the adapter knows of one key: its head (None: no state), latest record, separate side entries."""
 
-    head: Head
-    #: The version of the first record in `<name>/history` (records run from it to `head.latest - 1`).
-    stored_from: int
-    #: Event times of the retained older versions `head.oldest .. head.latest - 1`.
-    older_times: list[int]
+    __slots__ = ("complete", "dirty", "head", "latest", "sides")
+
+    def __init__(self, head: Head | None) -> None:
+        self.head = head
+        #: The record bytes of `head.latest` (`_NOT_READ` until read or written; None without versions).
+        self.latest: Any = _NOT_READ if head is not None and not head.deleted else None
+        #: Separate side entries read or written (None: known absent).
+        self.sides: dict[str, bytes | None] = {}
+        #: Whether `sides` holds every separate side entry the key has (a new, cleared or forgotten key).
+        self.complete = head is None
+        #: Whether `head` is newer than Flink's `<name>/h2` (written by `flush`).
+        self.dirty = False
 
 
 class FlinkVersionedState(Generic[T]):
     """`VersionedState` of the current key of a PyFlink `KeyedProcessFunction` (or other keyed function).
 
-    Construct it in the function's `open(runtime_context)` (or lazily, before the first access); `name`
-    names the Flink states (`<name>/head`, `<name>/history`), so one function can hold several versioned
+    Construct it in the function's `open(runtime_context)` (or lazily, before the first access); `name` names
+    the Flink states (`<name>/h2`, `<name>/slots`, `<name>/side`), so one function can hold several versioned
     states. `codec` defaults to `MsgpackCodec()`; `retention` must bound the number of versions
-    (`max_versions`). Every call acts on the key of the element being processed.
+    (`max_versions`); `cache_keys` bounds the cache of heads (first in, first out; 0 turns it off).
+
+    Per element: `set_current_key(key)` (the Flink key of the element), the operator's calls, then `flush()`
+    (writes the key's head once). Every call acts on the key of the element being processed. A new adapter
+    (the function's `open`, after a restore or failover) starts with an empty cache.
     """
 
     @overload
     def __init__(
-        self: FlinkVersionedState[Any],
-        runtime_context: RuntimeContext,
-        name: str,
-        codec: None = None,
-        *,
-        retention: RetentionPolicy = DEFAULT_RETENTION,
+        self: FlinkVersionedState[Any], runtime_context: RuntimeContext, name: str, codec: None = None, *,
+        retention: RetentionPolicy = DEFAULT_RETENTION, cache_keys: int = DEFAULT_CACHE_KEYS,
     ) -> None: ...
 
     @overload
     def __init__(
-        self,
-        runtime_context: RuntimeContext,
-        name: str,
-        codec: Codec[T],
-        *,
-        retention: RetentionPolicy = DEFAULT_RETENTION,
+        self, runtime_context: RuntimeContext, name: str, codec: Codec[T], *,
+        retention: RetentionPolicy = DEFAULT_RETENTION, cache_keys: int = DEFAULT_CACHE_KEYS,
     ) -> None: ...
 
     def __init__(
-        self,
-        runtime_context: RuntimeContext,
-        name: str,
-        codec: Codec[Any] | None = None,
-        *,
-        retention: RetentionPolicy = DEFAULT_RETENTION,
+        self, runtime_context: RuntimeContext, name: str, codec: Codec[Any] | None = None, *,
+        retention: RetentionPolicy = DEFAULT_RETENTION, cache_keys: int = DEFAULT_CACHE_KEYS,
     ) -> None:
         if retention.max_versions is None:
             raise ValueError(
                 "FlinkVersionedState needs a bounded history: give RetentionPolicy(max_versions=N), "
                 f"got {retention}"
             )
+        if cache_keys < 0:
+            raise ValueError(f"cache_keys must be >= 0, got {cache_keys}")
         from pyflink.common.typeinfo import Types
-        from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+        from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
         self._name = name
         self._codec: Codec[T] = codec if codec is not None else MsgpackCodec()
         self._retention = retention
-        self._max_stored = retention.max_versions + max(retention.max_versions, MIN_SLACK)
+        self._ring = retention.max_versions
         byte_array = Types.PRIMITIVE_ARRAY(Types.BYTE())
-        self._head = runtime_context.get_state(ValueStateDescriptor(f"{name}/head", byte_array))
-        self._history = runtime_context.get_list_state(ListStateDescriptor(f"{name}/history", byte_array))
-        self._legacy = runtime_context.get_state(ValueStateDescriptor(f"{name}/versions", byte_array))
-        _pass_bytes_through(self._head, "_value_converter")
-        _pass_bytes_through(self._legacy, "_value_converter")
-        _pass_list_of_bytes_through(self._history)
+        self._h2 = runtime_context.get_state(ValueStateDescriptor(f"{name}/h2", byte_array))
+        self._slots = runtime_context.get_map_state(MapStateDescriptor(f"{name}/slots", Types.LONG(), byte_array))
+        self._sides = runtime_context.get_map_state(MapStateDescriptor(f"{name}/side", Types.STRING(), byte_array))
+        self._old_head = runtime_context.get_state(ValueStateDescriptor(f"{name}/head", byte_array))
+        self._old_history = runtime_context.get_list_state(ListStateDescriptor(f"{name}/history", byte_array))
+        self._old_blob = runtime_context.get_state(ValueStateDescriptor(f"{name}/versions", byte_array))
+        for state in (self._h2, self._old_head, self._old_blob):
+            _pass_bytes_through(state, "_value_converter")
+        for state in (self._slots, self._sides):
+            _pass_bytes_through(state, "_v_converter")
+        _pass_list_of_bytes_through(self._old_history)
+        self._cache_keys = cache_keys
+        self._cache: dict[str, _Entry] = {}
+        self._key: str | None = None
+        self._dirty: _Entry | None = None
         self._last_written: StateVersion[T] | None = None
-        self._caching = False
-        self._cached: _KeyState | None = _UNREAD
+        self._written: list[bytes] = []
+        self._side_changes: dict[str, tuple[bytes | None, bool]] = {}
 
-    def begin_element(self) -> None:
-        """Start a new element: the head read once during it is reused by the element's later calls.
+    # -- element life cycle ----------------------------------------------------------------------
 
-        Call it before each element the keyed function processes (the current key may change between
-        elements, never during one). Without it, every call reads the head from Flink.
+    def set_current_key(self, key: str | None) -> None:
+        """Name the Flink key of the element about to be processed (None: no cache, every call goes to Flink).
+
+        Call it before each element or timer, with exactly the key Flink keyed the element by. The previous
+        element must have been flushed (`flush`). Also starts a new list of changes (`take_changes`).
         """
-        self._caching = True
-        self._cached = _UNREAD
+        if self._dirty is not None:
+            raise StateError(
+                f"FlinkVersionedState {self._name!r}: flush() was not called after the element of key "
+                f"{self._key!r}; its head would be written to another key"
+            )
+        self._key = key
+        self._written.clear()
+        self._side_changes.clear()
+
+    def flush(self) -> None:
+        """Write the current key's head if the element changed it (one state call). Call it at the end of each
+        element, while Flink's current key is still the element's."""
+        entry = self._dirty
+        if entry is None:
+            return
+        self._dirty = None
+        try:
+            self._write_head(entry.head)
+        except BaseException:
+            self._invalidate()
+            raise
+        entry.dirty = False
+
+    def invalidate(self) -> None:
+        """Drop every cached head (the next access of each key reads Flink again)."""
+        self._invalidate()
+
+    def take_changes(self) -> tuple[list[bytes], dict[str, tuple[bytes | None, bool]]]:
+        """What the element changed so far, and start anew: the version records written (in order) and the side
+        entries set, `{name: (value or None when removed, inline)}` (the last value of each)."""
+        written, sides = list(self._written), dict(self._side_changes)
+        self._written.clear()
+        self._side_changes.clear()
+        return written, sides
 
     @property
     def name(self) -> str:
@@ -211,207 +274,298 @@ class FlinkVersionedState(Generic[T]):
         """The retention applied on every put."""
         return self._retention
 
-    def get(self) -> StateVersion[T] | None:
-        """The latest version of the current key, or None."""
-        current = self._read()
-        return None if current is None else self._decode(current.head.latest, current.head.record)
-
-    def put(self, value: T, *, event_time: int, source: SourceCoordinates | None = None) -> int:
-        """Store a new version for the current key; returns its version number."""
-        check_event_time(event_time)
-        record = encode_record(event_time, source, self._codec.encode(value))
-        current = self._read(include_deleted=True)
-        if current is None or current.head.deleted:
-            plan = plan_put(None if current is None else current.head, event_time, self._retention, _no_history)
-            stored_from, times = plan.version, []
-        else:
-            head, stored_from = current.head, current.stored_from
-            older = current.older_times
-            plan = plan_put(head, event_time, self._retention, lambda version: older[version - head.oldest])
-            if plan.keep_previous:
-                self._history.add(head.record)
-                times = [*older, head.latest_event_time][plan.oldest - head.oldest :]
-                if plan.version - stored_from > self._max_stored:
-                    self._compact(stored_from, plan.oldest)
-                    stored_from = plan.oldest
-            else:  # retention dropped every older version
-                if head.latest > stored_from:
-                    self._history.clear()
-                stored_from, times = plan.version, []
-        new_head = Head(
-            plan.version, event_time, plan.oldest, plan.oldest_event_time, plan.max_event_time, record
-        )
-        written = _KeyState(new_head, stored_from, times)
-        self._head.update(_encode_key_state(written))
-        self._cached = written if self._caching else _UNREAD
-        self._last_written = StateVersion(plan.version, event_time, value, source)
-        return plan.version
+    @property
+    def cached_keys(self) -> int:
+        """How many keys the head cache holds."""
+        return len(self._cache)
 
     @property
     def last_written(self) -> StateVersion[T] | None:
         """The version the latest `put` wrote (any key), without reading the state back."""
         return self._last_written
 
+    # -- the contract ------------------------------------------------------------------------------
+
+    def get(self) -> StateVersion[T] | None:
+        """The latest version of the current key, or None."""
+        entry = self._load()
+        head = entry.head
+        if head is None or head.deleted:
+            return None
+        return self._decode(head.latest, self._latest(entry))
+
+    def put(self, value: T, *, event_time: int, source: SourceCoordinates | None = None) -> int:
+        """Store a new version for the current key; returns its version number."""
+        check_event_time(event_time)
+        payload = self._codec.encode(value)
+        entry = self._load()
+        plan = plan_put(entry.head, event_time, self._retention)
+        record = encode_record(plan.version, event_time, source, payload)
+        try:
+            if plan.reslot is not None and entry.head is not None and not entry.head.deleted:
+                self._reslot(plan.reslot, plan.head)
+            self._slots.put(plan.slot, record)
+        except BaseException:
+            self._invalidate()
+            raise
+        entry.latest = record
+        self._set_head(entry, plan.head)
+        self._written.append(record)
+        self._last_written = StateVersion(plan.version, event_time, value, source)
+        return plan.version
+
     def as_of(self, version: int) -> StateVersion[T] | None:
         """The current key exactly at `version`, or None."""
-        current = self._read()
-        if current is None:
+        entry = self._load()
+        head = entry.head
+        if head is None or head.deleted or not head.oldest <= version <= head.latest:
             return None
-        head = current.head
-        if not head.oldest <= version <= head.latest:
-            return None
-        if version == head.latest:
-            return self._decode(version, head.record)
-        return self._decode(version, self._stored_record(current, self._stored(), version))
+        return self._decode(version, self._record(entry, version))
 
     def as_of_time(self, event_time: int) -> StateVersion[T] | None:
-        """The highest retained version with event time <= `event_time`, or None (scans the history)."""
+        """The highest retained version with event time <= `event_time`, or None (from the head's times)."""
         check_event_time(event_time)
-        current = self._read()
-        if current is None:
+        entry = self._load()
+        head = entry.head
+        if head is None or head.deleted:
             return None
-        head = current.head
-        if event_time >= head.latest_event_time:
-            return self._decode(head.latest, head.record)
-        for version in range(head.latest - 1, head.oldest - 1, -1):
-            if current.older_times[version - head.oldest] <= event_time:
-                return self._decode(version, self._stored_record(current, self._stored(), version))
-        return None
+        version = as_of_time_version(head, event_time)
+        return None if version is None else self._decode(version, self._record(entry, version))
 
     def history(self, limit: int) -> list[StateVersion[T]]:
         """Up to `limit` retained versions of the current key, newest first."""
         check_limit(limit)
-        current = self._read()
-        if current is None or limit == 0:
+        entry = self._load()
+        head = entry.head
+        if head is None or head.deleted:
             return []
-        head = current.head
-        result = [self._decode(head.latest, head.record)]
-        oldest = max(head.oldest, head.latest - limit + 1)
-        if oldest < head.latest:
-            stored = self._stored()
-            for version in range(head.latest - 1, oldest - 1, -1):
-                result.append(self._decode(version, self._stored_record(current, stored, version)))
-        return result
+        stop = max(head.oldest, head.latest - limit + 1)
+        return [self._decode(v, self._record(entry, v)) for v in range(head.latest, stop - 1, -1)]
 
     def clear(self) -> None:
-        """Remove every version of the current key; its version counter is kept."""
-        current = self._read()
-        if current is None:
+        """Remove every version and side entry of the current key; its version counter is kept."""
+        entry = self._load()
+        head = entry.head
+        if head is None:
             return
-        latest = current.head.latest
-        self._history.clear()
-        self._head.update(_encode_key_state(_KeyState(deleted_head(latest), latest + 1, [])))
-        self._cached = _UNREAD
+        try:
+            self._slots.clear()
+            self._sides.clear()
+            if head.latest == 0:  # side entries only: nothing to keep
+                self._drop_head(entry)
+            else:
+                self._set_head(entry, deleted_head(head.latest))
+        except BaseException:
+            self._invalidate()
+            raise
+        entry.latest = None
+        entry.sides.clear()
+        entry.complete = True
+        self._side_changes.clear()
 
     def forget(self) -> None:
-        """Remove every version of the current key and its version counter: nothing of it stays in Flink's
-        state, and its next put is version 1 (an expired key)."""
-        self._head.clear()
-        self._history.clear()
-        self._legacy.clear()
-        self._cached = None if self._caching else _UNREAD
+        """Remove every version, side entry and the version counter of the current key: nothing of it stays in
+        Flink's state, and its next put is version 1 (an expired key)."""
+        known = self._key is not None and self._key in self._cache
+        try:
+            self._slots.clear()
+            self._sides.clear()
+            if not known:  # the key may still be in an earlier layout
+                self._old_head.clear()
+                self._old_history.clear()
+                self._old_blob.clear()
+            entry = self._load() if known else self._remember(_Entry(None))
+            self._drop_head(entry)
+        except BaseException:
+            self._invalidate()
+            raise
+        entry.latest = None
+        entry.sides.clear()
+        entry.complete = True
+        self._side_changes.clear()
+
+    def side(self, name: str) -> bytes | None:
+        """The current key's side entry `name`, or None."""
+        entry = self._load()
+        head = entry.head
+        if head is not None:
+            found = head.inline.get(name)
+            if found is not None:
+                return found
+        if name in entry.sides:
+            return entry.sides[name]
+        if entry.complete:
+            return None
+        value = self._sides.get(check_side_name(name))
+        entry.sides[name] = value
+        return value
+
+    def put_side(self, name: str, value: bytes | None, *, inline: bool = False) -> None:
+        """Set the current key's side entry `name` (None removes it); `inline` keeps a small entry in the head
+        (written with the element's head, no extra state call)."""
+        check_side_name(name)
+        entry = self._load()
+        head = entry.head
+        if head is None:
+            if value is None:
+                return
+            head = deleted_head(0)  # a key with side entries and no versions yet (version counter 0)
+        if inline or name in head.inline:
+            head = with_inline(head, name, value if inline else None)
+        known_absent = entry.complete or (name in entry.sides and entry.sides[name] is None)
+        try:
+            if not inline and value is not None:
+                self._sides.put(name, value)
+            elif not known_absent:
+                self._sides.remove(name)
+        except BaseException:
+            self._invalidate()
+            raise
+        entry.sides[name] = None if inline else value
+        if head is not entry.head:
+            self._set_head(entry, head)
+        self._side_changes[name] = (value, inline and value is not None)
+
+    # -- diagnostics ---------------------------------------------------------------------------------
 
     def newest_event_time(self) -> int | None:
         """The event time of the current key's latest version (None without state): what cleanup checks."""
-        current = self._read()
-        return None if current is None else current.head.latest_event_time
+        head = self._load().head
+        return None if head is None or head.deleted else head.latest_event_time
 
     def stored_versions(self) -> int:
-        """How many versions of the current key are physically stored (a diagnostic for retention: at most
-        about twice `max_versions`, since the history list is pruned lazily)."""
-        current = self._read()
-        return 0 if current is None else len(self._stored()) + 1
+        """How many version records of the current key are physically stored (a diagnostic for retention: at
+        most `max_versions`; horizon retention leaves records until their slot is reused)."""
+        return sum(1 for _ in self._slots.keys())  # noqa: SIM118 (a MapState, not a dict)
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _compact(self, stored_from: int, oldest: int) -> None:
-        """Keep only the records of versions >= `oldest` in the history list."""
-        self._history.update(self._stored()[oldest - stored_from :])
+    def _load(self) -> _Entry:
+        key = self._key
+        if key is not None:
+            entry = self._cache.get(key)
+            if entry is not None:
+                return entry
+        return self._remember(_Entry(self._read_head()))
 
-    def _stored(self) -> list[bytes]:
-        return list(self._history.get())
+    def _remember(self, entry: _Entry) -> _Entry:
+        key = self._key
+        if key is not None and self._cache_keys:
+            cache = self._cache
+            if len(cache) >= self._cache_keys and key not in cache:
+                del cache[next(iter(cache))]
+            cache[key] = entry
+        return entry
 
-    def _read(self, *, include_deleted: bool = False) -> _KeyState | None:
-        current = self._cached if self._cached is not _UNREAD else self._read_from_flink()
-        if self._caching:
-            self._cached = current
-        if current is None or (current.head.deleted and not include_deleted):
-            return None
-        return current
+    def _invalidate(self) -> None:
+        self._cache.clear()
+        self._dirty = None
 
-    def _read_from_flink(self) -> _KeyState | None:
-        raw = self._head.value()
+    def _set_head(self, entry: _Entry, head: Head) -> None:
+        entry.head = head
+        if self._key is None or not self._cache_keys:  # nothing to defer the write to
+            self._write_head(head)
+            return
+        entry.dirty = True
+        self._dirty = entry
+
+    def _drop_head(self, entry: _Entry) -> None:
+        self._h2.clear()
+        entry.head = None
+        entry.dirty = False
+        if self._dirty is entry:
+            self._dirty = None
+
+    def _write_head(self, head: Head | None) -> None:
+        if head is None:
+            self._h2.clear()
+        else:
+            self._h2.update(encode_head(head))
+
+    def _read_head(self) -> Head | None:
+        raw = self._h2.value()
         if raw is None:
-            return self._convert_legacy()
+            return self._convert_earlier_layout()
         try:
-            head_bytes, stored_from, older_times = _HEAD_DECODER.decode(raw)
-            return _KeyState(self._decode_head(head_bytes), stored_from, older_times)
-        except (RecordFormatError, msgspec.DecodeError) as exc:
-            raise CorruptStateError(CURRENT_KEY, None, str(exc)) from exc
-
-    def _convert_legacy(self) -> _KeyState | None:
-        """Move a key written in the earlier one-blob layout (`<name>/versions`) to this layout."""
-        raw = self._legacy.value()
-        if raw is None:
-            return None
-        try:
-            head_bytes, older = _LEGACY_DECODER.decode(raw)
-            head = self._decode_head(head_bytes)
-            times = [record_event_time(record) for record in older]
-        except (RecordFormatError, msgspec.DecodeError) as exc:
-            raise CorruptStateError(CURRENT_KEY, None, f"earlier state layout: {exc}") from exc
-        converted = _KeyState(head, head.oldest if not head.deleted else head.latest + 1, times)
-        if older:
-            self._history.update(older)
-        self._head.update(_encode_key_state(converted))
-        self._legacy.clear()
-        return converted
-
-    def _decode_head(self, head_bytes: bytes) -> Head:
-        try:
-            return decode_head(head_bytes)
+            return decode_head(raw)
         except HeadFormatMismatch as exc:
             raise IncompatibleStateError(
-                f"Flink state {self._name!r}", found=f"key header format {exc.found}",
-                expected="the format of this streamscore version",
-                remedy="Start the job without restoring this operator's state, or run "
-                "`streamscore state migrate` on the savepoint",
+                f"Flink state {self._name + '/h2'!r}", found=f"key head format {exc.found}",
+                expected="the format of this streamscore version (2)",
+                remedy="It was written by a newer streamscore: run that version, or start the job without "
+                "restoring this operator's state (`--fresh`)",
             ) from exc
+        except LayoutError as exc:
+            raise CorruptStateError(self._key or CURRENT_KEY, None, str(exc)) from exc
 
-    def _stored_record(self, current: _KeyState, stored: list[bytes], version: int) -> bytes:
-        index = version - current.stored_from
-        if not 0 <= index < len(stored):
-            raise CorruptStateError(
-                CURRENT_KEY, version,
-                f"record missing; versions {current.head.oldest}..{current.head.latest} are retained and "
-                f"{len(stored)} records are stored from version {current.stored_from}",
-            )
-        return stored[index]
+    def _convert_earlier_layout(self) -> Head | None:
+        """Move a key of layout 1 (`<name>/head` + `<name>/history`) or of the blob (`<name>/versions`) to
+        layout 2, clearing the old states; None if the key has no state at all."""
+        converted: Converted | None = None
+        try:
+            old_head = self._old_head.value()
+            if old_head is not None:
+                converted = from_layout1(old_head, list(self._old_history.get()), self._ring)
+            else:
+                blob = self._old_blob.value()
+                if blob is not None:
+                    converted = from_blob(blob, self._ring)
+        except LegacyLayoutError as exc:
+            raise CorruptStateError(self._key or CURRENT_KEY, None, f"state of an earlier layout: {exc}") from exc
+        if converted is None:
+            return None
+        head = converted.head
+        for version, record in converted.records.items():
+            self._slots.put(slot_of(version, head.ring), record)
+        self._h2.update(encode_head(head))
+        self._old_head.clear()
+        self._old_history.clear()
+        self._old_blob.clear()
+        return head
+
+    def _reslot(self, old_ring: int, head: Head) -> None:
+        """Move the retained older records of `head` from the slots of `old_ring` to those of `head.ring`."""
+        moved = []
+        for version in range(head.oldest, head.latest):
+            raw = self._slots.get(slot_of(version, old_ring))
+            if raw is not None and record_version(raw) == version:
+                moved.append((version, raw))
+        self._slots.clear()
+        for version, raw in moved:
+            self._slots.put(slot_of(version, head.ring), raw)
+
+    def _latest(self, entry: _Entry) -> bytes:
+        latest = entry.latest
+        if latest is _NOT_READ or latest is None:
+            assert entry.head is not None
+            latest = entry.latest = self._read_slot(entry.head, entry.head.latest)
+        return latest
+
+    def _record(self, entry: _Entry, version: int) -> bytes:
+        assert entry.head is not None
+        if version == entry.head.latest:
+            return self._latest(entry)
+        return self._read_slot(entry.head, version)
+
+    def _read_slot(self, head: Head, version: int) -> bytes:
+        raw = self._slots.get(slot_of(version, head.ring))
+        if raw is None:
+            raise CorruptStateError(self._key or CURRENT_KEY, version, "its slot holds nothing")
+        try:
+            found = record_version(raw)
+        except LayoutError as exc:
+            raise CorruptStateError(self._key or CURRENT_KEY, version, str(exc)) from exc
+        if found != version:
+            raise CorruptStateError(self._key or CURRENT_KEY, version, f"its slot holds version {found}")
+        return raw
 
     def _decode(self, version: int, raw: bytes) -> StateVersion[T]:
         try:
             record = decode_record(raw)
             value = self._codec.decode(record.payload)
-        except (RecordFormatError, StateDecodeError) as exc:
-            raise CorruptStateError(CURRENT_KEY, version, str(exc)) from exc
+        except (LayoutError, StateDecodeError) as exc:
+            raise CorruptStateError(self._key or CURRENT_KEY, version, str(exc)) from exc
         return StateVersion(version, record.event_time, value, record.source)
 
     def __repr__(self) -> str:
-        return f"FlinkVersionedState({self._name!r}, retention={self._retention})"
-
-
-#: The history list may hold this many records beyond the retention (at least) before a put prunes it.
-MIN_SLACK = 8
-
-
-def _no_history(version: int) -> int:
-    raise AssertionError(f"a first put has no older version to read (asked for {version})")
-
-
-def _encode_key_state(state: _KeyState) -> bytes:
-    return _HEAD_ENCODER.encode((encode_head(state.head), state.stored_from, state.older_times))
-
-
-_HEAD_ENCODER = msgspec.msgpack.Encoder()
-_HEAD_DECODER = msgspec.msgpack.Decoder(tuple[bytes, int, list[int]])
-_LEGACY_DECODER = msgspec.msgpack.Decoder(tuple[bytes, list[bytes]])
+        return f"FlinkVersionedState({self._name!r}, retention={self._retention}, cached keys={len(self._cache)})"

@@ -11,6 +11,12 @@ while another task thread is inside pemja's interpreter initialisation deadlocks
 PyFlink 2.2.1: one thread in `PythonInterpreter.init`, the other in onnxruntime's `create_module`, forever).
 So the heavy imports (numpy, onnxruntime, the operator and model) happen on the first element, when every
 task of the job has finished initialising, one thread at a time (`_HEAVY_IMPORTS`).
+
+Per event the function crosses into the JVM as little as it can: the key comes with the element (the source
+query puts it in the row, `pipelines.runtimes.flink.keying`), the versioned state serves heads from its cache and
+writes one record and one head (`state.flink_state`), and the metric counters are accumulated in Python ints and
+added to Flink's counters at most once a second (on an element, on a processing-time timer registered for that
+purpose, and at close), so a scrape may lag the job by up to a second.
 """
 
 from __future__ import annotations
@@ -64,8 +70,13 @@ def _run_in_python_thread(work: Any) -> None:
         raise errors[0]
 
 OUTPUT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
+#: The state changelog's rows: the state key and the binary value (`pipelines.kafka.changelog_format`; None: a
+#: tombstone).
+CHANGELOG_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 DEAD_LETTERS = OutputTag("dead-letters", OUTPUT_ROW)
-STATE_CHANGELOG = OutputTag("state-changelog", OUTPUT_ROW)
+STATE_CHANGELOG = OutputTag("state-changelog", CHANGELOG_ROW)
+#: How often the counters accumulated in Python are added to Flink's metric counters (at most).
+METRICS_FLUSH_MS = 1000
 
 
 def dead_letter_row(
@@ -94,9 +105,13 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self.config_path = config_path
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        """Remember the runtime context; the operator itself opens on the first element (see module doc)."""
+        """Remember the runtime context; the operator itself opens on the first element (see module doc).
+
+        Flink calls `open` on every (re)start of the task, after a restore or failover too, so the versioned
+        state and its cache of heads are always created anew from Flink's state."""
         self._runtime_context = runtime_context
         self._operator: Any = None
+        self._metrics_timer: tuple[str, int] | None = None
 
     def _open_operator(self) -> None:
         if self.code_fingerprint is not None:
@@ -117,12 +132,13 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             _run_in_python_thread(lambda: operator.open(OperatorContext(model_ref=self.model_ref)))
         self._refresh_s = float(config.model_refresh_seconds)
         self._next_refresh = time.monotonic() + self._refresh_s
-        from pipelines.kafka.changelog import changelog_record
+        from pipelines.kafka.changelog_format import side_value, version_value
 
         self._apply = apply_operator
         self._failure = Failure
         self._coordinates = SourceCoordinates
-        self._changelog_record = changelog_record
+        self._version_value = version_value
+        self._side_value = side_value
         from operators.decoding import Rejection
 
         self._decoder = self._spec.decoder()
@@ -137,20 +153,13 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._clock = None if ttl_ms is None else EventClock(ttl_ms, config.state.sweep_check_seconds * 1000)
         self._operator = operator
         metrics = self._runtime_context.get_metrics_group()
-        self._metrics = metrics
-        self._duplicates_metric = metrics.counter("duplicate_events")
-        self._duplicates_seen = 0
-        self._expired_metric = metrics.counter("expired_keys")
-        self._expired_seen = 0
-        self._swept_metric = metrics.counter("swept_keys")
-        self._swaps_metric = metrics.counter("model_swaps")
-        self._scored_metric = metrics.counter("events_scored")
+        from pipelines.runtimes.flink.counters import OperatorCounters
         from pipelines.runtimes.flink.latency import LatencyWindow
 
+        self._counters = OperatorCounters(metrics, operator)
+        self._next_metrics_flush = time.monotonic() + METRICS_FLUSH_MS / 1000
         self._latency = LatencyWindow()
         self._latency.register(metrics)
-        self._dead_letter_metrics: dict[str, Any] = {}
-        self._decision_metrics: dict[str, Any] = {}
         model = getattr(operator, "model", None)
         if model is not None:  # the default model's version in use (changes on a hot-swap)
             metrics.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
@@ -161,19 +170,18 @@ class KeyedOperatorFunction(KeyedProcessFunction):
 
     def _dead_letter(self, reason: str, *fields: Any) -> tuple[Any, Row]:
         """The dead-letter side output for one record, counted in `dead_letters{reason}`."""
-        counter = self._dead_letter_metrics.get(reason)
-        if counter is None:
-            counter = self._dead_letter_metrics[reason] = self._metrics.add_group("reason", reason).counter(
-                "dead_letters")
-        counter.inc()
+        self._counters.count_dead_letter(reason)
         return DEAD_LETTERS, dead_letter_row(self.pipeline, reason, *fields)
 
-    def _count_decision(self, decision: str) -> None:
-        counter = self._decision_metrics.get(decision)
-        if counter is None:
-            counter = self._decision_metrics[decision] = self._metrics.add_group("decision", decision).counter(
-                "decisions")
-        counter.inc()
+    def _flush_metrics(self, now: float) -> None:
+        self._next_metrics_flush = now + METRICS_FLUSH_MS / 1000
+        self._counters.flush()
+
+    def _schedule_metrics_flush(self, key: str, ctx: KeyedProcessFunction.Context) -> None:
+        """A processing-time timer (on `key`) that flushes the counters if no element does within a second."""
+        at = int(time.time() * 1000) + METRICS_FLUSH_MS
+        ctx.timer_service().register_processing_time_timer(at)
+        self._metrics_timer = (key, at)
 
     def _refresh_models(self) -> None:
         """Hot-swap: follow registry promotions between two events (sessions are created on a Python thread)."""
@@ -182,61 +190,65 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         _run_in_python_thread(lambda: swaps.extend(self._operator.refresh_models()))
         for swap in swaps:
             if swap.error is None:
-                self._swaps_metric.inc()
+                self._counters.swaps += 1
                 _LOG.warning("%s: model %s swapped %s -> %s", self.pipeline, swap.reference, swap.old, swap.new)
             else:
                 _LOG.error("%s: model %s stays %s; %s refused: %s", self.pipeline, swap.reference, swap.old,
                            swap.new, swap.error)
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        """`row` is (value, topic, partition, offset, timestamp ms) of one Kafka record, keyed by the JVM; emit
-        `(result key, result JSON)` rows, or one dead letter if the record is malformed or scoring fails."""
+        """`row` is (value, topic, partition, offset, timestamp ms, key) of one Kafka record, keyed by the JVM on
+        `key`; emit `(result key, result JSON)` rows, or one dead letter if the record is malformed or scoring
+        fails."""
         if self._operator is None:
             self._open_operator()
-        elif self._refresh_s > 0 and time.monotonic() >= self._next_refresh:
+        now = time.monotonic()
+        if now >= self._next_metrics_flush:
+            self._flush_metrics(now)
+        if self._refresh_s > 0 and now >= self._next_refresh:
             self._refresh_models()
-        value, topic, partition, offset = row[0], row[1], row[2], row[3]
+        value, topic, partition, offset, row_key = row[0], row[1], row[2], row[3], row[5]
+        if self._metrics_timer is None:
+            self._schedule_metrics_flush(row_key, ctx)
         raw = b"" if value is None else value if type(value) is bytes else bytes(value)
         event = self._decoder.decode(raw)
         if isinstance(event, self._rejection):
             yield self._dead_letter(event.reason, event.error, raw, topic, partition, offset)
             return
         key = self._key_of(event)
-        if key != ctx.get_current_key():  # JSON_VALUE read another key than the decoder (e.g. a duplicated field)
+        if key != row_key:  # JSON_VALUE read another key than the decoder (e.g. a duplicated field)
             yield self._dead_letter(
-                "invalid_value",
-                f"ambiguous key: the record was keyed by {ctx.get_current_key()!r} but decodes to {key!r}",
+                "invalid_value", f"ambiguous key: the record was keyed by {row_key!r} but decodes to {key!r}",
                 raw, topic, partition, offset,
             )
             return
-        self._state.begin_element()  # one state read per element, reused by the operator's put
-        outcome = self._apply(self._operator, event, self._state, self._coordinates(topic, partition, offset))
+        state = self._state
+        state.set_current_key(key)  # the element's Flink key: heads come from the state's cache
+        try:
+            outcome = self._apply(self._operator, event, state, self._coordinates(topic, partition, offset))
+        finally:
+            state.flush()  # the element's one head write, while Flink's current key is still the element's
         if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
             yield self._dead_letter(outcome.reason, outcome.error, raw, topic, partition, offset)
             return
         results = outcome
-        duplicates = self._operator.duplicates
-        if duplicates != self._duplicates_seen:
-            self._duplicates_metric.inc(duplicates - self._duplicates_seen)
-            self._duplicates_seen = duplicates
-        expired = getattr(self._operator, "expired_keys", 0)
-        if expired != self._expired_seen:
-            self._expired_metric.inc(expired - self._expired_seen)
-            self._expired_seen = expired
         if results and row[4] >= 0:  # a sampled record (see keying.LATENCY_SAMPLE)
             self._latency.record(row[4])
+        counters = self._counters
+        counters.scored += len(results)
         for result in results:
-            self._scored_metric.inc()
             decision = getattr(result, "decision", None)
             if decision is not None:
-                self._count_decision(decision)
+                counters.count_decision(decision)
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self._clock is not None and results:
             self._schedule_sweep(self._clock, ctx)
         if self.changelog:
-            latest = self._state.last_written  # written by this event's put: no second state read
-            if latest is not None and results:
-                yield STATE_CHANGELOG, Row(key, self._changelog_record(key, latest).decode())
+            written, sides = state.take_changes()  # the bytes this element wrote: no state read
+            for record in written:
+                yield STATE_CHANGELOG, Row(key, self._version_value(record))
+            for name, (side, inline) in sides.items():
+                yield STATE_CHANGELOG, Row(key, self._side_value(name, side, inline=inline))
 
     def _schedule_sweep(self, clock: EventClock, ctx: KeyedProcessFunction.Context) -> None:
         """Advance the event clock; a key's first version (a new key, or an expired one restarted) gets the
@@ -244,33 +256,41 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         latest = self._state.last_written
         if latest is None:
             return
-        timers = ctx.timer_service()
-        now = timers.current_processing_time()
+        now = int(time.time() * 1000)  # Flink's processing time is the wall clock in ms
         clock.saw(latest.event_time, now)
         if latest.version == 1:
-            timers.register_processing_time_timer(clock.first_check_ms_for(latest.event_time, now))
+            ctx.timer_service().register_processing_time_timer(clock.first_check_ms_for(latest.event_time, now))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         """A key's sweep timer: remove its state if its subtask's event clock is two TTLs past its newest event
-        (a tombstone goes to the state changelog), else look again when it will be."""
+        (a tombstone goes to the state changelog), else look again when it will be. The metrics timer
+        (`_schedule_metrics_flush`) flushes the counters."""
         if self._operator is None:
             self._open_operator()
-        if self._clock is None:  # a timer of a job that ran with a TTL, restored without one: keep the state
+        key = ctx.get_current_key()
+        metrics_timer = self._metrics_timer is not None and self._metrics_timer == (key, timestamp)
+        if metrics_timer:
+            self._metrics_timer = None
+            self._flush_metrics(time.monotonic())
+        if self._clock is None:  # no TTL (or a timer of a job that ran with a TTL, restored without one)
             return
-        self._state.begin_element()  # the cached head belongs to the last element's key
-        newest = self._state.newest_event_time()
+        state = self._state
+        state.set_current_key(key)
+        newest = state.newest_event_time()
         if newest is None:
             return
         if self._clock.due(newest):
-            self._state.forget()
-            self._swept_metric.inc()
+            state.forget()
+            state.flush()
+            self._counters.swept += 1
             if self.changelog:
-                yield STATE_CHANGELOG, Row(ctx.get_current_key(), None)
-        else:
+                yield STATE_CHANGELOG, Row(key, None)
+        elif not metrics_timer:  # a metrics timer is no sweep check: the key has its own
             ctx.timer_service().register_processing_time_timer(self._clock.next_check_ms(newest, timestamp))
 
     def close(self) -> None:
-        """Close the operator."""
+        """Add the pending counts to Flink's counters and close the operator."""
         operator = getattr(self, "_operator", None)
         if operator is not None:
+            self._counters.flush()
             operator.close()

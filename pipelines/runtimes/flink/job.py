@@ -67,7 +67,9 @@ def build(
     statements.add_insert("results", t_env.from_data_stream(scored))
     statements.add_insert("dead_letters", t_env.from_data_stream(dead))
     if options.state_changelog is not None:
-        t_env.execute_sql(sink_ddl("state_changelog", options.state_changelog, options, id_suffix="changelog"))
+        t_env.execute_sql(sink_ddl(
+            "state_changelog", options.state_changelog, options, id_suffix="changelog", value_type="BYTES"
+        ))
         statements.add_insert("state_changelog", t_env.from_data_stream(scored.get_side_output(STATE_CHANGELOG)))
     statements.attach_as_datastream()
     return env

@@ -2,7 +2,8 @@
 
 The Python `KafkaSource` hands Python only the value; declaring the source in SQL with `'format' = 'raw'`
 and metadata columns gives every record its topic, partition and offset (for dead letters and state
-versions). Sinks take `(k STRING, v STRING)` rows: `k` becomes the Kafka key, `v` the value.
+versions). Sinks take `(k STRING, v STRING)` rows (`v BYTES` for the state changelog's binary values): `k` becomes
+the Kafka key, `v` the value.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def source_ddl(table: str, options: JobOptions) -> str:
 )"""
 
 
-def sink_ddl(table: str, topic: str, options: JobOptions, *, id_suffix: str) -> str:
-    """CREATE TABLE for an output topic with the job's delivery guarantee (transactional for exactly-once)."""
+def sink_ddl(table: str, topic: str, options: JobOptions, *, id_suffix: str, value_type: str = "STRING") -> str:
+    """CREATE TABLE for an output topic with the job's delivery guarantee (transactional for exactly-once);
+    `value_type` is the SQL type of the value column `v` (`STRING`, or `BYTES` for binary values)."""
+    if value_type not in ("STRING", "BYTES"):
+        raise ValueError(f"sink value type must be STRING or BYTES, got {value_type!r}")
     props = {
         "connector": "kafka",
         "topic": topic,
@@ -83,7 +87,7 @@ def sink_ddl(table: str, topic: str, options: JobOptions, *, id_suffix: str) -> 
         props["properties.transaction.timeout.ms"] = str(options.transaction_timeout_ms)
     return f"""CREATE TEMPORARY TABLE `{table}` (
   `k` STRING,
-  `v` STRING
+  `v` {value_type}
 ) WITH (
   {_with(props)}
 )"""

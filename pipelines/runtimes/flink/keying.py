@@ -33,23 +33,26 @@ _EPOCH_MS = (f"CASE WHEN MOD(`offset`, {LATENCY_SAMPLE}) = 0 THEN "
 
 def keyed_source_query(table: str, key_field: str) -> str:
     """SELECT `k` (the key field of the JSON value, '' when unreadable) and `v` (value, topic, partition,
-    offset, the Kafka timestamp in epoch ms of every `LATENCY_SAMPLE`-th record, else -1) from the raw Kafka source
+    offset, the Kafka timestamp in epoch ms of every `LATENCY_SAMPLE`-th record, else -1, and the key again, so
+    that Python reads the element's key from the element instead of asking Flink) from the raw Kafka source
     table `table`."""
     if not _FIELD.match(key_field):
         raise ValueError(f"key field must be a plain JSON field name, got {key_field!r}")
     return (
-        f"SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.{key_field}'), '') AS `k`, "
-        f"ROW(`value`, `topic`, `partition`, `offset`, {_EPOCH_MS}) AS `v` FROM `{table}`"
+        f"SELECT `k`, ROW(`value`, `topic`, `partition`, `offset`, {_EPOCH_MS}, `k`) AS `v` FROM ("
+        f"SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.{key_field}'), '') AS `k`, `value`, `topic`, "
+        f"`partition`, `offset`, `timestamp` FROM `{table}`)"
     )
 
 
 def source_record_type() -> object:
-    """The type of a keyed stream's element as Python sees it: Row(value, topic, partition, offset, timestamp_ms)."""
+    """The type of a keyed stream's element as Python sees it: Row(value, topic, partition, offset, timestamp_ms,
+    key)."""
     from pyflink.common import Types
 
     return Types.ROW_NAMED(
-        ["value", "topic", "partition", "offset", "timestamp_ms"],
-        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
+        ["value", "topic", "partition", "offset", "timestamp_ms", "key"],
+        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()],
     )
 
 
