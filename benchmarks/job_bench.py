@@ -9,7 +9,8 @@ Peers in one run (same broker, same input topics):
 Each Flink variant runs bounded over N1 and N2 events; throughput is (N2 - N1) / (T2 - T1), which cancels
 JVM start-up and job deployment. Writes JSON and a PNG under benchmarks/results/.
 
-Usage: python benchmarks/job_bench.py [--small 5000] [--large 25000] [--port 19192]
+Usage: python benchmarks/job_bench.py [--small 5000] [--large 25000] [--port 19192] [--variants full,StateOnly]
+(a subset of variants writes `job_bench-dev.json` and leaves the recorded report alone)
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=5000)
     parser.add_argument("--large", type=int, default=25000)
     parser.add_argument("--port", type=int, default=19192)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of " + ", ".join(VARIANTS))
     args = parser.parse_args()
+    args.variants = [v for v in args.variants.split(",") if v]
+    if not set(args.variants) <= set(VARIANTS):
+        parser.error(f"--variants must name some of {', '.join(VARIANTS)}")
 
     from pipelines.infra import broker
 
@@ -111,7 +117,7 @@ def _measure(args: argparse.Namespace, bootstrap: str) -> None:
     events = [value for _, value in synthetic_records("risk", args.large, 5)]
     rates = {"offline": _offline_rate(events)}
     seconds: dict[str, dict[int, float]] = {}
-    for variant in VARIANTS:
+    for variant in args.variants:
         seconds[variant] = {n: _run_variant(variant, bootstrap, topics[n]) for n in (args.small, args.large)}
         delta = seconds[variant][args.large] - seconds[variant][args.small]
         rates[variant] = (args.large - args.small) / delta if delta > 0 else float("nan")
@@ -122,11 +128,16 @@ def _measure(args: argparse.Namespace, bootstrap: str) -> None:
         "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "events": [args.small, args.large],
         "events_per_second": rates,
-        "ratio_to_passthrough": {k: v / rates["Passthrough"] for k, v in rates.items()},
+        "ratio_to_passthrough": (
+            {k: v / rates["Passthrough"] for k, v in rates.items()} if "Passthrough" in rates else {}
+        ),
         "seconds": {k: {str(n): s for n, s in v.items()} for k, v in seconds.items()},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "job_bench.json").write_text(json.dumps(report, indent=2))
+    partial = list(args.variants) != list(VARIANTS)
+    (RESULTS / ("job_bench-dev.json" if partial else "job_bench.json")).write_text(json.dumps(report, indent=2))
+    if partial:
+        return
     try:
         import matplotlib
 
