@@ -3,7 +3,9 @@
 Each event does what the risk operator does with its state (get, then put of a ~700-byte value) on keys chosen
 at random among `--keys`, retention 16 versions; every Flink state object the adapter holds is wrapped so that
 each method call (one JVM crossing) is counted. Prints the calls per event after each key's first event (the
-steady state) and their breakdown. `--repo` points at another checkout to count an older adapter (the one of
+steady state) and their breakdown, and the task thread's CPU time spent in the adapter per event (get + put
+[+ flush], including the JNI calls into RocksDB, which run on that thread; CPU time, not wall time, so that other
+load on the machine disturbs it less). `--repo` points at another checkout to count an older adapter (the one of
 5043d14 used `begin_element()`; the current one `set_current_key()` + `flush()`).
 
 Usage: python benchmarks/flink_state_calls.py [--events 3000] [--keys 50] [--repo PATH]
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _JOB = r'''
-import json, random, sys
+import json, random, sys, time
 from pyflink.common import Configuration, Types
 from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
 events, keys = int(sys.argv[1]), int(sys.argv[2])
@@ -59,6 +61,7 @@ class Probe(KeyedProcessFunction):
     def process_element(self, value, ctx):
         key, n = value
         self.counts.clear()
+        started = time.thread_time_ns()
         if self.new:
             self.state.set_current_key(key)
         else:
@@ -67,7 +70,8 @@ class Probe(KeyedProcessFunction):
         self.state.put({"n": n, "pad": "x" * 700}, event_time=n, source=None)
         if self.new:
             self.state.flush()
-        yield json.dumps({"key": key, "first": latest is None, "calls": self.counts})
+        cpu_ns = time.thread_time_ns() - started
+        yield json.dumps({"key": key, "first": latest is None, "calls": self.counts, "cpu_ns": cpu_ns})
 
 
 config = Configuration()
@@ -105,10 +109,14 @@ def main() -> None:
         for call, count in calls.items():
             totals[call] = totals.get(call, 0) + count
     per_event = sum(totals.values()) / len(steady)
+    # the second half of the run (JIT and RocksDB warm), each key's first event left out
+    cpu = sorted(line["cpu_ns"] for line in lines[len(lines) // 2:] if not line["first"])
     print(json.dumps({
         "repo": str(args.repo), "events": len(lines), "steady_events": len(steady),
         "state_calls_per_event": round(per_event, 3),
         "max_calls_in_one_event": max(sum(calls.values()) for calls in steady),
+        "state_cpu_us_per_event_median": round(cpu[len(cpu) // 2] / 1000, 1),
+        "state_cpu_us_per_event_mean": round(sum(cpu) / len(cpu) / 1000, 1),
         "breakdown_per_event": {call: round(count / len(steady), 3) for call, count in sorted(totals.items())},
     }, indent=2))
 

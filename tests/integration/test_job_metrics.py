@@ -82,7 +82,11 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
             time.sleep(1)
         results = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.output, timeout_s=3)]
         letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
+        # the function adds its counts to Flink's counters at most once a second (and on a timer when idle)
         samples = _scrape(port)
+        while samples.get(("events_scored", "")) != EVENTS and time.monotonic() < deadline:
+            time.sleep(0.5)
+            samples = _scrape(port)
         scraped_at = time.time()
         exported = set(re.findall(r"^(flink_[A-Za-z0-9_]+)", _scrape_text(port), re.MULTILINE))
     finally:
