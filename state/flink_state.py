@@ -70,9 +70,12 @@ T = TypeVar("T")
 #: The key named in `CorruptStateError`s when the function did not name the current key.
 CURRENT_KEY = "<current Flink key>"
 
-#: Keys whose decoded head (and latest record) the adapter keeps by default. An entry holds the head (~100 B
-#: + 8 B per retained version) and the latest record (the risk job's ~0.7 KB): ~2 KB of Python objects, so
-#: the default bounds the cache near 40 MB per adapter (measured: `tests/unit/state/test_state_flink.py`).
+#: Keys whose decoded head (and latest record) the adapter keeps by default. Measured with tracemalloc: an entry
+#: of a risk-sized key (16 retained versions, a 729-byte latest record) takes ~1.9 KB of Python objects (~2.4 KB
+#: with a 256-byte inline side entry), so the default bounds the cache near 40 MB per adapter (one per parallel
+#: subtask). Eviction is first in, first out: on a Zipf(1.2) key stream over 200k keys, LRU hit 84.0 % against
+#: FIFO's 82.6 % at this size, for a dict reinsertion on every hit; on the uniform synthetic risk load (1,000
+#: accounts) both hit every key after its first event.
 DEFAULT_CACHE_KEYS = 20_000
 
 _NOT_READ: Any = object()  # the latest record of a cached key was not read yet

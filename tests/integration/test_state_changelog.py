@@ -12,6 +12,7 @@ import pytest
 
 from models.registry import ModelRegistry
 from operators.risk.schemas import RiskResult
+from pipelines.kafka.changelog_format import VERSION_FORMAT
 from pipelines.kafka.clients import consume, ensure_topics
 
 from .conftest import Topics, run_bounded, streamscore
@@ -30,6 +31,8 @@ def test_state_get_version_returns_the_features_each_result_was_scored_on(
 
     results = [msgspec.json.decode(r.value, type=RiskResult) for r in consume(bootstrap, topics.output, timeout_s=5)]
     assert len(results) == 400
+    values = [r.value for r in consume(bootstrap, changelog, timeout_s=5)]
+    assert len(values) == 400 and all(v[0] == VERSION_FORMAT for v in values)  # binary: the stored records
     state_dir = tmp_path / "state"
     synced = streamscore("--bootstrap", bootstrap, "state", "sync", "risk", "--changelog-topic", changelog,
                          "--state-dir", str(state_dir))

@@ -228,6 +228,8 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             outcome = self._apply(self._operator, event, state, self._coordinates(topic, partition, offset))
         finally:
             state.flush()  # the element's one head write, while Flink's current key is still the element's
+        if self.changelog:  # what this element wrote, as the stored bytes: no state read
+            yield from self._changelog_rows(key)
         if isinstance(outcome, self._failure):  # an operator or model error: one dead letter, the stream goes on
             yield self._dead_letter(outcome.reason, outcome.error, raw, topic, partition, offset)
             return
@@ -243,12 +245,15 @@ class KeyedOperatorFunction(KeyedProcessFunction):
             yield Row(self._spec.result_key(result), self._spec.encode_result(result).decode())
         if self._clock is not None and results:
             self._schedule_sweep(self._clock, ctx)
-        if self.changelog:
-            written, sides = state.take_changes()  # the bytes this element wrote: no state read
-            for record in written:
-                yield STATE_CHANGELOG, Row(key, self._version_value(record))
-            for name, (side, inline) in sides.items():
-                yield STATE_CHANGELOG, Row(key, self._side_value(name, side, inline=inline))
+
+    def _changelog_rows(self, key: str) -> Iterator[tuple[OutputTag, Row]]:
+        """The state changelog rows of what the element changed: each version record it wrote, then each side
+        entry it set (a reader meeting version 1 starts the key anew, so versions go first)."""
+        written, sides = self._state.take_changes()
+        for record in written:
+            yield STATE_CHANGELOG, Row(key, self._version_value(record))
+        for name, (side, inline) in sides.items():
+            yield STATE_CHANGELOG, Row(key, self._side_value(name, side, inline=inline))
 
     def _schedule_sweep(self, clock: EventClock, ctx: KeyedProcessFunction.Context) -> None:
         """Advance the event clock; a key's first version (a new key, or an expired one restarted) gets the
