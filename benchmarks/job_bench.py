@@ -7,7 +7,9 @@ Peers in one run (same broker, same input topics):
 - `NoFlinkState`: the Flink job with operator + model but an in-memory store;
 - `full`: the real job (`streamscore run risk --bounded`).
 Each Flink variant runs bounded over N1 and N2 events; throughput is (N2 - N1) / (T2 - T1), which cancels
-JVM start-up and job deployment. Writes JSON and a PNG under benchmarks/results/.
+JVM start-up and job deployment; likewise the CPU time per event (the job's process and its mini-cluster JVM,
+all threads), which other load on the machine disturbs much less than the wall-clock rate. Writes JSON and a
+PNG under benchmarks/results/.
 
 Usage: python benchmarks/job_bench.py [--small 5000] [--large 25000] [--port 19192] [--variants full,StateOnly]
 (a subset of variants writes `job_bench-dev.json` and leaves the recorded report alone)
@@ -42,10 +44,42 @@ from pipelines.runtimes.flink import job
 from pipelines.runtimes.flink.options import JobOptions
 options = JobOptions(pipeline="risk", bootstrap=bootstrap, input_topic=topic, output_topic=out + ".out",
                      dlq_topic=out + ".dlq", checkpoint_dir=Path("/tmp/streamscore-bench") / out, bounded=True)
+import os, threading
+ticks = os.sysconf("SC_CLK_TCK")
+operator_cpu = {}
+
+
+def sample_operator_thread():  # the task thread of the keyed operator, where pemja runs the Python operator
+    while True:
+        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
+            jvms = fh.read().split()
+        for pid in jvms:
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/comm") as fh:
+                        if not fh.read().startswith("risk-operator"):
+                            continue
+                    with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                    operator_cpu[tid] = (int(fields[11]) + int(fields[12])) / ticks
+            except OSError:
+                pass
+        time.sleep(0.2)
+
+
+threading.Thread(target=sample_operator_thread, daemon=True).start()
 start = time.perf_counter()
 job.run(options)
 print("SECONDS", time.perf_counter() - start, flush=True)
-import os
+print("OPERATOR_CPU", sum(operator_cpu.values()), flush=True)
+with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
+    children = fh.read().split()
+cpu = sum(os.times()[:2])
+for pid in children:  # the mini-cluster JVM (pemja runs the Python operator inside it)
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    cpu += (int(fields[11]) + int(fields[12])) / ticks
+print("CPU", cpu, flush=True)
 os._exit(0)
 """
 
@@ -68,14 +102,17 @@ def _offline_rate(events: list[bytes]) -> float:
     return len(events) / (time.perf_counter() - start)
 
 
-def _run_variant(variant: str, bootstrap: str, topic: str) -> float:
+def _run_variant(variant: str, bootstrap: str, topic: str) -> tuple[float, float, float]:
+    """(wall seconds of the bounded job, CPU seconds of its process and the mini-cluster JVM, CPU seconds of the
+    keyed operator's task thread, sampled every 0.2 s)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)]))
     out = f"bench-{uuid.uuid4().hex[:8]}-{variant}"
     proc = subprocess.run([sys.executable, "-c", _RUNNER, variant, bootstrap, topic, out],
                           capture_output=True, text=True, env=env, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith("SECONDS"):
-            return float(line.split()[1])
+    found = dict(line.split()[:2] for line in proc.stdout.splitlines()
+                 if line.startswith(("SECONDS", "CPU", "OPERATOR_CPU")))
+    if "SECONDS" in found and "CPU" in found:
+        return float(found["SECONDS"]), float(found["CPU"]), float(found.get("OPERATOR_CPU", "nan"))
     raise RuntimeError(f"{variant} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
@@ -117,11 +154,17 @@ def _measure(args: argparse.Namespace, bootstrap: str) -> None:
     events = [value for _, value in synthetic_records("risk", args.large, 5)]
     rates = {"offline": _offline_rate(events)}
     seconds: dict[str, dict[int, float]] = {}
+    cpu_us: dict[str, float] = {}
+    operator_us: dict[str, float] = {}
     for variant in args.variants:
-        seconds[variant] = {n: _run_variant(variant, bootstrap, topics[n]) for n in (args.small, args.large)}
+        runs = {n: _run_variant(variant, bootstrap, topics[n]) for n in (args.small, args.large)}
+        seconds[variant] = {n: wall for n, (wall, _, _) in runs.items()}
         delta = seconds[variant][args.large] - seconds[variant][args.small]
         rates[variant] = (args.large - args.small) / delta if delta > 0 else float("nan")
-        print(f"{variant:>13}: {rates[variant]:8,.0f} events/s", flush=True)
+        cpu_us[variant] = (runs[args.large][1] - runs[args.small][1]) / (args.large - args.small) * 1e6
+        operator_us[variant] = (runs[args.large][2] - runs[args.small][2]) / (args.large - args.small) * 1e6
+        print(f"{variant:>13}: {rates[variant]:8,.0f} events/s, {cpu_us[variant]:6.1f} CPU us/event, "
+              f"{operator_us[variant]:6.1f} on the operator thread", flush=True)
     print(f"{'offline':>13}: {rates['offline']:8,.0f} events/s")
     report = {
         "benchmark": "risk job throughput (events/s)",
@@ -132,6 +175,11 @@ def _measure(args: argparse.Namespace, bootstrap: str) -> None:
             {k: v / rates["Passthrough"] for k, v in rates.items()} if "Passthrough" in rates else {}
         ),
         "seconds": {k: {str(n): s for n, s in v.items()} for k, v in seconds.items()},
+        #: CPU time of the job's process and JVM per event (slope between the two sizes): less sensitive than
+        #: the wall-clock rate to other load on the machine
+        "cpu_us_per_event": cpu_us,
+        #: of which the keyed operator's task thread (Python operator, state calls into RocksDB)
+        "operator_thread_cpu_us_per_event": operator_us,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     partial = list(args.variants) != list(VARIANTS)
