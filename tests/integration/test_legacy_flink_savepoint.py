@@ -1,5 +1,6 @@
 """A risk job restored from a savepoint written by the old state layout (commit 5043d14,
-`tests/fixtures/legacy_state/`) converts each key on first touch and continues exactly where the old job stopped.
+`tests/fixtures/legacy_state/`) converts each key on first touch and continues exactly where the old job
+stopped (`test_legacy_state_resume.py` checks the results alone, for both runtimes).
 
 The job, fed the fixture's later events, gives the results of the offline scorer fed every event (the same scores,
 decisions and `state_version`s: versions continue from the old ones; a retry of an event the old state saw is
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_state"
 #: The input topic the fixture's state names in its source coordinates (one partition).
 TOPIC = "legacy-state.risk.in"
+#: The model the fixture's results were recorded with (risk@3 ships as current since generator version 2).
+RECORDED_WITH = "risk@1"
 
 
 def _lines(name: str) -> list[Any]:
@@ -70,13 +73,14 @@ def test_a_job_restored_from_an_old_layout_savepoint_continues_exactly(
 
     streamscore("--bootstrap", bootstrap, "replay", "risk", "--from-savepoint", str(savepoint), "--bounded",
                 "--input-topic", TOPIC, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
-                "--state-changelog", changelog, "--checkpoint-dir", str(tmp_path / "checkpoints"))
+                "--state-changelog", changelog, "--checkpoint-dir", str(tmp_path / "checkpoints"),
+                "--model", RECORDED_WITH)
 
     results = _without_scored_at([r.value for r in consume(bootstrap, topics.output, timeout_s=5)])
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(msgspec.json.encode(r["value"]) + b"\n" for r in first + more))
     offline = tmp_path / "offline.jsonl"
-    streamscore("score", "risk", "--file", str(events), "--out", str(offline))
+    streamscore("score", "risk", "--file", str(events), "--out", str(offline), "--model", RECORDED_WITH)
     want = _without_scored_at(offline.read_bytes().splitlines())
     assert len(want) == 400  # 403 records, three of them retries
     assert results == want[300:]
