@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from models.registry import SHIPPED_ROOT, ModelRegistry
 from pipelines.infra.cluster import _port_open
 from pipelines.kafka.clients import consume
 
@@ -104,7 +105,7 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
     assert {label: int(v) for (name, label), v in samples.items() if name == "dead_letters"} == dict(by_reason)
     decisions = Counter(r["decision"] for r in results)
     assert {label: int(v) for (name, label), v in samples.items() if name == "decisions"} == dict(decisions)
-    assert samples[("model_version", "")] == 1.0
+    assert samples[("model_version", "")] == float(ModelRegistry(SHIPPED_ROOT).current("risk") or 0)  # the shipped
     # Send→scored latency from the records' Kafka timestamps: the events waited in the topic for the job to start,
     # so every latency lies between 0 and the time since the first send.
     p50, p99, most = (samples[(f"send_to_scored_ms_{q}", "")] for q in ("p50", "p99", "max"))
