@@ -86,17 +86,13 @@ class TransactionLike(Protocol):
     def ts(self) -> int: ...
 
 
-def _remember(seen: dict[str, int], item: str, ts: int, cutoff: int, fresh: bool = False) -> None:
-    """Record `item` as seen at `ts` (keeping its latest time), drop entries last seen before `cutoff`, then
-    evict the oldest entries beyond `MAX_TRACKED`. `fresh`: the caller knows no entry was older than `cutoff`."""
-    last = seen.get(item)
-    if last is None or ts > last:
-        seen[item] = ts
-    if not (fresh and ts >= cutoff) and min(seen.values()) < cutoff:  # usually nothing is stale: no list built
-        for name in [name for name, last in seen.items() if last < cutoff]:
-            del seen[name]
-    while len(seen) > MAX_TRACKED:
-        del seen[min(seen, key=seen.__getitem__)]
+def _pruned(seen: dict[str, int], cutoff: int) -> dict[str, int]:
+    """A new map of `seen` without the entries last seen before `cutoff`, then without its oldest entries beyond
+    `MAX_TRACKED` (ties: the first inserted goes first). `seen` itself is not modified."""
+    kept = {name: last for name, last in seen.items() if last >= cutoff}
+    while len(kept) > MAX_TRACKED:
+        del kept[min(kept, key=kept.__getitem__)]
+    return kept
 
 
 def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureState, list[float]]:
@@ -165,12 +161,25 @@ def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureSt
     count += 1
     delta = amount - mean
     new_mean = mean + delta / count
-    merchants = dict(merchants)
-    devices = dict(devices)
-    countries = dict(countries)
-    _remember(merchants, merchant, ts, day_cutoff, fresh=not stale_merchants)
-    _remember(devices, device, ts, newest - _MONTH_MS)
-    _remember(countries, country, ts, newest - _MONTH_MS)
+    # The seen maps: `item` recorded at `ts` (its latest time kept), then entries last seen before the map's cutoff
+    # dropped and the oldest beyond MAX_TRACKED evicted. A map is copied only when it changes (`{**old, item: ts}`
+    # keeps an existing item's place, as an assignment does); maps of earlier states are never modified.
+    last = merchants.get(merchant)
+    if last is None or ts > last:
+        merchants = {**merchants, merchant: ts}
+    if ((stale_merchants or ts < day_cutoff) and min(merchants.values()) < day_cutoff) or len(merchants) > MAX_TRACKED:
+        merchants = _pruned(merchants, day_cutoff)
+    month_cutoff = newest - _MONTH_MS
+    last = devices.get(device)
+    if last is None or ts > last:
+        devices = {**devices, device: ts}
+    if min(devices.values()) < month_cutoff or len(devices) > MAX_TRACKED:
+        devices = _pruned(devices, month_cutoff)
+    last = countries.get(country)
+    if last is None or ts > last:
+        countries = {**countries, country: ts}
+    if min(countries.values()) < month_cutoff or len(countries) > MAX_TRACKED:
+        countries = _pruned(countries, month_cutoff)
     in_order = ts >= last_ts
     return (
         RiskFeatureState(

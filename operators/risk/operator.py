@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
 MODEL_NAME = "risk"
+#: The feature row's bytes (native float32, FEATURE_NAMES order).
+_ROW = struct.Struct(f"={len(FEATURE_NAMES)}f")
 
 
 class RiskState(msgspec.Struct, kw_only=True):
@@ -122,11 +125,8 @@ class RiskOperator(ModelServingOperator):
             return []
         features_state, values = advance(previous.features, event)
         scorer = self._scorers[model.ref]
-        row = scorer.row
-        row[:] = values  # rounded to float32: the model's input, and what rules and reasons see
-        score = scorer.score()
-        scored = row.tolist()
-        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
+        score, scored = scorer.score_values(values)  # scored: rounded to float32, what rules and reasons see
+        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, scorer.row, scored)
         decision, reasons = decide(
             score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
@@ -275,7 +275,8 @@ class _Scorer:
         self.row = self.features[0]
         try:
             self._bound: BoundModel | None = model.bind({"features": self.features}, ["probability"])
-            self._probability = self._bound.outputs["probability"].reshape(-1)
+            # A memoryview of the bound output reads its element as a Python float directly (no numpy scalar).
+            self._probability = memoryview(self._bound.outputs["probability"].reshape(-1))
         except ModelInputError:
             self._bound = None
 
@@ -283,9 +284,20 @@ class _Scorer:
         """The model's probability for the row in `features`, rounded to 6 decimals."""
         if self._bound is not None:
             self._bound.run()
-            return round6(float(self._probability[0]))
+            return round6(self._probability[0])
         outputs = self._model.run({"features": self.features})
         return round6(float(outputs["probability"].reshape(-1)[0]))
+
+    def score_values(self, values: list[float]) -> tuple[float, list[float]]:
+        """Write the feature `values` into `row` (rounded to float32: the model's input) and score it: the rounded
+        probability and the row's values as Python floats."""
+        row = self.row
+        try:
+            # C's double -> float conversion, as numpy's assignment does, at a third of its cost.
+            _ROW.pack_into(row, 0, *values)
+        except OverflowError:  # beyond float32's range: numpy's assignment (to inf), as it was
+            row[:] = values
+        return self.score(), row.tolist()
 
     def score_rows(self, rows: np.ndarray) -> list[float]:
         """The model's probability for every row of `rows` (float32, one row per event), rounded, in one call."""
