@@ -164,19 +164,19 @@ def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureSt
     # The seen maps: `item` recorded at `ts` (its latest time kept), then entries last seen before the map's cutoff
     # dropped and the oldest beyond MAX_TRACKED evicted. A map is copied only when it changes (`{**old, item: ts}`
     # keeps an existing item's place, as an assignment does); maps of earlier states are never modified.
-    last = merchants.get(merchant)
-    if last is None or ts > last:
+    seen_at = merchants.get(merchant)
+    if seen_at is None or ts > seen_at:
         merchants = {**merchants, merchant: ts}
     if ((stale_merchants or ts < day_cutoff) and min(merchants.values()) < day_cutoff) or len(merchants) > MAX_TRACKED:
         merchants = _pruned(merchants, day_cutoff)
     month_cutoff = newest - _MONTH_MS
-    last = devices.get(device)
-    if last is None or ts > last:
+    seen_at = devices.get(device)
+    if seen_at is None or ts > seen_at:
         devices = {**devices, device: ts}
     if min(devices.values()) < month_cutoff or len(devices) > MAX_TRACKED:
         devices = _pruned(devices, month_cutoff)
-    last = countries.get(country)
-    if last is None or ts > last:
+    seen_at = countries.get(country)
+    if seen_at is None or ts > seen_at:
         countries = {**countries, country: ts}
     if min(countries.values()) < month_cutoff or len(countries) > MAX_TRACKED:
         countries = _pruned(countries, month_cutoff)

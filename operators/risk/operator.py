@@ -276,7 +276,7 @@ class _Scorer:
         try:
             self._bound: BoundModel | None = model.bind({"features": self.features}, ["probability"])
             # A memoryview of the bound output reads its element as a Python float directly (no numpy scalar).
-            self._probability = memoryview(self._bound.outputs["probability"].reshape(-1))
+            self._probability = self._bound.outputs["probability"].reshape(-1).data
         except ModelInputError:
             self._bound = None
 
