@@ -12,7 +12,8 @@ state carries `seen_ids`; two long-after retries whose accounts had fewer than 3
 otherwise byte-identical, reco's entirely); a speed change that alters any byte fails here.
 
 If a change of behaviour is *intended* (a new feature, a retrained model in the registry), re-record the
-digests with `python tests/unit/operators/test_ops_golden.py` and say why in the commit message.
+digests with `python -m tests.unit.operators.test_ops_golden` from the repository root (run as a file, it imports
+whatever `operators` the environment installs instead of the working tree's) and say why in the commit message.
 """
 
 from __future__ import annotations
@@ -101,16 +102,17 @@ RECO_MALFORMED: tuple[bytes, ...] = (
 
 #: `<sha256 of the outputs>/<sha256 of the state>` of each scenario (see the module docstring). The outputs part
 #: was recorded at commit 5c534da (re-recorded for the idempotency window); the state part is the logical state
-#: (every retained version as JSON), recorded at 5043d14 with the state that layout wrote.
+#: (every retained version as JSON), recorded at 5043d14 and re-recorded on 2026-12-06 when the idempotency ids
+#: moved out of the versions into per-key side data (versions no longer carry `seen_ids`; outputs unchanged).
 EXPECTED: dict[str, str] = {
     "risk_default": "5ac724326dbdead873be7115b10e0405687b5756dc89c02682fa05954028f2bc/"
-    "b04943d35ca7e121ef508fad7de355b71e5f5c25ed97b8ab7f8375e205f1bc7d",
+    "380c007a8e0dc241491befa6fc9acf5d74e3a194c927747b685a213adc21b009",
     "risk_routed_swapped": "7795a552fe12d2ff7fc1ab9cd19dd2b9415da408c2733d1c4d07cccb89342d9f/"
-    "ebc554363d86be8712811b8666707a61c88946f1f01ba58cd8f1a6406a267aa7",
+    "51d6a329cd14a6cea2ad5b579c719b04b8b212f320633ce3e2b8e80950a2dbf9",
     "reco_default": "e41043e1a14dfe635f008405165b7043775be2e7a6d44660b98a748c04efd7ab/"
-    "61ec443f60738ccffb48bb2f49197449afbd183faeb0151bceefe31fbb1aef0c",
+    "79c55f32fd77c92d4e38da22a172562d30fc4df2e5a081248f71504a390834ff",
     "reco_short_sessions_routed": "30722dd565b9fa0f8a2836b3e56aa5881f52c28651e5f9b4a05bfefcb89f729b/"
-    "cfcb164016a7539f37faeb811f48c9c6337c0e3bfde14caa699cd06eff9f0c1a",
+    "26e23f6fc25e166ed555faecc2fcf06a0f4af50f3cad3c7a8989832d8d1e9af9",
 }
 
 
