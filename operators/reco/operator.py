@@ -64,7 +64,7 @@ DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000
 POPULARITY_SCORE = 0.0  # the score reported for an item filled in from the popularity list
 
 
-class SessionState(msgspec.Struct, kw_only=True, omit_defaults=True):
+class SessionState(msgspec.Struct, kw_only=True):
     """One session's versioned state: everything the next click needs, nothing of the history itself.
 
     `hidden`: the GRU hidden vector after the session's last click (float32 values; empty means zeros).
@@ -75,7 +75,7 @@ class SessionState(msgspec.Struct, kw_only=True, omit_defaults=True):
     The event ids of the idempotency window (kept across resets, so a producer retry is not applied twice) are
     the session's side data (`operators.idempotency`), not part of its versions. `seen_ids` (versions written
     before 2026-12-06) and `recent_event_ids` (before the window: the last 32) are what older versions carried:
-    read once, moved into the side data by the next write, never written again (defaults are not encoded).
+    read once, moved into the side data by the next write (versions written since carry `seen_ids` None).
     """
 
     hidden: list[float] = msgspec.field(default_factory=list)

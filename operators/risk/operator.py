@@ -30,7 +30,7 @@ MODEL_NAME = "risk"
 _ROW = struct.Struct(f"={len(FEATURE_NAMES)}f")
 
 
-class RiskState(msgspec.Struct, kw_only=True, omit_defaults=True):
+class RiskState(msgspec.Struct, kw_only=True):
     """One account's versioned state: the incremental features, the vector the last score was computed on,
     and the rule state (`recent_ts`: sorted recent event times, bounded; empty unless a `count_in_window`
     rule is configured). Fields added later have defaults, so older versions still decode.
@@ -38,7 +38,8 @@ class RiskState(msgspec.Struct, kw_only=True, omit_defaults=True):
     The event ids seen within the idempotency window are the account's side data (`operators.idempotency`),
     not part of its versions. `seen_ids` (versions written before 2026-12-06) and `recent_event_ids` (before
     the window: the last 32 ids) are what older versions carried: read once, moved into the side data by the
-    next write, never written again (fields at their defaults are omitted from the encoding)."""
+    next write: the versions written since carry `seen_ids` None and no `recent_event_ids`. (Defaults are still
+    encoded, so `state get` shows an old version exactly as the code that wrote it did.)"""
 
     features: RiskFeatureState = msgspec.field(default_factory=RiskFeatureState)
     scored_features: list[float] = msgspec.field(default_factory=list)

@@ -106,13 +106,13 @@ RECO_MALFORMED: tuple[bytes, ...] = (
 #: moved out of the versions into per-key side data (versions no longer carry `seen_ids`; outputs unchanged).
 EXPECTED: dict[str, str] = {
     "risk_default": "5ac724326dbdead873be7115b10e0405687b5756dc89c02682fa05954028f2bc/"
-    "380c007a8e0dc241491befa6fc9acf5d74e3a194c927747b685a213adc21b009",
+    "5a64563c386629b20afccda75e83c6f1c5b5975e05907c4fc3bb6f037edd76c9",
     "risk_routed_swapped": "7795a552fe12d2ff7fc1ab9cd19dd2b9415da408c2733d1c4d07cccb89342d9f/"
-    "51d6a329cd14a6cea2ad5b579c719b04b8b212f320633ce3e2b8e80950a2dbf9",
+    "b3ad6cae14a01f8beeff722a837c235210f2c15aeb4f292cb353d8becf2159b3",
     "reco_default": "e41043e1a14dfe635f008405165b7043775be2e7a6d44660b98a748c04efd7ab/"
-    "79c55f32fd77c92d4e38da22a172562d30fc4df2e5a081248f71504a390834ff",
+    "471c406051f7f8c5d649f58c2f950a874c26c87d06772c4cc88533484523efa1",
     "reco_short_sessions_routed": "30722dd565b9fa0f8a2836b3e56aa5881f52c28651e5f9b4a05bfefcb89f729b/"
-    "26e23f6fc25e166ed555faecc2fcf06a0f4af50f3cad3c7a8989832d8d1e9af9",
+    "7ab76d4303c4934b7774b4e5084da53a75f0b2984e3362943f00cf05c70a2640",
 }
 
 
