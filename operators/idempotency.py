@@ -66,6 +66,7 @@ _FORMAT = 1
 # ids: format, newest ts, open chunk's largest ts, first sealed chunk's largest ts, first, next; then the open chunk
 _HEADER = struct.Struct(">BqqqII")
 _TS = struct.Struct(">q")
+_blake2b = hashlib.blake2b
 
 
 class SeenEventIds(msgspec.Struct, kw_only=True, array_like=True):
@@ -84,7 +85,7 @@ class SeenEventIds(msgspec.Struct, kw_only=True, array_like=True):
 
 def digest(event_id: str) -> bytes:
     """The 8-byte digest an event id is remembered by."""
-    return hashlib.blake2b(event_id.encode(), digest_size=_DIGEST).digest()
+    return _blake2b(event_id.encode(), digest_size=_DIGEST).digest()
 
 
 def chunk_name(number: int) -> str:
@@ -220,12 +221,13 @@ class IdempotencyWindow:
             return True
         if ts < ids.newest_ts - self.window_ms:
             return False
-        if not ids.open and ids.next == ids.first:
+        sealed = ids.next > ids.first
+        if not ids.open and not sealed:
             return False
         value = self._digest(event_id)
         if _contains(ids.open, value):
             return True
-        return any(_contains(ids.chunk(number), value, _TS.size) for number in range(ids.first, ids.next))
+        return sealed and any(_contains(ids.chunk(n), value, _TS.size) for n in range(ids.first, ids.next))
 
     def remember(self, ids: KeyIds, event_id: str, ts: int) -> None:
         """Add the event to `ids` (in memory) and forget the chunks past the window or beyond `max_ids`."""
