@@ -271,13 +271,15 @@ class IdempotencyWindow:
         sealed chunks, then the inline entry."""
         if not ids._dirty:
             return
-        for number in sorted(ids._deleted):
-            state.put_side(chunk_name(number), None)
-        for number in sorted(ids._created):
-            state.put_side(chunk_name(number), ids._chunks[number])
+        if ids._deleted:
+            for number in sorted(ids._deleted):
+                state.put_side(chunk_name(number), None)
+            ids._deleted.clear()
+        if ids._created:
+            for number in sorted(ids._created):
+                state.put_side(chunk_name(number), ids._chunks[number])
+            ids._created.clear()
         state.put_side(IDS_ENTRY, ids.encode(), inline=True)
-        ids._deleted.clear()
-        ids._created.clear()
         ids._dirty = False
         ids._state = state
         ids.legacy = ()
