@@ -1,11 +1,17 @@
-"""Validated decoding of raw Kafka values into typed events, with a stable reason code for every rejection."""
+"""Validated decoding of raw Kafka values into typed events, with a stable reason code for every rejection.
+
+A decoder may take a *lenient* first pass (`Lenient`): decode into a struct without the constraints that are slow
+to check in msgspec (regular expressions: each is a call into Python's `re`), check them in Python and build the
+event; anything the lenient pass does not accept is decoded again by the strict decoder, which alone decides
+rejections and their messages. So the result is the strict decoder's, event or rejection, for every input.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -29,11 +35,24 @@ class Rejection(msgspec.Struct, frozen=True):
     error: str
 
 
+class Lenient(Generic[E]):
+    """A cheaper first pass of an `EventDecoder`: `lax_type` is the event type without some constraints, and
+    `accept(lax)` returns the event when `lax` meets exactly those constraints (else None: the strict decoder
+    decides). `accept` must never return an event the strict decoder would reject or decode differently."""
+
+    __slots__ = ("accept", "lax_type")
+
+    def __init__(self, lax_type: type[msgspec.Struct], accept: Callable[[Any], E | None]) -> None:
+        self.lax_type = lax_type
+        self.accept = accept
+
+
 class EventDecoder(Generic[E]):
     """Decodes JSON bytes into the event type `event_type`, or explains with a `Rejection` why it cannot.
 
     `constraint_reasons` maps a field name to the reason code used when that field violates a declared
-    constraint (pattern, length, range); `checks` run on decoded events and return a Rejection or None.
+    constraint (pattern, length, range); `checks` run on decoded events and return a Rejection or None;
+    `lenient`: a cheaper first pass (see the module docstring), same results.
     """
 
     def __init__(
@@ -43,8 +62,11 @@ class EventDecoder(Generic[E]):
         constraint_reasons: Mapping[str, Reason] | None = None,
         checks: tuple[Callable[[E], Rejection | None], ...] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        lenient: Lenient[E] | None = None,
     ) -> None:
         self._decoder = msgspec.json.Decoder(event_type)
+        self._lax_decoder = msgspec.json.Decoder(lenient.lax_type) if lenient is not None else None
+        self._accept = lenient.accept if lenient is not None else None
         self._constraint_reasons = dict(constraint_reasons or {})
         self._checks = checks
         self._max_message_bytes = max_message_bytes
@@ -62,14 +84,23 @@ class EventDecoder(Generic[E]):
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return Rejection(Reason.NOT_UTF8, f"value is not UTF-8 text: {exc}")
-        try:
-            event = self._decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            return self._classify(str(exc))
-        except msgspec.DecodeError as exc:
-            return Rejection(Reason.INVALID_JSON, f"value is not valid JSON: {exc}")
-        except RecursionError:
-            return Rejection(Reason.INVALID_JSON, "value is nested too deeply to decode")
+        event: E | None = None
+        if self._lax_decoder is not None:
+            try:
+                lax = self._lax_decoder.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                pass  # the strict decoder below says why
+            else:
+                event = self._accept(lax)  # type: ignore[misc]  # set together with the lax decoder
+        if event is None:
+            try:
+                event = self._decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                return self._classify(str(exc))
+            except msgspec.DecodeError as exc:
+                return Rejection(Reason.INVALID_JSON, f"value is not valid JSON: {exc}")
+            except RecursionError:
+                return Rejection(Reason.INVALID_JSON, "value is nested too deeply to decode")
         for check in self._checks:
             rejection = check(event)
             if rejection is not None:

@@ -6,38 +6,73 @@ seen; a re-sent event inside that window changes nothing and returns no result (
 outside it (its `ts` older than the key's newest minus the window) is not recognised and is applied as a new
 event — the window is the promise, so choose it longer than any re-send delay upstream (default 24 h).
 
-Memory per key is bounded by the events of one window, and by `max_ids` (default 10,000: 80 KB; a key busier
-than that in one window remembers its newest `max_ids` ids, so its effective window is shorter). Each id is
-kept as a 64-bit BLAKE2b digest (8 bytes), so two different ids are mistaken for each other with probability
-about n / 2**64 per lookup (5e-16 with 10,000 ids in the window), in one blob grouped in time buckets of 1/24
-of the window; a whole bucket is dropped once every id in it is older than the window. A lookup is one C scan
-of the blob (`bytes.find`: under a microsecond for a quiet key, tens of microseconds for 10,000 ids), an insert
-appends to it (a late event goes into its own, older bucket). The remembered ids are part of the key's
-versioned state (`SeenEventIds`), so they are checkpointed, restored and replayed with it, and the same in
-every runtime, offline and in the harness; note that every retained version carries them, so a key's state
-costs up to 8 bytes x ids in the window x `retention_versions` (the soak benchmark shows it filling up).
+Each id is kept as a 64-bit BLAKE2b digest (8 bytes), so two different ids are mistaken for each other with
+probability about n / 2**64 per lookup (5e-16 with 10,000 ids in the window).
+
+**Where the ids live.** Not in the key's versions: in its unversioned side data (`VersionedState.side`), in
+chunks of `CHUNK_IDS` (64) digests in arrival order, so an event writes a bounded number of bytes whatever the
+window holds:
+
+* `ids` (inline, in the key's head, rewritten with every version at no extra write): the newest `ts` the key
+  has seen, the numbers of its sealed chunks (`first` up to `next - 1`), the first sealed chunk's largest `ts`,
+  and the *open* chunk: up to 64 digests and their largest `ts`. At most 553 bytes.
+* `ids/<n>` (one per sealed chunk, written once when the open chunk fills, never rewritten): the chunk's
+  largest `ts` and its 64 digests (520 bytes).
+
+A chunk is forgotten as a whole once every id in it is past the window (its largest `ts` is older than the
+newest minus the window): the open chunk is emptied, sealed chunks are deleted oldest first (a sealed chunk
+behind an older one still inside the window waits for it: late events can make a later chunk expire first).
+An insert appends to the open chunk (a late event inside the window too); an event older than the window is
+not remembered. A lookup checks the open chunk, then the sealed chunks (read only when the key has some; the
+stores cache side entries).
+
+**Bounds.** `max_ids` (default 10,000: 80 KB) bounds what a key remembers: a key busier than that in one window
+remembers its newest ids in whole chunks, at least `max_ids` and fewer than `max_ids` + a chunk (its oldest
+sealed chunk is deleted while the others still hold `max_ids`), so its effective window is shorter. Chunks
+are `min(64, max_ids)` digests, so a small `max_ids` is kept as closely.
+
+**Older state.** Versions written before 2026-12-06 carry the ids inside the value (`SeenEventIds`, and before
+the window `recent_event_ids`, the last 32 ids): the operator reads them from the key's latest version the
+first time it touches the key (`IdempotencyWindow.load`) and the next write moves them into the side data
+(the versions it writes no longer carry them).
+
+Per key, `load` reads the state once into a `KeyIds` that `seen` and `remember` use and change in memory; `store`
+writes what changed (the inline entry, a sealed chunk, a deleted chunk), once per key and batch.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
+import struct
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
+
+from state.contract import VersionedState
 
 #: The default window of event time in which a re-sent event id is recognised.
 DEFAULT_WINDOW_MS = 24 * 3_600_000
 #: The most ids a key remembers (80 KB): a key with more events in one window remembers its newest ones.
 DEFAULT_MAX_IDS = 10_000
-BUCKETS_PER_WINDOW = 24
+#: Digests per chunk (the open chunk fills up to this, then it is sealed into its own side entry).
+CHUNK_IDS = 64
+#: The inline side entry with the key's newest time, its sealed chunk range and the open chunk.
+IDS_ENTRY = "ids"
+#: How versions written before 2026-12-06 grouped their ids (buckets of 1/24 of the window).
+LEGACY_BUCKETS_PER_WINDOW = 24
 _DIGEST = 8
+_FORMAT = 1
+# ids: format, newest ts, open chunk's largest ts, first sealed chunk's largest ts, first, next; then the open chunk
+_HEADER = struct.Struct(">BqqqII")
+_TS = struct.Struct(">q")
+_blake2b = hashlib.blake2b
 
 
 class SeenEventIds(msgspec.Struct, kw_only=True, array_like=True):
-    """The event ids a key saw within the window: the newest event time, the digests (8 bytes each, in
-    arrival order within a bucket) in one blob, and per time bucket its start time (ms, ascending) and where its
-    digests end in the blob."""
+    """How versions written before 2026-12-06 kept the ids (inside the value; read to fold them into side data):
+    the newest event time, the digests (8 bytes each, in arrival order within a bucket) in one blob, and per
+    time bucket its start time (ms, ascending) and where its digests end in the blob."""
 
     newest_ts: int = 0
     starts: list[int] = msgspec.field(default_factory=list)
@@ -50,11 +85,17 @@ class SeenEventIds(msgspec.Struct, kw_only=True, array_like=True):
 
 def digest(event_id: str) -> bytes:
     """The 8-byte digest an event id is remembered by."""
-    return hashlib.blake2b(event_id.encode(), digest_size=_DIGEST).digest()
+    return _blake2b(event_id.encode(), digest_size=_DIGEST).digest()
 
 
-def _contains(blob: bytes, value: bytes) -> bool:
-    at = blob.find(value)
+def chunk_name(number: int) -> str:
+    """The side entry of sealed chunk `number`."""
+    return f"ids/{number}"
+
+
+def _contains(blob: bytes, value: bytes, start: int = 0) -> bool:
+    """Whether `value` is one of the digests of `blob` from `start` on (digests aligned on 8 bytes)."""
+    at = blob.find(value, start)
     while at >= 0:  # a match must start on a digest boundary (a straddling one is as likely as a collision)
         if at % _DIGEST == 0:
             return True
@@ -62,18 +103,63 @@ def _contains(blob: bytes, value: bytes) -> bool:
     return False
 
 
+class KeyIds:
+    """The remembered ids of one key, read from its side data (`IdempotencyWindow.load`), changed in memory by
+    `IdempotencyWindow.remember`, written by `IdempotencyWindow.store`."""
+
+    __slots__ = (
+        "_chunks", "_created", "_deleted", "_dirty", "_state", "first", "first_max_ts", "legacy", "newest_ts",
+        "next", "open", "open_max_ts",
+    )
+
+    def __init__(self, state: VersionedState[Any] | None) -> None:
+        self._state = state
+        self.newest_ts = 0
+        self.open = b""
+        self.open_max_ts = 0
+        self.first = 0
+        self.next = 0
+        self.first_max_ts = 0
+        #: Ids a version written before the window remembered (its last 32), recognised whatever their time.
+        self.legacy: Sequence[str] = ()
+        self._chunks: dict[int, bytes] = {}  # sealed chunks read or sealed so far
+        self._created: set[int] = set()  # sealed since the last store
+        self._deleted: set[int] = set()  # deleted since the last store (and stored before)
+        self._dirty = False
+
+    def chunk(self, number: int) -> bytes:
+        """Sealed chunk `number` (its largest ts, then its digests); empty if the side data lacks it."""
+        found = self._chunks.get(number)
+        if found is None:
+            found = (self._state.side(chunk_name(number)) if self._state is not None else None) or b""
+            self._chunks[number] = found
+        return found
+
+    def chunk_max_ts(self, number: int) -> int:
+        """The largest ts of sealed chunk `number` (0 if it is missing)."""
+        raw = self.chunk(number)
+        return _TS.unpack_from(raw)[0] if len(raw) >= _TS.size else 0
+
+    def encode(self) -> bytes:
+        """The inline entry."""
+        return _HEADER.pack(_FORMAT, self.newest_ts, self.open_max_ts, self.first_max_ts, self.first, self.next) + (
+            self.open
+        )
+
+
 class IdempotencyWindow:
     """Recognises re-sent event ids within `window_ms` of event time (see the module docstring)."""
 
     def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, max_ids: int = DEFAULT_MAX_IDS) -> None:
-        if not isinstance(window_ms, int) or isinstance(window_ms, bool) or window_ms < BUCKETS_PER_WINDOW:
-            raise ValueError(f"the idempotency window must be an int of at least {BUCKETS_PER_WINDOW} ms, "
+        if not isinstance(window_ms, int) or isinstance(window_ms, bool) or window_ms < LEGACY_BUCKETS_PER_WINDOW:
+            raise ValueError(f"the idempotency window must be an int of at least {LEGACY_BUCKETS_PER_WINDOW} ms, "
                              f"got {window_ms!r}")
         if not isinstance(max_ids, int) or isinstance(max_ids, bool) or max_ids < 1:
             raise ValueError(f"the most ids a key remembers must be an int >= 1, got {max_ids!r}")
         self.window_ms = window_ms
-        self._max_bytes = max_ids * _DIGEST
-        self.bucket_ms = window_ms // BUCKETS_PER_WINDOW
+        self.max_ids = max_ids
+        self.chunk_ids = min(CHUNK_IDS, max_ids)
+        self._chunk_bytes = self.chunk_ids * _DIGEST
         self._last: tuple[str, bytes] = ("", b"")  # the digest `seen` computed, reused by `remember`
 
     def _digest(self, event_id: str) -> bytes:
@@ -83,52 +169,117 @@ class IdempotencyWindow:
             self._last = (event_id, value)
         return value
 
-    def seen(self, seen: SeenEventIds, event_id: str, ts: int, legacy: Sequence[str] = ()) -> bool:
-        """Whether the event (`event_id` at `ts`) is a re-send of one the key saw within the window; `legacy`:
-        ids a state written before the window existed remembered (its last 32)."""
-        if legacy and event_id in legacy:
-            return True
-        if not seen.blob or ts < seen.newest_ts - self.window_ms:
-            return False
-        return _contains(seen.blob, self._digest(event_id))
+    def load(
+        self, state: VersionedState[Any], legacy: SeenEventIds | None = None, legacy_ids: Sequence[str] = (),
+        legacy_ts: int = 0,
+    ) -> KeyIds:
+        """The key's remembered ids from its side data; when it has none yet, from what its latest version
+        carried before 2026-12-06 (`legacy`: its `seen_ids`; `legacy_ids`: its `recent_event_ids`, remembered at
+        `legacy_ts`), which the next `store` moves into side data."""
+        ids = KeyIds(state)
+        raw = state.side(IDS_ENTRY)
+        if raw is not None:
+            if len(raw) < _HEADER.size or raw[0] != _FORMAT:
+                raise ValueError(f"side entry {IDS_ENTRY!r} of {len(raw)} bytes is not idempotency ids format "
+                                 f"{_FORMAT}")
+            _, ids.newest_ts, ids.open_max_ts, ids.first_max_ts, ids.first, ids.next = _HEADER.unpack_from(raw)
+            ids.open = raw[_HEADER.size:]
+            return ids
+        if legacy is not None and legacy.blob:
+            self._fold(ids, legacy)
+        if legacy_ids:
+            ids.legacy = legacy_ids
+            for event_id in legacy_ids:  # what the version written before the window remembered: folded in once
+                self.remember(ids, event_id, legacy_ts)
+        return ids
 
-    def remember(self, seen: SeenEventIds, event_id: str, ts: int) -> SeenEventIds:
-        """A new `SeenEventIds` with the event added and the buckets past the window dropped (`seen`, part of an
-        earlier state version, is left as it was)."""
-        newest = max(seen.newest_ts, ts)
-        horizon = newest - self.window_ms
-        starts, ends, blob = seen.starts, seen.ends, seen.blob
-        first = 0
-        while first < len(starts) and starts[first] + self.bucket_ms <= horizon:  # every id in it is past
-            first += 1
-        if first:
-            cut = ends[first - 1]
-            starts, ends, blob = starts[first:], [end - cut for end in ends[first:]], blob[cut:]
-        else:
-            starts, ends = list(starts), list(ends)
-        if ts < horizon:
-            return SeenEventIds(newest_ts=newest, starts=starts, ends=ends, blob=blob)
-        start = ts - ts % self.bucket_ms
+    def new(self) -> KeyIds:
+        """No remembered ids (a new or an expired key: its side data is forgotten with its versions)."""
+        ids = KeyIds(None)
+        ids._dirty = True
+        return ids
+
+    def _fold(self, ids: KeyIds, legacy: SeenEventIds) -> None:
+        """Append a version's `SeenEventIds` (each id's time known to its bucket: taken as the bucket's end)."""
+        bucket_ms = self.window_ms // LEGACY_BUCKETS_PER_WINDOW
+        begin = 0
+        for start, end in zip(legacy.starts, legacy.ends, strict=False):
+            ts = min(start + bucket_ms - 1, legacy.newest_ts)
+            for at in range(begin, end, _DIGEST):
+                self._insert(ids, legacy.blob[at:at + _DIGEST], ts, max(ids.newest_ts, legacy.newest_ts))
+            begin = end
+        ids.newest_ts = max(ids.newest_ts, legacy.newest_ts)
+        ids._dirty = True
+
+    def count(self, ids: KeyIds) -> int:
+        """How many ids `ids` remembers (every sealed chunk is full)."""
+        return (ids.next - ids.first) * self.chunk_ids + len(ids.open) // _DIGEST
+
+    def seen(self, ids: KeyIds, event_id: str, ts: int) -> bool:
+        """Whether the event (`event_id` at `ts`) is a re-send of one the key saw within the window."""
+        if ids.legacy and event_id in ids.legacy:
+            return True
+        if ts < ids.newest_ts - self.window_ms:
+            return False
+        sealed = ids.next > ids.first
+        if not ids.open and not sealed:
+            return False
         value = self._digest(event_id)
-        if starts and starts[-1] == start:  # the usual case: the newest bucket
-            ends[-1] += _DIGEST
-            blob += value
-        elif not starts or start > starts[-1]:
-            starts.append(start)
-            ends.append(len(blob) + _DIGEST)
-            blob += value
-        else:  # a late event: into its (older) bucket
-            at = bisect.bisect_left(starts, start)
-            if starts[at] != start:
-                starts.insert(at, start)
-                ends.insert(at, ends[at - 1] if at else 0)
-            cut = ends[at]
-            blob = blob[:cut] + value + blob[cut:]
-            for i in range(at, len(ends)):
-                ends[i] += _DIGEST
-        excess = len(blob) - self._max_bytes
-        if excess > 0:  # a key busier than max_ids per window: forget its oldest ids first
-            blob = blob[excess:]
-            kept = [(start, end - excess) for start, end in zip(starts, ends, strict=True) if end - excess > 0]
-            starts, ends = [start for start, _ in kept], [end for _, end in kept]
-        return SeenEventIds(newest_ts=newest, starts=starts, ends=ends, blob=blob)
+        if _contains(ids.open, value):
+            return True
+        return sealed and any(_contains(ids.chunk(n), value, _TS.size) for n in range(ids.first, ids.next))
+
+    def remember(self, ids: KeyIds, event_id: str, ts: int) -> None:
+        """Add the event to `ids` (in memory) and forget the chunks past the window or beyond `max_ids`."""
+        self._insert(ids, self._digest(event_id), ts, max(ids.newest_ts, ts))
+
+    def _insert(self, ids: KeyIds, value: bytes, ts: int, newest: int) -> None:
+        ids.newest_ts = newest
+        ids._dirty = True
+        horizon = newest - self.window_ms
+        if ids.open and ids.open_max_ts < horizon:  # every id of the open chunk is past the window
+            ids.open = b""
+        while ids.first < ids.next and ids.first_max_ts < horizon:
+            self._drop_first(ids)
+        if ts < horizon:  # outside the window already: not remembered
+            return
+        ids.open_max_ts = ts if not ids.open or ts > ids.open_max_ts else ids.open_max_ts
+        ids.open += value
+        if len(ids.open) >= self._chunk_bytes:
+            number = ids.next
+            ids._chunks[number] = _TS.pack(ids.open_max_ts) + ids.open
+            ids._created.add(number)
+            if ids.first == ids.next:
+                ids.first_max_ts = ids.open_max_ts
+            ids.next += 1
+            ids.open = b""
+        while ids.first < ids.next and self.count(ids) - self.chunk_ids >= self.max_ids:  # the rest hold max_ids
+            self._drop_first(ids)
+
+    def _drop_first(self, ids: KeyIds) -> None:
+        number = ids.first
+        ids._chunks.pop(number, None)
+        if number in ids._created:
+            ids._created.discard(number)
+        else:
+            ids._deleted.add(number)
+        ids.first += 1
+        ids.first_max_ts = ids.chunk_max_ts(ids.first) if ids.first < ids.next else 0
+
+    def store(self, ids: KeyIds, state: VersionedState[Any]) -> None:
+        """Write what changed since `load`/`new` (or the last `store`) into the key's side data: deleted chunks,
+        sealed chunks, then the inline entry."""
+        if not ids._dirty:
+            return
+        if ids._deleted:
+            for number in sorted(ids._deleted):
+                state.put_side(chunk_name(number), None)
+            ids._deleted.clear()
+        if ids._created:
+            for number in sorted(ids._created):
+                state.put_side(chunk_name(number), ids._chunks[number])
+            ids._created.clear()
+        state.put_side(IDS_ENTRY, ids.encode(), inline=True)
+        ids._dirty = False
+        ids._state = state
+        ids.legacy = ()

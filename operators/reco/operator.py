@@ -43,7 +43,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
-from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
+from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
 from operators.routing import Route
@@ -70,9 +70,12 @@ class SessionState(msgspec.Struct, kw_only=True):
     `hidden`: the GRU hidden vector after the session's last click (float32 values; empty means zeros).
     `seen`: the session's distinct in-catalogue items, least recently clicked first, at most `MAX_SEEN_ITEMS`.
     `last_ts`: the newest event time of the session. `events`: clicks since the session (re)started.
-    `model`: the model ("reco@<v>") that computed `hidden`. `seen_ids`: the event ids of the idempotency window
-    (kept across resets), so a producer retry is not applied twice (`operators.idempotency`);
-    `recent_event_ids`: what versions written before the window remembered (the last 32), folded in once.
+    `model`: the model ("reco@<v>") that computed `hidden`.
+
+    The event ids of the idempotency window (kept across resets, so a producer retry is not applied twice) are
+    the session's side data (`operators.idempotency`), not part of its versions. `seen_ids` (versions written
+    before 2026-12-06) and `recent_event_ids` (before the window: the last 32) are what older versions carried:
+    read once, moved into the side data by the next write (versions written since carry `seen_ids` None).
     """
 
     hidden: list[float] = msgspec.field(default_factory=list)
@@ -81,7 +84,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     events: int = 0
     model: str = ""
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
-    seen_ids: SeenEventIds = msgspec.field(default_factory=SeenEventIds)
+    seen_ids: SeenEventIds | None = None
 
 
 RECO_STATE_CODEC: MsgpackCodec[SessionState] = MsgpackCodec(SessionState)
@@ -250,7 +253,8 @@ class RecoOperator(ModelServingOperator):
         latest = state.get()
         expired = latest is not None and self.is_expired(latest.event_time, event.ts)
         previous = latest.value if latest is not None and not expired else None
-        if self._is_retry(event, previous):
+        ids = self.idempotency.new() if previous is None else self._load_ids(state, previous)
+        if self._is_retry(event, ids):
             return []
         fresh = (
             previous is None
@@ -269,20 +273,15 @@ class RecoOperator(ModelServingOperator):
         new_hidden, top_items, top_scores = stepper.step(event.item_id, seen)
         cold = fresh and not 0 <= event.item_id < facts.catalog
         items, scores = self._top_k(facts, event.item_id, seen, [] if cold else top_items, top_scores)
+        self.idempotency.remember(ids, event.event_id, event.ts)
         if expired:  # the session restarts as a new key, from version 1
             state.forget()
         version = state.put(
-            SessionState(
-                hidden=new_hidden,
-                seen=seen,
-                last_ts=last_ts,
-                events=events + 1,
-                model=model.ref,
-                seen_ids=self._ids_after(previous, event),
-            ),
+            SessionState(hidden=new_hidden, seen=seen, last_ts=last_ts, events=events + 1, model=model.ref),
             event_time=event.ts,
             source=source,
         )
+        self.idempotency.store(ids, state)
         return [_result(event, items, scores, model.ref, version)]
 
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RecoResult] | Failure]:
@@ -298,10 +297,11 @@ class RecoOperator(ModelServingOperator):
         before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RecoResult] | Failure] = [[] for _ in items]
         latest: dict[str, tuple[SessionState, int]] = {}
+        key_ids: dict[str, tuple[KeyIds, VersionedState[SessionState]]] = {}  # a key's ids as of the batch so far
         written: list[tuple[int, SessionState, RecoResult, bool]] = []
         try:
             for wave in _waves(items):
-                staged = self._stage_wave(items, wave, latest, outcomes)
+                staged = self._stage_wave(items, wave, latest, key_ids, outcomes)
                 for s, (new_hidden, top_items, top_scores) in zip(staged, self._step_staged(staged), strict=True):
                     written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
         except Exception:
@@ -312,13 +312,16 @@ class RecoOperator(ModelServingOperator):
                 item.state.forget()
             version = item.state.put(state, event_time=item.event.ts, source=item.source)
             outcomes[index] = [msgspec.structs.replace(result, state_version=version)]
+        for ids, handle in key_ids.values():  # once per key, after its versions (and a forget of an expired key)
+            self.idempotency.store(ids, handle)
         return outcomes
 
     def _stage_wave(
         self, items: Sequence[BatchItem], wave: list[int], latest: dict[str, tuple[SessionState, int]],
-        outcomes: list[list[RecoResult] | Failure],
+        key_ids: dict[str, tuple[KeyIds, VersionedState[SessionState]]], outcomes: list[list[RecoResult] | Failure],
     ) -> list[_StagedClick]:
-        """The model inputs of one wave's clicks (retries dropped; a failing click gets its dead letter)."""
+        """The model inputs of one wave's clicks (retries dropped; a failing click gets its dead letter); each
+        staged click's id is remembered in `key_ids` (so the session's later clicks in the batch see it)."""
         staged = []
         for index in wave:
             item = items[index]
@@ -332,7 +335,11 @@ class RecoOperator(ModelServingOperator):
                     found = (stored.value, stored.event_time) if stored is not None else None
                 expired = found is not None and self.is_expired(found[1], event.ts)
                 previous = found[0] if found is not None and not expired else None
-                if self._is_retry(event, previous):
+                known = None if previous is None else key_ids.get(item.key)
+                ids = known[0] if known is not None else (
+                    self.idempotency.new() if previous is None else self._load_ids(item.state, previous)
+                )
+                if self._is_retry(event, ids):
                     continue
                 fresh = previous is None or previous.events == 0 or event.ts - previous.last_ts > self.idle_timeout_ms
                 if fresh or previous is None:
@@ -347,8 +354,9 @@ class RecoOperator(ModelServingOperator):
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
                 continue
-            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh,
-                                       self._ids_after(previous, event), expired))
+            key_ids[item.key] = (ids, item.state)  # only now: a failed item leaves the key's ids as they were
+            self.idempotency.remember(ids, event.event_id, event.ts)
+            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh, expired))
         return staged
 
     def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
@@ -383,28 +391,20 @@ class RecoOperator(ModelServingOperator):
             last_ts=s.last_ts,
             events=s.events + 1,
             model=s.model,
-            seen_ids=s.ids,
         )
         latest[item.key] = (state, event.ts)
         return s.index, state, _result(event, items, scores, s.model, 0), s.expired
 
-    def _is_retry(self, event: Click, previous: SessionState | None) -> bool:
+    def _load_ids(self, state: VersionedState[SessionState], previous: SessionState) -> KeyIds:
+        """The session's remembered ids (with what an older `previous` version carried, moved by the next store)."""
+        return self.idempotency.load(state, previous.seen_ids, previous.recent_event_ids, previous.last_ts)
+
+    def _is_retry(self, event: Click, ids: KeyIds) -> bool:
         """Whether `event` re-sends one the session saw within the window (then counted in `duplicates`)."""
-        if previous is not None and self.idempotency.seen(
-            previous.seen_ids, event.event_id, event.ts, legacy=previous.recent_event_ids
-        ):
+        if self.idempotency.seen(ids, event.event_id, event.ts):
             self.duplicates += 1
             return True
         return False
-
-    def _ids_after(self, previous: SessionState | None, event: Click) -> SeenEventIds:
-        """The session's remembered event ids once `event` is applied."""
-        if previous is None:
-            return self.idempotency.remember(SeenEventIds(), event.event_id, event.ts)
-        ids = previous.seen_ids
-        for legacy in previous.recent_event_ids:  # a version written before the window: fold its ids in once
-            ids = self.idempotency.remember(ids, legacy, previous.last_ts)
-        return self.idempotency.remember(ids, event.event_id, event.ts)
 
     def _top_k(
         self, facts: _ModelFacts, item: int, seen: list[int], top_items: list[int], top_scores: list[float]
@@ -450,7 +450,6 @@ class _StagedClick:
     events: int
     last_ts: int
     fresh: bool
-    ids: SeenEventIds
     #: The session's state was expired: it is forgotten before this click's put (it restarts at version 1).
     expired: bool
 

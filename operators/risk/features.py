@@ -19,6 +19,11 @@ DAY_MS = 24 * HOUR_MS
 FIRST_GAP_SECONDS = 30 * 86_400.0  # stands in for "time since last" on an account's first transaction
 MAX_TRACKED = 64  # per seen-set; the oldest entry is evicted beyond this
 Z_CLIP = 10.0
+_MONTH_MS = 30 * DAY_MS  # devices and countries are remembered for 30 days
+_LOG1P_FIRST_GAP = math.log1p(FIRST_GAP_SECONDS)
+_exp = math.exp
+_log1p = math.log1p
+_sqrt = math.sqrt
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_amount",
@@ -81,17 +86,13 @@ class TransactionLike(Protocol):
     def ts(self) -> int: ...
 
 
-def _remember(seen: dict[str, int], item: str, ts: int, cutoff: int, fresh: bool = False) -> None:
-    """Record `item` as seen at `ts` (keeping its latest time), drop entries last seen before `cutoff`, then
-    evict the oldest entries beyond `MAX_TRACKED`. `fresh`: the caller knows no entry was older than `cutoff`."""
-    last = seen.get(item)
-    if last is None or ts > last:
-        seen[item] = ts
-    if not (fresh and ts >= cutoff) and min(seen.values()) < cutoff:  # usually nothing is stale: no list built
-        for name in [name for name, last in seen.items() if last < cutoff]:
-            del seen[name]
-    while len(seen) > MAX_TRACKED:
-        del seen[min(seen, key=seen.__getitem__)]
+def _pruned(seen: dict[str, int], cutoff: int) -> dict[str, int]:
+    """A new map of `seen` without the entries last seen before `cutoff`, then without its oldest entries beyond
+    `MAX_TRACKED` (ties: the first inserted goes first). `seen` itself is not modified."""
+    kept = {name: last for name, last in seen.items() if last >= cutoff}
+    while len(kept) > MAX_TRACKED:
+        del kept[min(kept, key=kept.__getitem__)]
+    return kept
 
 
 def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureState, list[float]]:
@@ -101,54 +102,84 @@ def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureSt
     Features describe the transaction relative to the account *before* it (so a first transaction has
     count 0); the returned state includes it. `state` itself is not modified.
     """
+    # The hot path of the risk operator: each value is computed by the same float operations, in the same order,
+    # as the plain formulas (tests compare it with them bit for bit), with fewer interpreter steps.
     count = state.count
     mean = state.mean
     last_ts = state.last_ts
     newest_ts = state.newest_ts
     amount = tx.amount
     ts = tx.ts
-    merchants = dict(state.merchants)
-    devices = dict(state.devices)
-    countries = dict(state.countries)
-    known = count > 0
-    std = math.sqrt(state.m2 / (count - 1)) if count > 1 else 0.0
-    z = (amount - mean) / std if std > 1e-9 else 0.0
-    z = max(-Z_CLIP, min(Z_CLIP, z))
-    gap_s = max(0, ts - last_ts) / 1000.0 if known else FIRST_GAP_SECONDS
-    newest = max(newest_ts, ts)
+    merchant = tx.merchant_id
+    device = tx.device_id
+    country = tx.country
+    merchants = state.merchants
+    devices = state.devices
+    countries = state.countries
+    newest = ts if ts > newest_ts else newest_ts
+    day_cutoff = newest - DAY_MS
     # Velocities decay from the newest event time seen to the new newest one.
     v1 = state.velocity_1h
     v24 = state.velocity_24h
     if newest > newest_ts:
-        v1 = v1 * math.exp(-(newest - newest_ts) / HOUR_MS)
-        v24 = v24 * math.exp(-(newest - newest_ts) / DAY_MS)
-    day_cutoff = newest - DAY_MS
-    merchants_24h = 0
-    for last in merchants.values():
-        if last >= day_cutoff:
-            merchants_24h += 1
-    log_amount = math.log1p(amount)
-    values = [
-        log_amount,
-        z,
-        log_amount - math.log1p(mean) if known else 0.0,
-        math.log1p(count),
-        math.log1p(gap_s),
-        v1,
-        v24,
-        math.log1p(merchants_24h),
-        1.0 if known and tx.merchant_id not in merchants else 0.0,
-        1.0 if known and tx.device_id not in devices else 0.0,
-        1.0 if known and tx.country not in countries else 0.0,
-        1.0 if known and tx.country != state.last_country else 0.0,
-    ]
+        v1 = v1 * _exp(-(newest - newest_ts) / HOUR_MS)
+        v24 = v24 * _exp(-(newest - newest_ts) / DAY_MS)
+    if merchants and min(merchants.values()) < day_cutoff:
+        merchants_24h = 0
+        for last in merchants.values():
+            if last >= day_cutoff:
+                merchants_24h += 1
+        stale_merchants = True
+    else:
+        merchants_24h = len(merchants)
+        stale_merchants = False
+    log_amount = _log1p(amount)
+    if count:
+        std = _sqrt(state.m2 / (count - 1)) if count > 1 else 0.0
+        z = (amount - mean) / std if std > 1e-9 else 0.0
+        if not z < Z_CLIP:  # exactly max(-Z_CLIP, min(Z_CLIP, z)), NaN included
+            z = Z_CLIP
+        elif not z > -Z_CLIP:
+            z = -Z_CLIP
+        values = [
+            log_amount,
+            z,
+            log_amount - _log1p(mean),
+            _log1p(count),
+            _log1p((ts - last_ts) / 1000.0 if ts > last_ts else 0.0),
+            v1,
+            v24,
+            _log1p(merchants_24h),
+            0.0 if merchant in merchants else 1.0,
+            0.0 if device in devices else 1.0,
+            0.0 if country in countries else 1.0,
+            0.0 if country == state.last_country else 1.0,
+        ]
+    else:
+        values = [log_amount, 0.0, 0.0, 0.0, _LOG1P_FIRST_GAP, v1, v24, _log1p(merchants_24h), 0.0, 0.0, 0.0, 0.0]
     # Welford update of the amount moments.
     count += 1
     delta = amount - mean
     new_mean = mean + delta / count
-    _remember(merchants, tx.merchant_id, ts, day_cutoff, fresh=merchants_24h == len(merchants))
-    _remember(devices, tx.device_id, ts, newest - 30 * DAY_MS)
-    _remember(countries, tx.country, ts, newest - 30 * DAY_MS)
+    # The seen maps: `item` recorded at `ts` (its latest time kept), then entries last seen before the map's cutoff
+    # dropped and the oldest beyond MAX_TRACKED evicted. A map is copied only when it changes (`{**old, item: ts}`
+    # keeps an existing item's place, as an assignment does); maps of earlier states are never modified.
+    seen_at = merchants.get(merchant)
+    if seen_at is None or ts > seen_at:
+        merchants = {**merchants, merchant: ts}
+    if ((stale_merchants or ts < day_cutoff) and min(merchants.values()) < day_cutoff) or len(merchants) > MAX_TRACKED:
+        merchants = _pruned(merchants, day_cutoff)
+    month_cutoff = newest - _MONTH_MS
+    seen_at = devices.get(device)
+    if seen_at is None or ts > seen_at:
+        devices = {**devices, device: ts}
+    if min(devices.values()) < month_cutoff or len(devices) > MAX_TRACKED:
+        devices = _pruned(devices, month_cutoff)
+    seen_at = countries.get(country)
+    if seen_at is None or ts > seen_at:
+        countries = {**countries, country: ts}
+    if min(countries.values()) < month_cutoff or len(countries) > MAX_TRACKED:
+        countries = _pruned(countries, month_cutoff)
     in_order = ts >= last_ts
     return (
         RiskFeatureState(
@@ -158,9 +189,9 @@ def advance(state: RiskFeatureState, tx: TransactionLike) -> tuple[RiskFeatureSt
             last_ts=ts if in_order else last_ts,
             newest_ts=newest,
             # The event's own weight decays from its event time to the newest time (out-of-order events weigh less).
-            velocity_1h=v1 + math.exp(-(newest - ts) / HOUR_MS),
-            velocity_24h=v24 + math.exp(-(newest - ts) / DAY_MS),
-            last_country=tx.country if in_order else state.last_country,
+            velocity_1h=v1 + (1.0 if newest == ts else _exp(-(newest - ts) / HOUR_MS)),
+            velocity_24h=v24 + (1.0 if newest == ts else _exp(-(newest - ts) / DAY_MS)),
+            last_country=country if in_order else state.last_country,
             merchants=merchants,
             devices=devices,
             countries=countries,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
 from operators.exceptions import OperatorConfigError, OperatorError
-from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, SeenEventIds
+from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
@@ -25,21 +26,27 @@ from state.codec import MsgpackCodec
 from state.contract import SourceCoordinates, VersionedState
 
 MODEL_NAME = "risk"
+#: The feature row's bytes (native float32, FEATURE_NAMES order).
+_ROW = struct.Struct(f"={len(FEATURE_NAMES)}f")
 
 
 class RiskState(msgspec.Struct, kw_only=True):
     """One account's versioned state: the incremental features, the vector the last score was computed on,
     and the rule state (`recent_ts`: sorted recent event times, bounded; empty unless a `count_in_window`
-    rule is configured), and the event ids seen within the idempotency window (`seen_ids`). Fields added later
-    have defaults, so older versions still decode; `recent_event_ids` is what versions written before the
-    window remembered (the last 32 ids), read once and folded into `seen_ids`."""
+    rule is configured). Fields added later have defaults, so older versions still decode.
+
+    The event ids seen within the idempotency window are the account's side data (`operators.idempotency`),
+    not part of its versions. `seen_ids` (versions written before 2026-12-06) and `recent_event_ids` (before
+    the window: the last 32 ids) are what older versions carried: read once, moved into the side data by the
+    next write: the versions written since carry `seen_ids` None and no `recent_event_ids`. (Defaults are still
+    encoded, so `state get` shows an old version exactly as the code that wrote it did.)"""
 
     features: RiskFeatureState = msgspec.field(default_factory=RiskFeatureState)
     scored_features: list[float] = msgspec.field(default_factory=list)
     last_event_id: str = ""
     recent_ts: list[int] = msgspec.field(default_factory=list)
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
-    seen_ids: SeenEventIds = msgspec.field(default_factory=SeenEventIds)
+    seen_ids: SeenEventIds | None = None
 
 RISK_STATE_CODEC: MsgpackCodec[RiskState] = MsgpackCodec(RiskState)
 
@@ -118,22 +125,24 @@ class RiskOperator(ModelServingOperator):
         latest = state.get()
         fresh = latest is None or self.is_expired(latest.event_time, event.ts)
         previous = RiskState() if fresh or latest is None else latest.value
-        if self._is_repeat(event, previous):
+        ids = self.idempotency.new() if fresh else self._load_ids(state, previous)
+        if self._is_repeat(event, ids):
             return []
         features_state, values = advance(previous.features, event)
         scorer = self._scorers[model.ref]
-        row = scorer.row
-        row[:] = values  # rounded to float32: the model's input, and what rules and reasons see
-        score = scorer.score()
-        scored = row.tolist()
-        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
+        score, scored = scorer.score_values(values)  # scored: rounded to float32, what rules and reasons see
+        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, scorer.row, scored)
         decision, reasons = decide(
             score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
         )
-        next_state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
+        self.idempotency.remember(ids, event.event_id, event.ts)
+        next_state = RiskState(
+            features=features_state, scored_features=scored, last_event_id=event.event_id, recent_ts=outcome.recent_ts
+        )
         if fresh and latest is not None:  # expired: the account restarts as a new key, from version 1
             state.forget()
         version = state.put(next_state, event_time=event.ts, source=source)
+        self.idempotency.store(ids, state)
         return [_result(event, score, decision, reasons, model.ref, version)]
 
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
@@ -150,6 +159,7 @@ class RiskOperator(ModelServingOperator):
         outcomes: list[list[RiskResult] | Failure] = [[] for _ in items]
         staged: list[_Staged] = []
         latest: dict[str, tuple[RiskState, int]] = {}  # a key's state written earlier in the batch, its event time
+        key_ids: dict[str, tuple[KeyIds, VersionedState[RiskState]]] = {}  # a key's ids as of the batch so far
         for index, item in enumerate(items):
             event = item.event
             try:
@@ -160,7 +170,11 @@ class RiskOperator(ModelServingOperator):
                     found = (stored.value, stored.event_time) if stored is not None else None
                 fresh = found is None or self.is_expired(found[1], event.ts)
                 previous = RiskState() if fresh or found is None else found[0]
-                if self._is_repeat(event, previous):
+                known = None if fresh else key_ids.get(item.key)
+                ids = known[0] if known is not None else (
+                    self.idempotency.new() if fresh else self._load_ids(item.state, previous)
+                )
+                if self._is_repeat(event, ids):
                     continue
                 features_state, values = advance(previous.features, event)
                 row = np.array(values, dtype=np.float32)  # the float32 rounding `process` does in place
@@ -169,7 +183,12 @@ class RiskOperator(ModelServingOperator):
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
                 continue
-            state = self._next_state(previous, event, features_state, scored, outcome.recent_ts)
+            key_ids[item.key] = (ids, item.state)  # only now: a failed item leaves the key's ids as they were
+            self.idempotency.remember(ids, event.event_id, event.ts)
+            state = RiskState(
+                features=features_state, scored_features=scored, last_event_id=event.event_id,
+                recent_ts=outcome.recent_ts,
+            )
             latest[item.key] = (state, event.ts)
             staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state, fresh and found is not None))
         try:
@@ -186,6 +205,8 @@ class RiskOperator(ModelServingOperator):
                 item.state.forget()
             version = item.state.put(s.state, event_time=item.event.ts, source=item.source)
             outcomes[s.index] = [_result(item.event, score, decision, reasons, s.model, version)]
+        for ids, handle in key_ids.values():  # once per key, after its versions (and a forget of an expired key)
+            self.idempotency.store(ids, handle)
         return outcomes
 
     def _score_staged(self, staged: list[_Staged]) -> list[float]:
@@ -200,27 +221,16 @@ class RiskOperator(ModelServingOperator):
                 scores[p] = score
         return scores
 
-    def _is_repeat(self, event: Transaction, previous: RiskState) -> bool:
+    def _load_ids(self, state: VersionedState[RiskState], previous: RiskState) -> KeyIds:
+        """The account's remembered ids (with what an older `previous` version carried, moved by the next store)."""
+        return self.idempotency.load(state, previous.seen_ids, previous.recent_event_ids, previous.features.last_ts)
+
+    def _is_repeat(self, event: Transaction, ids: KeyIds) -> bool:
         """Whether `event` re-sends one the account saw within the window (then counted in `duplicates`)."""
-        if self.idempotency.seen(previous.seen_ids, event.event_id, event.ts, legacy=previous.recent_event_ids):
+        if self.idempotency.seen(ids, event.event_id, event.ts):
             self.duplicates += 1
             return True
         return False
-
-    def _next_state(
-        self, previous: RiskState, event: Transaction, features: RiskFeatureState, scored: list[float],
-        recent_ts: list[int],
-    ) -> RiskState:
-        seen = previous.seen_ids
-        for legacy in previous.recent_event_ids:  # a version written before the window: fold its ids in once
-            seen = self.idempotency.remember(seen, legacy, previous.features.last_ts)
-        return RiskState(
-            features=features,
-            scored_features=scored,
-            last_event_id=event.event_id,
-            recent_ts=recent_ts,
-            seen_ids=self.idempotency.remember(seen, event.event_id, event.ts),
-        )
 
     def forget_models(self) -> None:
         """Drop the scorers and feature statistics of the models `accept` prepared."""
@@ -275,7 +285,8 @@ class _Scorer:
         self.row = self.features[0]
         try:
             self._bound: BoundModel | None = model.bind({"features": self.features}, ["probability"])
-            self._probability = self._bound.outputs["probability"].reshape(-1)
+            # A memoryview of the bound output reads its element as a Python float directly (no numpy scalar).
+            self._probability = self._bound.outputs["probability"].reshape(-1).data
         except ModelInputError:
             self._bound = None
 
@@ -283,9 +294,20 @@ class _Scorer:
         """The model's probability for the row in `features`, rounded to 6 decimals."""
         if self._bound is not None:
             self._bound.run()
-            return round6(float(self._probability[0]))
+            return round6(self._probability[0])
         outputs = self._model.run({"features": self.features})
         return round6(float(outputs["probability"].reshape(-1)[0]))
+
+    def score_values(self, values: list[float]) -> tuple[float, list[float]]:
+        """Write the feature `values` into `row` (rounded to float32: the model's input) and score it: the rounded
+        probability and the row's values as Python floats."""
+        row = self.row
+        try:
+            # C's double -> float conversion, as numpy's assignment does, at a third of its cost.
+            _ROW.pack_into(row, 0, *values)
+        except OverflowError:  # beyond float32's range: numpy's assignment (to inf), as it was
+            row[:] = values
+        return self.score(), row.tolist()
 
     def score_rows(self, rows: np.ndarray) -> list[float]:
         """The model's probability for every row of `rows` (float32, one row per event), rounded, in one call."""

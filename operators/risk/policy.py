@@ -104,7 +104,8 @@ class FeatureStats:
         values = features.tolist() if isinstance(features, np.ndarray) else features
         # float64 arithmetic, element by element (what numpy computed here before, without its per-call cost).
         z = [abs((float(x) - m) / s) for x, m, s in zip(values, self.mean, self.std, strict=True)]
-        order = sorted(range(len(FEATURE_NAMES)), key=lambda i: (-z[i], i))
+        # Largest first, ties in FEATURE_NAMES order: a reversed sort is still stable.
+        order = sorted(range(len(FEATURE_NAMES)), key=z.__getitem__, reverse=True)
         return [FEATURE_NAMES[i] for i in order[:k]]
 
 
@@ -130,6 +131,8 @@ def decide(
 
     `fired` are the rules that fired (in rule order, e.g. `RuleSet.evaluate(...).fired`), not candidates.
     """
+    if not fired and score < thresholds.review:  # the usual case, decided without building anything
+        return "approve", []
     reasons = [rule.code for rule in fired]
     severity = max([SEVERITY[rule.action] for rule in fired]) if fired else 0
     if score >= thresholds.review:

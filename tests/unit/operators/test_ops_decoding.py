@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from models.synthetic import generate_transactions
 from operators.dead_letter import DeadLetter, Reason, raw_as_text, raw_from_text
-from operators.decoding import DEFAULT_MAX_MESSAGE_BYTES, MAX_TS_MS, MIN_TS_MS, Rejection
+from operators.decoding import DEFAULT_MAX_MESSAGE_BYTES, MAX_TS_MS, MIN_TS_MS, EventDecoder, Rejection
 from operators.risk.decoding import transaction_decoder
 from operators.risk.schemas import Transaction
 
@@ -310,6 +310,24 @@ def test_single_byte_mutations_of_a_valid_record(position: int, byte: int, delet
     else:
         raw[position] = byte
     _check_outcome(DECODER.decode(bytes(raw)))
+
+
+STRICT = EventDecoder(
+    Transaction, constraint_reasons=DECODER._constraint_reasons, checks=DECODER._checks
+)  # the same decoder without its lenient first pass
+PATTERN_TEXT = st.text(alphabet=st.sampled_from("AZaz\u00c9\u0130\u212a\u00b5 1_\u00df"), max_size=4)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=json_ish_records()
+    | st.builds(lambda c, k: _with(currency=c, country=k), PATTERN_TEXT | st.just("EUR"), PATTERN_TEXT | st.just("DE"))
+)
+def test_lenient_first_pass_gives_the_strict_decoders_outcome(raw: bytes) -> None:
+    """Event or rejection (reason and message), exactly what the strict decoder alone gives, for any input:
+    currency/country texts around the patterns (lower case, non-ASCII letters whose upper case is ASCII-like,
+    digits, wrong lengths) and the JSON-ish records above."""
+    assert msgspec.json.encode(DECODER.decode(raw)) == msgspec.json.encode(STRICT.decode(raw))
 
 
 @pytest.mark.parametrize("depth", [2000])

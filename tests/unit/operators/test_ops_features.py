@@ -25,6 +25,7 @@ from operators.risk.features import (
     Z_CLIP,
     RiskFeatureState,
     TransactionView,
+    advance,
     update,
 )
 
@@ -298,3 +299,100 @@ def test_same_long_sequence_gives_byte_identical_vectors() -> None:
     ]
     runs = [b"".join(v.tobytes() for v in _run(events)[1]) for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+# ------------------------------------------------------------ the plain formulas (the fast path equals them)
+
+
+def _reference_remember(seen: dict[str, int], item: str, ts: int, cutoff: int) -> None:
+    """The seen-map update as first written: latest time, prune to `cutoff`, evict the oldest beyond the bound."""
+    if item not in seen or ts > seen[item]:
+        seen[item] = ts
+    for name in [name for name, last in seen.items() if last < cutoff]:
+        del seen[name]
+    while len(seen) > MAX_TRACKED:
+        del seen[min(seen, key=seen.__getitem__)]
+
+
+def _reference_advance(state: RiskFeatureState, tx: TransactionView) -> tuple[RiskFeatureState, list[float]]:
+    """`advance` as the plain formulas, before the hot path was tuned (2026-12-06): the fast path must give the
+    same state and values bit for bit."""
+    known = state.count > 0
+    merchants, devices, countries = dict(state.merchants), dict(state.devices), dict(state.countries)
+    std = math.sqrt(state.m2 / (state.count - 1)) if state.count > 1 else 0.0
+    z = (tx.amount - state.mean) / std if std > 1e-9 else 0.0
+    z = max(-Z_CLIP, min(Z_CLIP, z))
+    gap_s = max(0, tx.ts - state.last_ts) / 1000.0 if known else FIRST_GAP_SECONDS
+    newest = max(state.newest_ts, tx.ts)
+    v1, v24 = state.velocity_1h, state.velocity_24h
+    if newest > state.newest_ts:
+        v1 = v1 * math.exp(-(newest - state.newest_ts) / HOUR_MS)
+        v24 = v24 * math.exp(-(newest - state.newest_ts) / DAY_MS)
+    day_cutoff = newest - DAY_MS
+    merchants_24h = sum(1 for last in merchants.values() if last >= day_cutoff)
+    values = [
+        math.log1p(tx.amount),
+        z,
+        math.log1p(tx.amount) - math.log1p(state.mean) if known else 0.0,
+        math.log1p(state.count),
+        math.log1p(gap_s),
+        v1,
+        v24,
+        math.log1p(merchants_24h),
+        1.0 if known and tx.merchant_id not in merchants else 0.0,
+        1.0 if known and tx.device_id not in devices else 0.0,
+        1.0 if known and tx.country not in countries else 0.0,
+        1.0 if known and tx.country != state.last_country else 0.0,
+    ]
+    count = state.count + 1
+    delta = tx.amount - state.mean
+    mean = state.mean + delta / count
+    _reference_remember(merchants, tx.merchant_id, tx.ts, day_cutoff)
+    _reference_remember(devices, tx.device_id, tx.ts, newest - 30 * DAY_MS)
+    _reference_remember(countries, tx.country, tx.ts, newest - 30 * DAY_MS)
+    in_order = tx.ts >= state.last_ts
+    return RiskFeatureState(
+        count=count,
+        mean=mean,
+        m2=state.m2 + delta * (tx.amount - mean),
+        last_ts=tx.ts if in_order else state.last_ts,
+        newest_ts=newest,
+        velocity_1h=v1 + math.exp(-(newest - tx.ts) / HOUR_MS),
+        velocity_24h=v24 + math.exp(-(newest - tx.ts) / DAY_MS),
+        last_country=tx.country if in_order else state.last_country,
+        merchants=merchants,
+        devices=devices,
+        countries=countries,
+    ), values
+
+
+def _bits(values: Sequence[float]) -> list[str]:
+    return [float.hex(v) + ("-" if math.copysign(1.0, v) < 0 else "+") for v in values]
+
+
+LONG_EVENTS = st.lists(
+    st.builds(
+        _tx,
+        amount=AMOUNTS.filter(lambda a: a > 0),
+        ts=st.integers(T0 - 40 * DAY_MS, T0 + 40 * DAY_MS) | st.integers(T0 - 2 * HOUR_MS, T0 + 2 * HOUR_MS),
+        merchant=st.sampled_from([f"m{i}" for i in range(90)]),
+        device=st.sampled_from([f"d{i}" for i in range(70)]),
+        country=st.sampled_from(["US", "FR", "DE", "JP"]),
+    ),
+    min_size=1,
+    max_size=160,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EVENTS | LONG_EVENTS)
+def test_advance_equals_the_plain_formulas_bit_for_bit(events: list[TransactionView]) -> None:
+    """Same values (sign of zero included), same state bytes (dict order included) as the plain formulas, on
+    sequences with late events, stale entries, more than MAX_TRACKED merchants/devices and extreme amounts."""
+    fast = slow = RiskFeatureState()
+    for tx in events:
+        fast, fast_values = advance(fast, tx)
+        slow, slow_values = _reference_advance(slow, tx)
+        assert _bits(fast_values) == _bits(slow_values)
+        assert _encoded(fast) == _encoded(slow)
+        assert list(fast.merchants) == list(slow.merchants) and list(fast.devices) == list(slow.devices)

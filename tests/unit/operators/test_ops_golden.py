@@ -12,7 +12,8 @@ state carries `seen_ids`; two long-after retries whose accounts had fewer than 3
 otherwise byte-identical, reco's entirely); a speed change that alters any byte fails here.
 
 If a change of behaviour is *intended* (a new feature, a retrained model in the registry), re-record the
-digests with `python tests/unit/operators/test_ops_golden.py` and say why in the commit message.
+digests with `python -m tests.unit.operators.test_ops_golden` from the repository root (run as a file, it imports
+whatever `operators` the environment installs instead of the working tree's) and say why in the commit message.
 """
 
 from __future__ import annotations
@@ -102,16 +103,18 @@ RECO_MALFORMED: tuple[bytes, ...] = (
 #: `<sha256 of the outputs>/<sha256 of the state>` of each scenario (see the module docstring). The outputs part
 #: was recorded at commit 5c534da (re-recorded for the idempotency window); the state part is the logical state
 #: (every retained version as JSON), recorded at 5043d14 with the state that layout wrote. Both parts re-recorded
-#: for the generator's version 2 (issue 34: other synthetic streams, same operators and models in every scenario).
+#: for the generator's version 2 (issue 34: other synthetic streams, same operators and models in every scenario);
+#: the state part re-recorded when the idempotency ids moved out of the versions into per-key side data (issue 28:
+#: versions no longer carry them; the outputs part unchanged in every scenario).
 EXPECTED: dict[str, str] = {
     "risk_default": "0aef62af3f7dfa932702077d8a54783a890bd54c237a0edc7e2c47d183cb17ee/"
-    "1f4eca96820be428769c5f690b837c84dbad2e8be311863aff22e6d0b3879d40",
+    "542b5fbeed5997bccd91003a707b19c28d1a98a8a8303d6a1230867ee56990b9",
     "risk_routed_swapped": "e10cb9069ed020d662ede687fcaf82f499de5e925867837815af2c87e1b180c8/"
-    "fb4495f02f5fafa9d1d6c0fe658222e7ded276aaa6dce5c63050f72e458f626d",
+    "a76998b46acd577c2c57de0e466c5286dee5cc84866d7e7dc0befa9882279fe5",
     "reco_default": "005d3009d2ede8707e7a409c993cb4cecfa6da6c95f4be23fbba96ea509ef729/"
-    "15b4e431d7dc52f9759eea5582eb077a23a9a0da6ec293754d555a4da8123580",
+    "61f09bdb376e14e6f1556b4a3db78df1e171fa4b711c38d7c5b97736ecd054af",
     "reco_short_sessions_routed": "1fa6b9cdcafc5172f410e0de1cdce252864f566dd941ea32d2f836f587d3792c/"
-    "b7b623a144336df7349c99adfe8e6b85d6c719cabc3d223b8518b80559bbad4a",
+    "1a4f4aff73ad0697cc61e1b5c900de71ea0ad32e2aa03a57d75c18fc0fd57052",
 }
 
 

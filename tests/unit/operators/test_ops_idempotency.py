@@ -1,6 +1,11 @@
 """Idempotency by event time: a re-sent event (same event_id and ts) is applied once while it is within the key's
 window, whatever the key's traffic (a hot key with thousands of events in the window included); a re-send
-outside the window is applied as a new event; memory per key stays bounded by one window of ids."""
+outside the window is applied as a new event; memory per key stays bounded by one window of ids.
+
+The ids live in the key's side data (an inline entry with the open chunk, sealed chunks of 64 written once), not
+in its versions: the tests check the window, the cap (whole chunks), late events, expiry, the fold of ids older
+versions carried, batches against one event at a time, and that a key with 10,000 ids in its window writes a
+bounded number of bytes per event (counted by a recording store, not timed)."""
 
 from __future__ import annotations
 
@@ -10,15 +15,18 @@ import msgspec
 import pytest
 
 from models.synthetic import generate_transactions
+from operators.batching import BatchItem, apply_operator_batch
 from operators.contract import OperatorContext
 from operators.harness import OperatorHarness
-from operators.idempotency import IdempotencyWindow, SeenEventIds
+from operators.idempotency import CHUNK_IDS, IDS_ENTRY, IdempotencyWindow, KeyIds, SeenEventIds, chunk_name, digest
 from operators.reco.decoding import click_decoder
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator, SessionState
+from operators.reco.schemas import Click
 from operators.risk.decoding import transaction_decoder
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator, RiskState
 from operators.risk.schemas import Transaction
 from state import MemoryVersionedStore
+from state.contract import SourceCoordinates
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000
@@ -27,6 +35,20 @@ T0 = 1_767_225_600_000
 def _tx(i: int, ts: int, account: str = "acct-hot") -> dict[str, Any]:
     return {"event_id": f"tx-{i}", "account_id": account, "amount": 10.0 + i % 50, "currency": "EUR",
             "merchant_id": f"m-{i % 40}", "country": "DE", "device_id": "d-1", "ts": ts}
+
+
+def _remembered(window: IdempotencyWindow, store: MemoryVersionedStore[Any], key: str) -> KeyIds:
+    return window.load(store.key(key))
+
+
+def _ids(window: IdempotencyWindow, events: list[tuple[str, int]]) -> tuple[KeyIds, MemoryVersionedStore[Any]]:
+    """`events` (id, ts) remembered one by one for key "k" of a memory store, each stored as the operator does."""
+    store: MemoryVersionedStore[Any] = MemoryVersionedStore()
+    ids = window.new()
+    for event_id, ts in events:
+        window.remember(ids, event_id, ts)
+        window.store(ids, store.key("k"))
+    return window.load(store.key("k")), store
 
 
 def _risk(window_ms: int = 24 * HOUR) -> OperatorHarness[Any, Any]:
@@ -74,8 +96,10 @@ def test_a_hot_key_recognises_a_resend_among_thousands_of_events_inside_the_wind
     latest = harness.store.key("acct-hot").get()
     assert latest is not None and latest.version == 3_000
     state: RiskState = latest.value
-    assert len(state.seen_ids) == 3_000
-    assert len(RISK_STATE_CODEC.encode(state)) < 3_000 * 8 + 4_000  # 8 bytes per remembered id, plus the rest
+    assert state.seen_ids is None and state.recent_event_ids == []
+    assert len(RISK_STATE_CODEC.encode(state)) < 1_000  # the version carries no ids
+    window = harness.operator.idempotency
+    assert window.count(_remembered(window, harness.store, "acct-hot")) == 3_000  # in the side data
 
 
 @pytest.mark.parametrize(("age_ms", "applied"), [(HOUR - 1, False), (HOUR, False), (HOUR + 1, True)])
@@ -93,36 +117,56 @@ def test_a_resend_just_inside_the_window_is_dropped_and_just_outside_is_applied(
 
 def test_memory_stays_bounded_by_one_window_of_ids() -> None:
     window = IdempotencyWindow(HOUR)
-    seen = SeenEventIds()
-    for i in range(6_000):  # one event a second for 100 minutes
-        seen = window.remember(seen, f"e-{i}", T0 + i * 1_000)
-    kept = len(seen)
-    assert 3_600 <= kept <= 3_600 + 150 + 1  # the last hour, plus at most one bucket (2.5 min) not yet dropped
-    assert window.seen(seen, "e-5999", T0 + 5_999_000) and window.seen(seen, "e-2399", T0 + 2_399_000)  # age 1 h
-    assert not window.seen(seen, "e-2398", T0 + 2_398_000)  # 1 h 1 s older than the newest: outside
+    ids, store = _ids(window, [(f"e-{i}", T0 + i * 1_000) for i in range(6_000)])  # one a second for 100 minutes
+    kept = window.count(ids)
+    assert 3_600 <= kept <= 3_600 + CHUNK_IDS  # the last hour, plus at most one chunk not yet past it
+    assert window.seen(ids, "e-5999", T0 + 5_999_000) and window.seen(ids, "e-2399", T0 + 2_399_000)  # age 1 h
+    assert not window.seen(ids, "e-2398", T0 + 2_398_000)  # 1 h 1 s older than the newest: outside
+    sealed = [name for name in store._keys["k"].sides if name.startswith("ids/")]
+    assert len(sealed) == ids.next - ids.first == kept // CHUNK_IDS  # dropped chunks are deleted from the store
+    assert len(store.key("k").side(IDS_ENTRY) or b"") <= 33 + 8 * CHUNK_IDS  # inline: header + open chunk
 
 
-def test_remember_leaves_the_earlier_state_version_unchanged() -> None:
+def test_store_writes_the_inline_entry_and_each_chunk_once() -> None:
     window = IdempotencyWindow(HOUR)
-    first = window.remember(SeenEventIds(), "a", T0)
-    encoded = msgspec.msgpack.encode(first)
-    second = window.remember(first, "b", T0 + 1)
-    assert msgspec.msgpack.encode(first) == encoded and len(second) == 2
+    store = _RecordingStore()
+    ids = window.new()
+    for i in range(3 * CHUNK_IDS):
+        window.remember(ids, f"e-{i}", T0 + i)
+        window.store(ids, store.key("k"))
+    window.store(ids, store.key("k"))  # nothing changed: nothing written
+    inline = [name for name, _, inline in store.sides if inline]
+    chunks = [name for name, _, inline in store.sides if not inline]
+    assert len(inline) == 3 * CHUNK_IDS and chunks == [chunk_name(0), chunk_name(1), chunk_name(2)]
+    assert store.key("k").side(chunk_name(1)) == (T0 + 2 * CHUNK_IDS - 1).to_bytes(8, "big") + b"".join(
+        digest(f"e-{i}") for i in range(CHUNK_IDS, 2 * CHUNK_IDS)
+    )
 
 
-def test_late_events_land_in_their_own_bucket_and_are_recognised() -> None:
+def test_late_events_are_recognised_and_events_older_than_the_window_are_not_remembered() -> None:
     window = IdempotencyWindow(HOUR)
-    seen = SeenEventIds()
     order = [0, 50, 10, 55, 5, 30, 59, 1]  # minutes after T0, out of order
+    ids, _ = _ids(window, [(f"e-{m}", T0 + m * 60_000) for m in order])
+    assert window.count(ids) == len(order) and ids.newest_ts == T0 + 59 * 60_000
     for minute in order:
-        seen = window.remember(seen, f"e-{minute}", T0 + minute * 60_000)
-    assert seen.starts == sorted(seen.starts) and seen.ends[-1] == len(seen.blob) == 8 * len(order)
-    for minute in order:
-        assert window.seen(seen, f"e-{minute}", T0 + minute * 60_000)
-    assert not window.seen(seen, "e-other", T0 + 30 * 60_000)
-    later = window.remember(seen, "e-121", T0 + 121 * 60_000)  # drops the buckets older than 1 h before 2:01
-    assert not window.seen(later, "e-59", T0 + 59 * 60_000) and window.seen(later, "e-121", T0 + 121 * 60_000)
-    assert len(later) == 1
+        assert window.seen(ids, f"e-{minute}", T0 + minute * 60_000)
+    assert not window.seen(ids, "e-other", T0 + 30 * 60_000)
+    window.remember(ids, "e-121", T0 + 121 * 60_000)  # every id so far is older than 1 h before 2:01
+    window.remember(ids, "e-too-late", T0 + 60 * 60_000)  # older than the window: not remembered
+    assert window.count(ids) == 1 and window.seen(ids, "e-121", T0 + 121 * 60_000)
+    assert not window.seen(ids, "e-59", T0 + 59 * 60_000) and not window.seen(ids, "e-too-late", T0 + 60 * 60_000)
+
+
+def test_a_sealed_chunk_waits_for_an_older_one_still_inside_the_window() -> None:
+    window = IdempotencyWindow(HOUR)
+    # chunk 0 ends with a late-but-recent event, chunk 1 holds older ones: chunk 0 keeps chunk 1 until it expires
+    events = [(f"a-{i}", T0 + 30 * 60_000 + i) for i in range(CHUNK_IDS - 1)] + [("a-late", T0 + 40 * 60_000)]
+    events += [(f"b-{i}", T0 + 31 * 60_000 + i) for i in range(CHUNK_IDS)]
+    ids, _ = _ids(window, events)
+    window.remember(ids, "c", T0 + 95 * 60_000)  # horizon 0:35: chunk 1 (max 0:31) is past, chunk 0 (0:40) is not
+    assert ids.first == 0 and window.count(ids) == 2 * CHUNK_IDS + 1
+    window.remember(ids, "d", T0 + 101 * 60_000)  # horizon 0:41: both go
+    assert ids.first == ids.next == 2 and window.count(ids) == 2
 
 
 def test_a_state_written_before_the_window_keeps_recognising_its_last_ids() -> None:
@@ -137,7 +181,49 @@ def test_a_state_written_before_the_window_keeps_recognising_its_last_ids() -> N
     assert len(operator.process(event(2, "new-1"), store.key("acct-hot"), None)) == 1
     assert operator.process(event(3, "old-7"), store.key("acct-hot"), None) == []  # folded into the window
     latest = store.key("acct-hot").get()
-    assert latest is not None and latest.value.recent_event_ids == [] and len(latest.value.seen_ids) == 33
+    assert latest is not None and latest.value.recent_event_ids == [] and latest.value.seen_ids is None
+    assert operator.idempotency.count(_remembered(operator.idempotency, store, "acct-hot")) == 33
+
+
+def _legacy_seen_ids(window_ms: int, events: list[tuple[str, int]]) -> SeenEventIds:
+    """`SeenEventIds` as versions written before 2026-12-06 kept them (in-order events: buckets of window/24)."""
+    bucket = window_ms // 24
+    starts: list[int] = []
+    ends: list[int] = []
+    blob = b""
+    for event_id, ts in events:
+        start = ts - ts % bucket
+        if not starts or starts[-1] != start:
+            starts.append(start)
+            ends.append(len(blob))
+        blob += digest(event_id)
+        ends[-1] = len(blob)
+    return SeenEventIds(newest_ts=max(ts for _, ts in events), starts=starts, ends=ends, blob=blob)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_ids_a_version_carried_are_moved_into_side_data_by_the_next_write(batched: bool) -> None:
+    operator = RiskOperator(dedup_window_ms=HOUR)
+    operator.open(OperatorContext())
+    store = MemoryVersionedStore(codec=RISK_STATE_CODEC)
+    old = [(f"old-{i}", T0 + i * 60_000) for i in range(100)]  # 100 minutes: the first 40 are past the window
+    legacy = RiskState(seen_ids=_legacy_seen_ids(HOUR, old), last_event_id="old-99")
+    legacy.features.last_ts = legacy.features.newest_ts = T0 + 99 * 60_000
+    store.key("acct-hot").put(legacy, event_time=T0 + 99 * 60_000)
+    event = lambda eid, ts: msgspec.convert({**_tx(0, ts), "event_id": eid}, type=Transaction)  # noqa: E731
+    sent = [event("old-90", T0 + 90 * 60_000), event("new-1", T0 + 100 * 60_000), event("old-50", T0 + 50 * 60_000),
+            event("old-30", T0 + 30 * 60_000)]
+    items = [BatchItem("acct-hot", e, store.key("acct-hot"), None) for e in sent]
+    if batched:
+        outcomes = apply_operator_batch(operator, items)
+    else:
+        outcomes = [operator.process(e, store.key("acct-hot"), None) for e in sent]
+    assert [len(o) for o in outcomes] == [0, 1, 0, 1]  # old-30 is older than the window: applied again
+    latest = store.key("acct-hot").get()
+    assert latest is not None and latest.version == 3 and latest.value.seen_ids is None
+    ids = _remembered(operator.idempotency, store, "acct-hot")
+    assert operator.idempotency.count(ids) >= 60 + 1  # the window's 60 old ids (whole buckets) and new-1
+    assert operator.idempotency.seen(ids, "old-99", T0 + 99 * 60_000)
 
 
 def test_a_hot_session_recognises_old_resends_too() -> None:
@@ -153,14 +239,135 @@ def test_a_hot_session_recognises_old_resends_too() -> None:
     latest = harness.store.key("s-hot").get()
     assert latest is not None
     session: SessionState = latest.value
-    assert latest.version == 500 and len(session.seen_ids) == 500
+    assert latest.version == 500 and session.seen_ids is None
+    window = harness.operator.idempotency
+    assert window.count(_remembered(window, harness.store, "s-hot")) == 500
 
 
-def test_a_key_busier_than_max_ids_remembers_its_newest_ids() -> None:
+def test_a_key_busier_than_max_ids_remembers_its_newest_ids_in_whole_chunks() -> None:
+    """The cap trims whole chunks (a trimmed chunk would be rewritten on every event): a key busier than
+    `max_ids` remembers at least its newest `max_ids` ids and fewer than `max_ids` + a chunk."""
     window = IdempotencyWindow(HOUR, max_ids=100)
-    seen = SeenEventIds()
-    for i in range(300):  # 300 events in 5 minutes: all inside the window
-        seen = window.remember(seen, f"e-{i}", T0 + i * 1_000)
-    assert len(seen) == 100 and seen.ends[-1] == len(seen.blob) and all(end > 0 for end in seen.ends)
-    assert window.seen(seen, "e-299", T0 + 299_000) and window.seen(seen, "e-200", T0 + 200_000)
-    assert not window.seen(seen, "e-199", T0 + 199_000)  # forgotten: the key is busier than 100 ids per window
+    ids, _ = _ids(window, [(f"e-{i}", T0 + i * 1_000) for i in range(300)])  # 300 events in 5 minutes
+    kept = window.count(ids)
+    assert 100 <= kept < 100 + CHUNK_IDS
+    assert all(window.seen(ids, f"e-{i}", T0 + i * 1_000) for i in range(300 - kept, 300))
+    assert not any(window.seen(ids, f"e-{i}", T0 + i * 1_000) for i in range(300 - kept))
+
+
+def test_a_small_max_ids_is_kept_closely() -> None:
+    window = IdempotencyWindow(HOUR, max_ids=3)
+    ids, _ = _ids(window, [(f"e-{i}", T0 + i) for i in range(10)])
+    assert window.count(ids) in (3, 4, 5) and window.seen(ids, "e-9", T0 + 9) and not window.seen(ids, "e-0", T0)
+
+
+def _clicks(n: int, sessions: int, retry_every: int) -> list[Click]:
+    clicks = [msgspec.convert({"event_id": f"c-{i}", "user_id": "u", "session_id": f"s-{i % sessions}",
+                               "item_id": i % 90, "action": "view", "ts": _ts_of(i)}, type=Click)
+              for i in range(n)]
+    return _with_retries(clicks, sessions, retry_every)
+
+
+def _ts_of(i: int) -> int:
+    """20 s apart, with a 6 h pause after the 1,000th event (past a 5 h TTL)."""
+    return T0 + i * 20_000 + (6 * HOUR if i >= 1_000 else 0)
+
+
+def _with_retries(events: list[Any], keys: int, retry_every: int) -> list[Any]:
+    """`events` with every `retry_every`-th one followed by a re-send of its key's event three before it."""
+    out = []
+    for i, event in enumerate(events):
+        out.append(event)
+        if i % retry_every == 0 and i >= 3 * keys:
+            out.append(events[i - 3 * keys])
+    return out
+
+
+def _txs(n: int, accounts: int, retry_every: int) -> list[Transaction]:
+    txs = [msgspec.convert(_tx(i, _ts_of(i), f"acct-{i % accounts}"), type=Transaction) for i in range(n)]
+    return _with_retries(txs, accounts, retry_every)
+
+
+def _side_data(store: MemoryVersionedStore[Any]) -> dict[str, dict[str, bytes]]:
+    return {key: {**data.head.inline, **data.sides} for key, data in store._keys.items()}
+
+
+@pytest.mark.parametrize("pipeline", ["risk", "reco"])
+@pytest.mark.parametrize("batch_size", [7, 64])
+def test_batches_give_the_outcomes_and_side_data_of_one_event_at_a_time(pipeline: str, batch_size: int) -> None:
+    """Items of one key in one batch see each other's ids (retries inside the batch are dropped); expired keys
+    (a short TTL) forget their ids in both paths; chunks seal, expire and are deleted alike."""
+    def make() -> Any:
+        operator: Any = (RiskOperator(dedup_window_ms=2 * HOUR, ttl_ms=5 * HOUR) if pipeline == "risk" else
+                         RecoOperator(dedup_window_ms=2 * HOUR))
+        operator.open(OperatorContext())
+        return operator
+    codec: Any = RISK_STATE_CODEC if pipeline == "risk" else RECO_STATE_CODEC
+    events: list[Any] = _txs(1_500, 3, 4) if pipeline == "risk" else _clicks(1_500, 3, 4)
+    key_of = (lambda e: e.account_id) if pipeline == "risk" else (lambda e: e.session_id)
+    events += events[:40]  # re-sent long after: applied again (outside the window)
+    one, batched = make(), make()
+    store_one: MemoryVersionedStore[Any] = MemoryVersionedStore(codec)
+    store_batched: MemoryVersionedStore[Any] = MemoryVersionedStore(codec)
+    singles = [[_plain(r) for r in one.process(e, store_one.key(key_of(e)), None)] for e in events]
+    batches: list[Any] = []
+    for start in range(0, len(events), batch_size):
+        chunk = events[start:start + batch_size]
+        items = [BatchItem(key_of(e), e, store_batched.key(key_of(e)), SourceCoordinates("t", 0, start + j))
+                 for j, e in enumerate(chunk)]
+        batches += [[_plain(r) for r in outcome] for outcome in apply_operator_batch(batched, items)]  # type: ignore[union-attr]
+    assert batches == singles
+    assert one.duplicates == batched.duplicates > 300
+    if pipeline == "risk":
+        assert one.expired_keys == batched.expired_keys >= 3  # the 6 h pause: every account restarts
+    assert _side_data(store_one) == _side_data(store_batched)
+    assert any(name.startswith("ids/") for sides in _side_data(store_one).values() for name in sides)
+
+
+def _plain(result: Any) -> Any:
+    return msgspec.structs.replace(result, scored_at=0)
+
+
+class _RecordingStore(MemoryVersionedStore[Any]):
+    """A memory store that records the bytes of every version and side entry written."""
+
+    def __init__(self, codec: Any = None) -> None:
+        super().__init__(codec)
+        self.versions: list[int] = []
+        self.sides: list[tuple[str, int, bool]] = []
+
+    def put(self, key: str, value: Any, *, event_time: int, source: SourceCoordinates | None = None) -> int:
+        self.versions.append(len(self.codec.encode(value)))
+        return super().put(key, value, event_time=event_time, source=source)
+
+    def put_side(self, key: str, name: str, value: bytes | None, *, inline: bool = False) -> None:
+        self.sides.append((name, len(value or b""), inline))
+        super().put_side(key, name, value, inline=inline)
+
+
+def _bytes_per_event(events: list[dict[str, Any]], measured: int) -> tuple[float, float]:
+    """(version bytes, side bytes) written per event over the last `measured` of `events` (one account)."""
+    harness_store = _RecordingStore(RISK_STATE_CODEC)
+    operator = RiskOperator()
+    operator.open(OperatorContext())
+    decoded = [msgspec.convert(e, type=Transaction) for e in events]
+    for event in decoded[:-measured]:
+        operator.process(event, harness_store.key(event.account_id), None)
+    harness_store.versions.clear()
+    harness_store.sides.clear()
+    for event in decoded[-measured:]:
+        operator.process(event, harness_store.key(event.account_id), None)
+    return (sum(harness_store.versions) / measured, sum(n for _, n, _ in harness_store.sides) / measured)
+
+
+def test_a_key_with_10000_ids_in_its_window_writes_a_bounded_number_of_bytes_per_event() -> None:
+    """Per event, a key whose window holds 10,000 ids writes its version, the inline entry (header + open chunk)
+    and a 520-byte sealed chunk every 64 events: within 2x of a quiet key (50 events, hours apart), whatever
+    the window holds."""
+    busy = [_tx(i, T0 + i * 5_000, "acct-busy") for i in range(10_640)]  # 5 s apart: 14.8 h, all in the window
+    quiet = [_tx(i, T0 + i * 7 * HOUR, "acct-quiet") for i in range(50)]
+    busy_versions, busy_sides = _bytes_per_event(busy, 640)
+    quiet_versions, quiet_sides = _bytes_per_event(quiet, 10)
+    assert busy_sides <= 33 + 8 * CHUNK_IDS + (8 + 8 * CHUNK_IDS) / CHUNK_IDS + 8  # inline, 1/64 chunk, delete
+    assert busy_versions + busy_sides <= 2 * (quiet_versions + quiet_sides)
+    assert busy_versions + busy_sides <= 1_536

@@ -182,3 +182,21 @@ def test_decide_escalation_properties(
     decision_higher, reasons_higher = decide(higher, vector, thresholds, _fired(vector))
     assert SEVERITY[decision_higher] >= SEVERITY[decision]
     assert reasons_higher[: len(fired)] == fired
+
+
+TIED_VECTORS = st.lists(
+    st.sampled_from([*POPULATION_STATS.mean, 0.0, 1.0, -1.0]) | st.floats(-20, 20, width=32),
+    min_size=len(FEATURE_NAMES),
+    max_size=len(FEATURE_NAMES),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(vector=TIED_VECTORS, k=st.integers(0, len(FEATURE_NAMES) + 1))
+def test_top_factors_are_the_largest_standardised_values_ties_in_feature_order(vector: list[float], k: int) -> None:
+    """The definition: sort by (-|z|, index) (ties, e.g. several features at their mean, in FEATURE_NAMES order)."""
+    stats = POPULATION_STATS
+    z = [abs((x - m) / s) for x, m, s in zip(vector, stats.mean, stats.std, strict=True)]
+    expected = [FEATURE_NAMES[i] for i in sorted(range(len(z)), key=lambda i: (-z[i], i))[:k]]
+    assert stats.top_factors(vector, k) == expected
+    assert stats.top_factors(np.array(vector, dtype=np.float64), k) == expected
