@@ -20,6 +20,7 @@ import msgspec
 
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.changelog_format import (
+    SIDE_FORMAT,
     ChangelogFormatError,
     JsonVersion,
     SideChange,
@@ -125,7 +126,8 @@ def apply_record(store: RocksVersionedStore[Any], key: bytes | None, value: byte
 def sync(
     bootstrap: str, topic: str, state_dir: Path, state_type: Any, *, timeout_s: float = 5.0
 ) -> tuple[int, int]:
-    """Apply the changelog `topic` to the store in `state_dir`; returns (records applied, already present).
+    """Apply the changelog `topic` to the store in `state_dir`; returns (versions and tombstones applied, already
+    present). Side-entry records are applied too and not counted.
 
     Idempotent: the store remembers how far it read each partition of the topic (in the same write as the
     state), and versions it already holds are skipped. A gap (a version that is not the next one for its
@@ -136,10 +138,11 @@ def sync(
         positions: dict[int, int] = {}
         for message in consume(bootstrap, topic, timeout_s=timeout_s):
             meta = f"changelog-next/{topic}/{message.partition}"
+            side = bool(message.value) and message.value[0] == SIDE_FORMAT
             if message.partition not in positions:
                 positions[message.partition] = int(store.get_meta(meta) or 0)
             if message.offset < positions[message.partition]:
-                skipped += 1
+                skipped += not side
                 continue
             with store.write_batch():
                 try:
@@ -152,8 +155,9 @@ def sync(
                                       f"{exc}; is it a streamscore state changelog?") from None
                 store.put_meta(meta, str(message.offset + 1).encode())
             positions[message.partition] = message.offset + 1
-            applied += changed
-            skipped += not changed
+            if not side:
+                applied += changed
+                skipped += not changed
     return applied, skipped
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from models.registry import ModelRegistry
 from operators.risk.schemas import RiskResult
-from pipelines.kafka.changelog_format import VERSION_FORMAT
+from pipelines.kafka.changelog_format import SIDE_FORMAT, VERSION_FORMAT
 from pipelines.kafka.clients import consume, ensure_topics
 
 from .conftest import Topics, run_bounded, streamscore
@@ -32,7 +32,9 @@ def test_state_get_version_returns_the_features_each_result_was_scored_on(
     results = [msgspec.json.decode(r.value, type=RiskResult) for r in consume(bootstrap, topics.output, timeout_s=5)]
     assert len(results) == 400
     values = [r.value for r in consume(bootstrap, changelog, timeout_s=5)]
-    assert len(values) == 400 and all(v[0] == VERSION_FORMAT for v in values)  # binary: the stored records
+    versions = [v for v in values if v[0] == VERSION_FORMAT]  # binary: the stored records
+    assert len(versions) == 400 and all(v[0] in (VERSION_FORMAT, SIDE_FORMAT) for v in values)
+    assert len(values) - len(versions) >= 400  # and the ids side entries each element changed (inline, sealed)
     state_dir = tmp_path / "state"
     synced = streamscore("--bootstrap", bootstrap, "state", "sync", "risk", "--changelog-topic", changelog,
                          "--state-dir", str(state_dir))
