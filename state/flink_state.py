@@ -361,10 +361,7 @@ class FlinkVersionedState(Generic[T]):
         except BaseException:
             self._invalidate()
             raise
-        entry.latest = None
-        entry.sides.clear()
-        entry.complete = True
-        self._side_changes.clear()
+        self._emptied(entry)
 
     def forget(self) -> None:
         """Remove every version, side entry and the version counter of the current key: nothing of it stays in
@@ -382,6 +379,10 @@ class FlinkVersionedState(Generic[T]):
         except BaseException:
             self._invalidate()
             raise
+        self._emptied(entry)
+
+    def _emptied(self, entry: _Entry) -> None:
+        """The cache entry of a key whose records and side entries were just removed: nothing left to read."""
         entry.latest = None
         entry.sides.clear()
         entry.complete = True

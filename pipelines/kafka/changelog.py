@@ -75,8 +75,8 @@ def versions_of(records: Iterator[tuple[bytes | None, bytes | None]]) -> Iterato
 
 
 def changelog_record(key: str, version: StateVersion[Any]) -> bytes:
-    """The JSON changelog record of `version` of `key`: the format before 2026-12-06, still read everywhere (kept
-    for the Flink function until it writes binary records, and for tests of old changelogs)."""
+    """The JSON changelog record of `version` of `key`: the format jobs wrote before 2026-12-06, still read everywhere
+    (no runtime writes it any more; kept to produce old-format changelogs, e.g. in tests of their readers)."""
     return msgspec.json.encode(JsonVersion(
         key=key, version=version.version, event_time=version.event_time, source=version.source, value=version.value,
     ))
