@@ -8,7 +8,11 @@ loop over the same seeded synthetic events; the figure is the median µs/event o
 when other jobs share the machine); wall-clock time is reported next to it.
 Target (issue 10): risk <= 25 µs/event (>= 40k events/s on one core).
 
-Usage: python benchmarks/operator_bench.py [--events 20000] [--repeat 5] [--pipeline risk|reco|all]
+`--batch N` (N > 1) runs the chain the way the runtimes that batch across keys do: the events in micro-batches of
+N through `operators.batching.apply_operator_batch` (each item with its key's state handle), then the results'
+encode; the default `--batch 0` measures both the one-at-a-time chain and batches of 500.
+
+Usage: python benchmarks/operator_bench.py [--events 20000] [--repeat 5] [--pipeline risk|reco|all] [--batch N]
 Writes benchmarks/results/operator_bench.json (only when every pipeline ran); `measure()` returns the numbers.
 """
 
@@ -57,9 +61,11 @@ def events_of(pipeline: str, n: int, seed: int = SEED) -> list[bytes]:
     return [value for _, value in synthetic_records(pipeline, n, seed)]
 
 
-def run_once(pipeline: str, events: list[bytes]) -> tuple[float, float]:
+def run_once(pipeline: str, events: list[bytes], batch: int = 1) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) for one pass of the offline chain over `events` (fresh
-    operator and store)."""
+    operator and store), one event at a time (`batch` 1) or in micro-batches of `batch` events."""
+    if batch > 1:
+        return _run_batched(pipeline, events, batch)
     from operators.contract import OperatorContext
     from operators.decoding import Rejection
     from state.memory import MemoryVersionedStore
@@ -84,6 +90,40 @@ def run_once(pipeline: str, events: list[bytes]) -> tuple[float, float]:
     return elapsed, cpu
 
 
+def _run_batched(pipeline: str, events: list[bytes], batch: int) -> tuple[float, float]:
+    """`run_once` through `apply_operator_batch` in micro-batches of `batch` events."""
+    from operators.batching import BatchItem, apply_operator_batch
+    from operators.contract import OperatorContext
+    from operators.core import Failure
+    from operators.decoding import Rejection
+    from state.memory import MemoryVersionedStore
+
+    make, decoder, key_of, codec, retention = _chain(pipeline)
+    operator = make()
+    operator.open(OperatorContext())
+    store: MemoryVersionedStore[Any] = MemoryVersionedStore(codec, retention=retention)
+    encode = msgspec.json.encode
+    decode = decoder.decode
+    state_of = store.key
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for first in range(0, len(events), batch):
+        items = []
+        for raw in events[first : first + batch]:
+            event = decode(raw)
+            if isinstance(event, Rejection):
+                raise RuntimeError(f"synthetic event rejected: {event}")
+            key = key_of(event)
+            items.append(BatchItem(key, event, state_of(key), None))
+        for outcome in apply_operator_batch(operator, items):
+            if isinstance(outcome, Failure):
+                raise RuntimeError(f"synthetic event failed: {outcome}")
+            for result in outcome:
+                encode(result)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    operator.close()
+    return elapsed, cpu
+
+
 def _spread(values: list[float]) -> dict[str, Any]:
     return {
         "median": round(statistics.median(values), 2),
@@ -93,25 +133,30 @@ def _spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-def measure(events: int = 20_000, repeat: int = 5, pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
-    """µs/event of the offline chain per pipeline over `repeat` passes of `events` events: `us_per_event` is CPU
-    time of the process (what one core spends; robust when other jobs share the machine), `wall_us_per_event`
-    the elapsed time; median, min, max and every run. `events_per_second` is 1e6 / the CPU median."""
+def measure(
+    events: int = 20_000, repeat: int = 5, pipelines: tuple[str, ...] = PIPELINES, batches: tuple[int, ...] = (1, 500)
+) -> dict[str, Any]:
+    """µs/event of the offline chain per pipeline and batch size over `repeat` passes of `events` events:
+    `us_per_event` is CPU time of the process (what one core spends; robust when other jobs share the machine),
+    `wall_us_per_event` the elapsed time; median, min, max and every run. `events_per_second` is 1e6 / the CPU
+    median. Batch size 1 is keyed by the pipeline's name (as before batching), others as `<pipeline>/batch<N>`."""
     figures: dict[str, Any] = {}
     for pipeline in pipelines:
         values = events_of(pipeline, events)
-        run_once(pipeline, values[: min(500, len(values))])  # warm-up: imports, model load, caches
-        runs = [run_once(pipeline, values) for _ in range(repeat)]
-        cpu = [c / len(values) * 1e6 for _, c in runs]
-        wall = [w / len(values) * 1e6 for w, _ in runs]
-        median = statistics.median(cpu)
-        figures[pipeline] = {
-            "us_per_event": _spread(cpu),
-            "wall_us_per_event": _spread(wall),
-            "events_per_second": round(1e6 / median),
-        }
+        for batch in batches:
+            run_once(pipeline, values[: min(500, len(values))], batch)  # warm-up: imports, model load, caches
+            runs = [run_once(pipeline, values, batch) for _ in range(repeat)]
+            cpu = [c / len(values) * 1e6 for _, c in runs]
+            wall = [w / len(values) * 1e6 for w, _ in runs]
+            median = statistics.median(cpu)
+            figures[pipeline if batch <= 1 else f"{pipeline}/batch{batch}"] = {
+                "us_per_event": _spread(cpu),
+                "wall_us_per_event": _spread(wall),
+                "events_per_second": round(1e6 / median),
+            }
     return {
-        "benchmark": "operator offline chain (decode -> process on memory store -> JSON encode), one core",
+        "benchmark": "operator offline chain (decode -> process on memory store -> JSON encode), one core; "
+        "<pipeline>/batch<N>: the same through apply_operator_batch in micro-batches of N",
         "events": events,
         "repeat": repeat,
         "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
@@ -126,15 +171,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pipeline", choices=[*PIPELINES, "all"], default="all")
     parser.add_argument("--no-write", action="store_true", help="print only (e.g. under a profiler)")
+    parser.add_argument("--batch", type=int, default=0, help="micro-batch size (1: one at a time; 0: 1 and 500)")
     args = parser.parse_args(argv)
     chosen = PIPELINES if args.pipeline == "all" else (args.pipeline,)
-    report = measure(args.events, args.repeat, chosen)
+    report = measure(args.events, args.repeat, chosen, (1, 500) if args.batch <= 0 else (args.batch,))
     for pipeline, figures in report["pipelines"].items():
         us = figures["us_per_event"]
         wall = figures["wall_us_per_event"]
-        print(f"{pipeline:>5}: {us['median']:7.2f} µs/event CPU (min {us['min']:.2f}, max {us['max']:.2f}) "
+        print(f"{pipeline:>12}: {us['median']:7.2f} µs/event CPU (min {us['min']:.2f}, max {us['max']:.2f}) "
               f"= {figures['events_per_second']:,} events/s on one core; wall {wall['median']:.2f} µs/event")
-    if args.pipeline == "all" and not args.no_write:
+    if args.pipeline == "all" and args.batch <= 0 and not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "operator_bench.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {RESULTS / 'operator_bench.json'}")

@@ -5,14 +5,16 @@
   the offline scorer and the test harness all call it.
 - `OperatorBase`: the whole `operators.contract.Operator` surface with no-op defaults (open, close, no models
   to refresh, no duplicates), for operators that need no models.
+- `BatchOperator`: an operator whose one primitive is `process_batch(items)` (events of many keys at once, as
+  every runtime hands them over); its `process` is a batch of one, so the two paths cannot drift.
 - `ModelServingOperator`: the open / refresh / close life cycle of operators that serve registry models
-  through a `ModelSelector` (default model, routes, pinning, hot-swap), and idempotency bookkeeping.
+  through a `ModelSelector` (default model, routes, pinning, hot-swap).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -32,6 +34,24 @@ class Failure(msgspec.Struct, frozen=True):
     error: str
 
 
+class BatchItem(NamedTuple):
+    """One event of a micro-batch: its state key, the decoded event, the key's state handle, its source."""
+
+    key: str
+    event: Any
+    state: VersionedState[Any]
+    source: SourceCoordinates | None
+
+
+class ItemFailed(OperatorError):
+    """What `BatchOperator.process` raises when its batch of one made the event a dead letter: `failure` holds
+    the reason and text (`apply_operator` turns it back into that same `Failure`)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.error)
+        self.failure = failure
+
+
 def apply_operator(
     operator: Operator[Any, Any, Any], event: Any, state: VersionedState[Any], source: SourceCoordinates | None
 ) -> list[Any] | Failure:
@@ -48,7 +68,9 @@ def apply_operator(
 
 def failure_of(exc: Exception) -> Failure:
     """The dead-letter `Failure` for an exception an operator raised: `model_error` for a `ModelError`,
-    `operator_error` for anything else."""
+    `operator_error` for anything else (an `ItemFailed` keeps the failure it carries)."""
+    if isinstance(exc, ItemFailed):
+        return exc.failure
     if isinstance(exc, ModelError):
         return Failure(Reason.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
     return Failure(Reason.OPERATOR_ERROR, f"{type(exc).__name__}: {exc}")
@@ -86,15 +108,29 @@ class OperatorBase:
     def close(self) -> None:
         """Nothing to release."""
 
-    def is_retry(self, event_id: str, recent: Sequence[str]) -> bool:
-        """Whether `event_id` is among the key's `recent` event ids (then counted in `duplicates`)."""
-        if event_id in recent:
-            self.duplicates += 1
-            return True
-        return False
+
+class BatchOperator(OperatorBase):
+    """An operator written once, over batches: subclasses implement `process_batch(items)` (see
+    `operators.batching`: every item's outcome is its results or the `Failure` that made it a dead letter,
+    items of one key in batch order, each written through the item's own state handle).
+
+    `process(event, state, source)` is `process_batch` of that one event: its results, or `ItemFailed` (an
+    `OperatorError` carrying the dead letter's `Failure`) when the batch made it a dead letter.
+    """
+
+    def process_batch(self, items: Sequence[BatchItem]) -> list[list[Any] | Failure]:
+        """Every item's outcome, in order (see the class docstring)."""
+        raise NotImplementedError
+
+    def process(self, event: Any, state: VersionedState[Any], source: SourceCoordinates | None) -> list[Any]:
+        """The results of `event` on its key's `state` (a batch of one; `ItemFailed` for a dead letter)."""
+        outcome = self.process_batch((BatchItem("", event, state, source),))[0]
+        if isinstance(outcome, Failure):
+            raise ItemFailed(outcome)
+        return outcome
 
 
-class ModelServingOperator(OperatorBase):
+class ModelServingOperator(BatchOperator):
     """An operator that serves registry models: the default `model` reference, `routes` to other models for
     matching events of `event_type`, a pin from `OperatorContext.model_ref`, and hot-swap between events.
 

@@ -48,7 +48,7 @@ from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
 from operators.routing import Route
 from state.codec import MsgpackCodec
-from state.contract import SourceCoordinates, VersionedState
+from state.contract import VersionedState
 
 MODEL_NAME = "reco"
 MODEL_KIND = "session_gru_step"
@@ -242,50 +242,10 @@ class RecoOperator(ModelServingOperator):
             stepper=_Stepper(model, catalog, hidden_size),
         )
 
-    def process(
-        self, event: Click, state: VersionedState[SessionState], source: SourceCoordinates | None
-    ) -> list[RecoResult]:
-        """Advance the session's state by `event` (one model step), write it, and return one `RecoResult` (in a
-        list; a retried click returns none)."""
-        self.require_open()
-        model = self._selector.for_event(event)
-        facts = self._facts[model.ref]
-        latest = state.get()
-        expired = latest is not None and self.is_expired(latest.event_time, event.ts)
-        previous = latest.value if latest is not None and not expired else None
-        ids = self.idempotency.new() if previous is None else self._load_ids(state, previous)
-        if self._is_retry(event, ids):
-            return []
-        fresh = (
-            previous is None
-            or previous.events == 0
-            or event.ts - previous.last_ts > self.idle_timeout_ms
-        )
-        stepper = facts.stepper
-        if fresh or previous is None:
-            stepper.zero_hidden()
-            seen: list[int] = []
-            events, last_ts = 0, event.ts
-        else:
-            stepper.load_hidden(previous.hidden, previous.model == model.ref)
-            seen, events, last_ts = previous.seen, previous.events, max(previous.last_ts, event.ts)
-        seen = remember(seen, event.item_id, facts.catalog)
-        new_hidden, top_items, top_scores = stepper.step(event.item_id, seen)
-        cold = fresh and not 0 <= event.item_id < facts.catalog
-        items, scores = self._top_k(facts, event.item_id, seen, [] if cold else top_items, top_scores)
-        self.idempotency.remember(ids, event.event_id, event.ts)
-        if expired:  # the session restarts as a new key, from version 1
-            state.forget()
-        version = state.put(
-            SessionState(hidden=new_hidden, seen=seen, last_ts=last_ts, events=events + 1, model=model.ref),
-            event_time=event.ts,
-            source=source,
-        )
-        self.idempotency.store(ids, state)
-        return [_result(event, items, scores, model.ref, version)]
-
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RecoResult] | Failure]:
-        """`process` for a micro-batch with one model step per model and *wave* (see `operators.batching`).
+        """Advance each session's state by its clicks (one model step each), write them, and return one
+        `RecoResult` per item (in a list; a retried click returns none), with one model call per model and
+        *wave* (see `operators.batching`; `process` is a batch of one).
 
         A session's next click needs the hidden vector its previous click produced, so the batch runs in waves:
         wave w holds the w-th click of every session in the batch, and each wave is one model call per model
@@ -304,8 +264,8 @@ class RecoOperator(ModelServingOperator):
                 staged = self._stage_wave(items, wave, latest, key_ids, outcomes)
                 for s, (new_hidden, top_items, top_scores) in zip(staged, self._step_staged(staged), strict=True):
                     written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
-        except Exception:
-            return one_at_a_time(self, items, before, expired_before)
+        except Exception as exc:
+            return one_at_a_time(self, items, exc, before, expired_before)
         for index, state, result, expired in sorted(written, key=lambda w: w[0]):
             item = items[index]
             if expired:
@@ -360,7 +320,15 @@ class RecoOperator(ModelServingOperator):
         return staged
 
     def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
-        """Every staged click's model step, with one model call per model."""
+        """Every staged click's model step, with one model call per model (a lone click through the bound step)."""
+        if len(staged) == 1:
+            only = staged[0]
+            stepper = self._facts[only.model].stepper
+            if only.hidden is None:
+                stepper.zero_hidden()
+            else:
+                stepper.load_hidden(only.hidden, True)
+            return [stepper.step(only.item, only.seen)]
         steps: list[tuple[list[float], list[int], list[float]]] = [([], [], [])] * len(staged)
         by_model: dict[str, list[int]] = {}
         for position, s in enumerate(staged):

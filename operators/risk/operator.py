@@ -23,7 +23,7 @@ from operators.risk.schemas import Decision, RiskResult, Transaction
 from operators.rounding import round6
 from operators.routing import Route
 from state.codec import MsgpackCodec
-from state.contract import SourceCoordinates, VersionedState
+from state.contract import VersionedState
 
 MODEL_NAME = "risk"
 #: The feature row's bytes (native float32, FEATURE_NAMES order).
@@ -112,42 +112,12 @@ class RiskOperator(ModelServingOperator):
         self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
         self._scorers[model.ref] = _Scorer(model, self._stats[model.ref])
 
-    def process(
-        self, event: Transaction, state: VersionedState[RiskState], source: SourceCoordinates | None
-    ) -> list[RiskResult]:
-        """Update the account's state with `event`, score it and return one `RiskResult` (in a list).
+    def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
+        """Update each account's state with its transactions, score them and return one `RiskResult` per item
+        (in a list), with one model call per model for the whole batch (`process` is a batch of one).
 
         An `event_id` the account saw within the idempotency window of event time is a retry
         (`operators.idempotency`): it changes nothing, returns no result and is counted in `duplicates`.
-        """
-        self.require_open()
-        model = self._selector.for_event(event)
-        latest = state.get()
-        fresh = latest is None or self.is_expired(latest.event_time, event.ts)
-        previous = RiskState() if fresh or latest is None else latest.value
-        ids = self.idempotency.new() if fresh else self._load_ids(state, previous)
-        if self._is_repeat(event, ids):
-            return []
-        features_state, values = advance(previous.features, event)
-        scorer = self._scorers[model.ref]
-        score, scored = scorer.score_values(values)  # scored: rounded to float32, what rules and reasons see
-        outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, scorer.row, scored)
-        decision, reasons = decide(
-            score, scored, self.thresholds, outcome.fired, stats=scorer.stats, top_k=self.top_factors
-        )
-        self.idempotency.remember(ids, event.event_id, event.ts)
-        next_state = RiskState(
-            features=features_state, scored_features=scored, last_event_id=event.event_id, recent_ts=outcome.recent_ts
-        )
-        if fresh and latest is not None:  # expired: the account restarts as a new key, from version 1
-            state.forget()
-        version = state.put(next_state, event_time=event.ts, source=source)
-        self.idempotency.store(ids, state)
-        return [_result(event, score, decision, reasons, model.ref, version)]
-
-    def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
-        """`process` for a micro-batch with one model call per model (see `operators.batching`).
-
         The state never depends on the score, so the batch runs in three passes: features, rules and next
         states in batch order (a key's later items see its earlier ones); one model call per model over all
         the rows; decisions, then the state writes and results in batch order. If a model call or a decision
@@ -177,8 +147,9 @@ class RiskOperator(ModelServingOperator):
                 if self._is_repeat(event, ids):
                     continue
                 features_state, values = advance(previous.features, event)
-                row = np.array(values, dtype=np.float32)  # the float32 rounding `process` does in place
-                scored = row.tolist()
+                packed = _float32_row(values)  # what the model reads: the values rounded to float32
+                scored = list(_ROW.unpack(packed))
+                row = np.frombuffer(packed, dtype=np.float32)
                 outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
@@ -190,15 +161,15 @@ class RiskOperator(ModelServingOperator):
                 recent_ts=outcome.recent_ts,
             )
             latest[item.key] = (state, event.ts)
-            staged.append(_Staged(index, model.ref, row, scored, outcome.fired, state, fresh and found is not None))
+            staged.append(_Staged(index, model.ref, packed, scored, outcome.fired, state, fresh and found is not None))
         try:
             scores = self._score_staged(staged)
             decisions = [
                 decide(score, s.scored, self.thresholds, s.fired, stats=self._stats[s.model], top_k=self.top_factors)
                 for s, score in zip(staged, scores, strict=True)
             ]
-        except Exception:
-            return one_at_a_time(self, items, before, expired_before)
+        except Exception as exc:
+            return one_at_a_time(self, items, exc, before, expired_before)
         for s, score, (decision, reasons) in zip(staged, scores, decisions, strict=True):
             item = items[s.index]
             if s.expired:
@@ -210,13 +181,17 @@ class RiskOperator(ModelServingOperator):
         return outcomes
 
     def _score_staged(self, staged: list[_Staged]) -> list[float]:
-        """Every staged row's score, with one model call per model."""
+        """Every staged row's score, with one model call per model (a lone row through the bound model)."""
+        if len(staged) == 1:
+            only = staged[0]
+            return [self._scorers[only.model].score_row(only.row)]
         scores = [0.0] * len(staged)
         by_model: dict[str, list[int]] = {}
         for position, s in enumerate(staged):
             by_model.setdefault(s.model, []).append(position)
         for ref, positions in by_model.items():
-            rows = np.stack([staged[p].row for p in positions])
+            packed = b"".join([staged[p].row for p in positions])
+            rows = np.frombuffer(packed, dtype=np.float32).reshape(len(positions), len(FEATURE_NAMES))
             for p, score in zip(positions, self._scorers[ref].score_rows(rows), strict=True):
                 scores[p] = score
         return scores
@@ -244,12 +219,22 @@ class _Staged:
 
     index: int
     model: str
-    row: np.ndarray
+    #: The feature row as the model reads it (native float32 bytes, FEATURE_NAMES order).
+    row: bytes
     scored: list[float]
     fired: tuple[Rule, ...]
     state: RiskState
     #: The account's state was expired: its state is forgotten before this put (it restarts at version 1).
     expired: bool
+
+
+def _float32_row(values: list[float]) -> bytes:
+    """`values` rounded to float32 (C's double -> float conversion, as numpy's assignment does, at a third of its
+    cost), as the row's native bytes; beyond float32's range numpy's conversion (to inf), as it always was."""
+    try:
+        return _ROW.pack(*values)
+    except OverflowError:
+        return np.array(values, dtype=np.float32).tobytes()
 
 
 def _result(
@@ -276,13 +261,14 @@ class _Scorer:
     bound (e.g. an unusual output shape) runs through `ModelHandle.run` instead, with the same result.
     """
 
-    __slots__ = ("_bound", "_model", "_probability", "features", "row", "stats")
+    __slots__ = ("_bound", "_model", "_probability", "_row_bytes", "features", "row", "stats")
 
     def __init__(self, model: ModelHandle, stats: FeatureStats) -> None:
         self._model = model
         self.stats = stats
         self.features = np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
         self.row = self.features[0]
+        self._row_bytes = memoryview(self.features.data).cast("B")
         try:
             self._bound: BoundModel | None = model.bind({"features": self.features}, ["probability"])
             # A memoryview of the bound output reads its element as a Python float directly (no numpy scalar).
@@ -298,16 +284,11 @@ class _Scorer:
         outputs = self._model.run({"features": self.features})
         return round6(float(outputs["probability"].reshape(-1)[0]))
 
-    def score_values(self, values: list[float]) -> tuple[float, list[float]]:
-        """Write the feature `values` into `row` (rounded to float32: the model's input) and score it: the rounded
-        probability and the row's values as Python floats."""
-        row = self.row
-        try:
-            # C's double -> float conversion, as numpy's assignment does, at a third of its cost.
-            _ROW.pack_into(row, 0, *values)
-        except OverflowError:  # beyond float32's range: numpy's assignment (to inf), as it was
-            row[:] = values
-        return self.score(), row.tolist()
+    def score_row(self, row: bytes) -> float:
+        """The model's probability for one feature `row` (native float32 bytes), rounded (the bound model's
+        one-row call)."""
+        self._row_bytes[:] = row
+        return self.score()
 
     def score_rows(self, rows: np.ndarray) -> list[float]:
         """The model's probability for every row of `rows` (float32, one row per event), rounded, in one call."""

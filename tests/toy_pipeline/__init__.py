@@ -4,19 +4,21 @@ Flink job's embedded Python import it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 
-from operators.core import OperatorBase
+from operators.core import BatchItem, BatchOperator, Failure, failure_of
 from operators.dead_letter import Reason
 from operators.decoding import EventDecoder
+from operators.idempotency import IdempotencyWindow, KeyIds
 from pipelines.config import PipelineConfigBase
 from pipelines.registry import PipelineDefinition, register
 from state.codec import Codec, MsgpackCodec
-from state.contract import RetentionPolicy, SourceCoordinates, VersionedState
+from state.contract import RetentionPolicy, VersionedState
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -30,10 +32,9 @@ class CountEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class CounterState(msgspec.Struct, kw_only=True):
-    """A user's count and latest event ids (so a retry is not counted twice)."""
+    """A user's count (the ids it saw are its side data: `operators.idempotency`)."""
 
     count: int = 0
-    recent_event_ids: list[str] = msgspec.field(default_factory=list)
 
 
 class CountResult(msgspec.Struct, frozen=True):
@@ -46,23 +47,39 @@ class CountResult(msgspec.Struct, frozen=True):
     ts: int
 
 
-class CounterOperator(OperatorBase):
-    """Counts events per user; a retried event id (among the last 8) counts nothing and returns nothing."""
+class CounterOperator(BatchOperator):
+    """Counts events per user; a re-sent event id (seen by the user within the idempotency window of event time)
+    counts nothing and returns nothing. Written once, over batches (`process` is a batch of one)."""
 
-    def process(
-        self, event: CountEvent, state: VersionedState[CounterState], source: SourceCoordinates | None
-    ) -> list[CountResult]:
-        """Add one to the user's count."""
-        latest = state.get()
-        previous = latest.value if latest is not None else CounterState()
-        if self.is_retry(event.event_id, previous.recent_event_ids):
-            return []
-        count = previous.count + 1
-        version = state.put(
-            CounterState(count=count, recent_event_ids=[*previous.recent_event_ids, event.event_id][-8:]),
-            event_time=event.ts, source=source,
-        )
-        return [CountResult(event.event_id, event.user, count, version, event.ts)]
+    def __init__(self) -> None:
+        super().__init__()
+        self.idempotency = IdempotencyWindow()
+
+    def process_batch(self, items: Sequence[BatchItem]) -> list[list[CountResult] | Failure]:
+        """Add one to each event's user count, in batch order; each user's ids are stored once per batch."""
+        outcomes: list[list[CountResult] | Failure] = []
+        key_ids: dict[str, tuple[KeyIds, VersionedState[CounterState]]] = {}
+        for item in items:
+            event: CountEvent = item.event
+            try:
+                known = key_ids.get(item.key)
+                ids = known[0] if known is not None else self.idempotency.load(item.state)
+                if self.idempotency.seen(ids, event.event_id, event.ts):
+                    self.duplicates += 1
+                    outcomes.append([])
+                    continue
+                latest = item.state.get()
+                count = (latest.value.count if latest is not None else 0) + 1
+                version = item.state.put(CounterState(count=count), event_time=event.ts, source=item.source)
+            except Exception as exc:
+                outcomes.append(failure_of(exc))
+                continue
+            self.idempotency.remember(ids, event.event_id, event.ts)
+            key_ids[item.key] = (ids, item.state)
+            outcomes.append([CountResult(event.event_id, event.user, count, version, event.ts)])
+        for ids, state in key_ids.values():
+            self.idempotency.store(ids, state)
+        return outcomes
 
 
 class CounterConfig(PipelineConfigBase, frozen=True, tag="counter"):

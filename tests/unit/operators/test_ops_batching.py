@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from models.exceptions import ModelError
-from models.handle import ModelHandle
+from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, apply_operator_batch
 from operators.contract import OperatorContext
 from operators.core import Failure, apply_operator
@@ -57,15 +57,21 @@ def _reco_items(n: int) -> tuple[RecoOperator, list[BatchItem]]:
 
 
 def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batch sizes of every `ModelHandle.run` call from now on."""
+    """Batch sizes of every model call from now on: `ModelHandle.run` (its rows) and `BoundModel.run` (a lone
+    row on preallocated inputs: 1)."""
     sizes: list[int] = []
-    original = ModelHandle.run
+    original, original_bound = ModelHandle.run, BoundModel.run
 
     def counting(self: ModelHandle, inputs: Any) -> Any:
         sizes.append(len(next(iter(inputs.values()))))
         return original(self, inputs)
 
+    def counting_bound(self: BoundModel) -> Any:
+        sizes.append(1)
+        return original_bound(self)
+
     monkeypatch.setattr(ModelHandle, "run", counting)
+    monkeypatch.setattr(BoundModel, "run", counting_bound)
     return sizes
 
 
