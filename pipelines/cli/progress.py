@@ -15,18 +15,19 @@ from typing import TextIO
 
 
 class Progress:
-    """Reports `done` of `total` (None: unknown, no ETA) `unit`s for `what`."""
+    """Reports `done` of `total` (None: unknown, no ETA) `unit`s for `what`; `clock` gives monotonic seconds."""
 
     def __init__(self, what: str, total: int | None, unit: str = "events", *, every_s: float = 5.0,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.what, self.total, self.unit, self.every_s = what, total, unit, every_s
         self.stream = stream or sys.stderr
-        self._start = time.monotonic()
+        self.clock = clock
+        self._start = clock()
         self._next = self._start + every_s
 
     def line(self, done: int, now: float | None = None) -> str:
         """The progress line for `done` units at `now` (monotonic seconds)."""
-        elapsed = max((now if now is not None else time.monotonic()) - self._start, 1e-9)
+        elapsed = max((now if now is not None else self.clock()) - self._start, 1e-9)
         rate = done / elapsed
         text = f"{self.what}: {done:,}"
         if self.total:
@@ -41,18 +42,23 @@ class Progress:
 
     def update(self, done: int) -> None:
         """Print the line if `every_s` passed since the last one."""
-        now = time.monotonic()
+        now = self.clock()
         if now >= self._next:
             self._next = now + self.every_s
             print(self.line(done, now), file=self.stream, flush=True)
 
 
-def follow(progress: Progress, done: Callable[[], int], stop: threading.Event) -> threading.Thread:
+def follow(
+    progress: Progress, done: Callable[[], int], stop: threading.Event,
+    wait: Callable[[float], bool] | None = None,
+) -> threading.Thread:
     """A daemon thread calling `progress.update(done())` every `progress.every_s` until `stop` is set (errors
-    while asking, e.g. a broker briefly away, skip one report)."""
+    while asking, e.g. a broker briefly away, skip one report). `wait(seconds)` sleeps until `stop` is set or
+    the time passed and says whether it was set (default `stop.wait`)."""
+    pause = wait or stop.wait
 
     def loop() -> None:
-        while not stop.wait(progress.every_s):
+        while not pause(progress.every_s):
             try:
                 progress.update(done())
             except Exception:  # best effort: the command itself reports real failures
