@@ -1,4 +1,4 @@
-"""`streamscore kafka up|down|status`: the project's single-node KRaft broker."""
+"""`streamscore kafka up|down|status`: the project's KRaft broker (one node, or `--brokers N` for a cluster)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,25 @@ def _cmd_kafka(args: argparse.Namespace) -> int:
         from pipelines.exceptions import UsageError
 
         raise UsageError("--secure and --tls-dir are options of `kafka up`")
+    if args.action != "up" and args.brokers is not None:
+        from pipelines.exceptions import UsageError
+
+        raise UsageError("--brokers is an option of `kafka up` (status and down cover every broker of the port)")
     if args.action == "up":
         secure = _broker_security(args) if args.secure else None
-        st = broker.up(args.port, secure=secure)
-        print(f"kafka running on {st.bootstrap} (pid {st.pid}, data in {st.folder})"
-              + (f"; SASL_SSL (SCRAM-SHA-512/256), clients: --kafka-config {args.client_config}" if secure else ""))
+        st = broker.up(args.port, secure=secure, brokers=args.brokers or 1)
+        if st.nodes:
+            print(f"kafka cluster of {len(st.nodes)} running, bootstrap {st.bootstrap} (data in {st.folder}; "
+                  f"replication factor {len(st.nodes)}, min.insync.replicas {max(1, len(st.nodes) - 1)})")
+        else:
+            print(f"kafka running on {st.bootstrap} (pid {st.pid}, data in {st.folder})"
+                  + (f"; SASL_SSL (SCRAM-SHA-512/256), clients: --kafka-config {args.client_config}" if secure else ""))
     elif args.action == "down":
         print("kafka stopped" if broker.down(args.port) else f"no project broker running on port {args.port}")
     else:
         st = broker.status(args.port)
-        print(f"kafka on {st.bootstrap}: {'running, pid ' + str(st.pid) if st.running else 'not running'}")
+        for node in st.nodes or (st,):
+            print(f"kafka on {node.bootstrap}: {'running, pid ' + str(node.pid) if node.running else 'not running'}")
         return 0 if st.running else 1
     return 0
 
@@ -73,10 +82,13 @@ def _broker_security(args: argparse.Namespace) -> Any:
 
 def add_kafka_command(commands: Any) -> None:
     """Add `kafka`."""
-    kafka = commands.add_parser("kafka", help="the project's single-node KRaft broker")
+    kafka = commands.add_parser("kafka", help="the project's KRaft broker (one node, or a local cluster)")
     kafka.add_argument("action", choices=["up", "down", "status"],
                        help="start (if not running), stop, or report the broker")
     kafka.add_argument("--port", type=int, default=9092, help="its client port on 127.0.0.1, default %(default)s")
+    kafka.add_argument("--brokers", type=int, metavar="N",
+                       help="up: a local cluster of N brokers on ports PORT, PORT+2, ... (controllers on the odd "
+                       "ones), topics replicated N times with min.insync.replicas N-1 (default: one broker)")
     kafka.add_argument("--secure", action="store_true",
                        help="up: a SASL_SSL listener only (SCRAM-SHA-512/256 over TLS); the --kafka-config user is "
                        "created with its password, else a client config is made in the broker folder")

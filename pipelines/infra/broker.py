@@ -1,4 +1,5 @@
-"""A single-node KRaft Kafka broker on localhost, run from Maven-fetched jars (no Docker).
+"""A KRaft Kafka broker on localhost, run from Maven-fetched jars (no Docker): one node by default, or a
+cluster of several (`up(port, brokers=3)`, `pipelines.infra.kafka_cluster`).
 
 `up` fetches the jars, formats the storage once, starts the broker detached in its own process group and
 waits until it answers; `down` stops it (SIGTERM, then SIGKILL after a grace period); `status` reports.
@@ -60,16 +61,17 @@ ssl.client.auth=none
 """
 _SERVER_PROPERTIES = """\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 controller.listener.names=CONTROLLER
 {listeners}log.dirs={data}
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor={replicas}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=4
 transaction.max.timeout.ms=900000
 group.initial.rebalance.delay.ms=0
@@ -105,16 +107,20 @@ class BrokerSecurity:
 
 @dataclass(frozen=True)
 class BrokerStatus:
-    """Whether the broker of a port is running, and where its files are."""
+    """Whether the broker of a port is running, and where its files are; a cluster's status also lists its
+    `nodes` (running when every node is)."""
 
     port: int
     running: bool
     pid: int | None
     folder: Path
+    nodes: tuple[BrokerStatus, ...] = ()
 
     @property
     def bootstrap(self) -> str:
-        """The bootstrap servers string for clients."""
+        """The bootstrap servers string for clients (every node of a cluster)."""
+        if self.nodes:
+            return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         return f"127.0.0.1:{self.port}"
 
 
@@ -134,17 +140,26 @@ def _pid(folder: Path) -> int | None:
     return pid
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def status(port: int = DEFAULT_PORT) -> BrokerStatus:
-    """The status of the project broker on `port`."""
-    folder = _folder(port)
+    """The status of the project broker (or cluster) on `port`."""
+    from pipelines.infra import kafka_cluster
+
+    if kafka_cluster.size(port) > 1:
+        return kafka_cluster.status(port)
+    return node_status(port, _folder(port))
+
+
+def node_status(port: int, folder: Path) -> BrokerStatus:
+    """The status of the one broker process whose files are in `folder` and which listens on `port`."""
     pid = _pid(folder)
-    return BrokerStatus(port, pid is not None and _port_open(port), pid, folder)
+    return BrokerStatus(port, pid is not None and port_open(port), pid, folder)
 
 
 def _java() -> str:
@@ -163,10 +178,13 @@ def new_cluster_id() -> str:
     return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _format_storage(java: str, classpath: str, folder: Path, broker_password: Secret | None) -> None:
+def format_storage(
+    java: str, classpath: str, folder: Path, broker_password: Secret | None, cluster_id: str | None = None
+) -> None:
+    """Format the KRaft storage of `folder` once (a new cluster id unless the cluster's is given)."""
     if (folder / "data" / "meta.properties").exists():
         return
-    cluster_id = new_cluster_id()
+    cluster_id = cluster_id or new_cluster_id()
     scram = [] if broker_password is None else \
         [f"--add-scram=SCRAM-SHA-512=[name={BROKER_USER},password={broker_password.reveal()}]"]
     proc = subprocess.run(
@@ -179,23 +197,25 @@ def _format_storage(java: str, classpath: str, folder: Path, broker_password: Se
         raise SetupError(f"formatting KRaft storage in {folder / 'data'} failed:\n{proc.stdout}{proc.stderr}")
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path, timeout_s: float,
-                client: KafkaSecurity) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes] | None, folder: Path, timeout_s: float,
+               client: KafkaSecurity, brokers: int = 1) -> None:
+    """Wait until the broker on `port` answers with `brokers` brokers in its metadata (`SetupError` if its
+    process `proc` exits first or the time runs out)."""
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout_s
     admin: AdminClient | None = None
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             tail = (folder / "broker.log").read_text()[-3000:] + (folder / "broker.out").read_text()[-1000:]
             raise SetupError(f"the Kafka broker exited during start-up; its log ends:\n{tail}")
-        if _port_open(port):
+        if port_open(port):
             admin = admin or AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", **client.librdkafka()})
             try:
                 metadata = admin.list_topics(timeout=2)
             except Exception:
                 metadata = None
-            if metadata is not None and metadata.brokers:
+            if metadata is not None and len(metadata.brokers) >= brokers:
                 return
         time.sleep(0.3)
     raise SetupError(
@@ -231,7 +251,13 @@ def _broker_password(folder: Path) -> Secret:
     return Secret(path.read_text().strip())
 
 
-def _server_properties(port: int, folder: Path, secure: BrokerSecurity | None, password: Secret | None) -> str:
+def server_properties(
+    port: int, folder: Path, secure: BrokerSecurity | None = None, password: Secret | None = None, *,
+    node_id: int = 1, voters: str | None = None, replicas: int = 1,
+) -> str:
+    """The `server.properties` of a node listening on `port` (controller on `port + 1`); a cluster's nodes name
+    every controller in `voters` and replicate topics `replicas` times (`min.insync.replicas` one less, at least
+    1: with 3 replicas an acknowledged write survives the loss of one broker)."""
     listeners = _PLAIN_LISTENERS.format(port=port, controller_port=port + 1)
     if secure is not None and password is not None:
         keystore = folder / "keystore.pem"  # Kafka's PEM keystore: the private key, then the certificate chain
@@ -239,7 +265,10 @@ def _server_properties(port: int, folder: Path, secure: BrokerSecurity | None, p
         keystore.write_text(secure.tls.key.read_text().rstrip() + "\n" + secure.tls.certificate.read_text())
         listeners = _SECURE_LISTENERS.format(port=port, controller_port=port + 1, user=BROKER_USER,
                                              password=password.reveal(), keystore=keystore, ca=secure.tls.ca)
-    return _SERVER_PROPERTIES.format(port=port, controller_port=port + 1, listeners=listeners, data=folder / "data")
+    return _SERVER_PROPERTIES.format(
+        node_id=node_id, voters=voters or f"{node_id}@127.0.0.1:{port + 1}", listeners=listeners,
+        data=folder / "data", replicas=replicas, min_isr=max(1, replicas - 1),
+    )
 
 
 def broker_client(port: int, folder: Path, secure: BrokerSecurity | None) -> KafkaSecurity:
@@ -278,10 +307,18 @@ def _upsert_users(port: int, client: KafkaSecurity, users: tuple[tuple[str, Secr
 
 
 def up(
-    port: int = DEFAULT_PORT, *, heap: str = "768m", timeout_s: float = 90.0, secure: BrokerSecurity | None = None
+    port: int = DEFAULT_PORT, *, heap: str = "768m", timeout_s: float = 90.0, secure: BrokerSecurity | None = None,
+    brokers: int = 1,
 ) -> BrokerStatus:
     """Start the broker on `port` (controller on `port + 1`) unless it already runs; wait until it answers.
-    `secure`: a SASL_SSL listener only (module doc); its users are created or updated even if it already ran."""
+    `secure`: a SASL_SSL listener only (module doc); its users are created or updated even if it already ran.
+    `brokers` > 1: a local cluster of that many nodes (`pipelines.infra.kafka_cluster`; nodes that run are left
+    alone, stopped ones are started)."""
+    from pipelines.infra import kafka_cluster
+
+    kafka_cluster.check_size(port, brokers, secure is not None)
+    if brokers > 1:
+        return kafka_cluster.up(port, brokers, heap=heap, timeout_s=timeout_s)
     current = status(port)
     folder = current.folder
     if current.running:
@@ -291,21 +328,40 @@ def up(
         if secure is not None:
             _upsert_users(port, broker_client(port, folder, secure), secure.users)
         return current
-    if _port_open(port):
+    if port_open(port):
         raise SetupError(
             f"port {port} is taken by another process: stop it or choose another with `kafka up --port P`."
         )
-    jars = ensure_jars(KAFKA_BROKER)
-    java = _java()
-    classpath = f"{jars}/*"
+    java, classpath = java_and_classpath()
     (folder / "data").mkdir(exist_ok=True)
     _check_mode(folder, secure is not None)
     password = _broker_password(folder) if secure is not None else None
-    properties = folder / "server.properties"
-    properties.touch(mode=0o600)
-    properties.write_text(_server_properties(port, folder, secure, password))
+    write_node_files(folder, server_properties(port, folder, secure, password))
+    format_storage(java, classpath, folder, password)
+    proc = start_node(java, classpath, folder, heap)
+    client = broker_client(port, folder, secure)
+    wait_ready(port, proc, folder, timeout_s, client)
+    if secure is not None:
+        _upsert_users(port, client, secure.users)
+    return status(port)
+
+
+def java_and_classpath() -> tuple[str, str]:
+    """The `java` to run and the broker's classpath (the jars fetched once)."""
+    jars = ensure_jars(KAFKA_BROKER)
+    return _java(), f"{jars}/*"
+
+
+def write_node_files(folder: Path, properties: str) -> None:
+    """Write a node's `server.properties` (0600: it may hold a password) and its log configuration."""
+    path = folder / "server.properties"
+    path.touch(mode=0o600)
+    path.write_text(properties)
     (folder / "log4j2.properties").write_text(_LOG4J2.format(log=folder / "broker.log"))
-    _format_storage(java, classpath, folder, password)
+
+
+def start_node(java: str, classpath: str, folder: Path, heap: str) -> subprocess.Popen[bytes]:
+    """Start the node of `folder` detached (its own session), its pid in `broker.pid`."""
     with open(folder / "broker.out", "wb") as out:
         proc = subprocess.Popen(
             [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
@@ -314,29 +370,48 @@ def up(
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     (folder / "broker.pid").write_text(str(proc.pid))
-    client = broker_client(port, folder, secure)
-    _wait_ready(port, proc, folder, timeout_s, client)
-    if secure is not None:
-        _upsert_users(port, client, secure.users)
-    return status(port)
+    return proc
 
 
 def down(port: int = DEFAULT_PORT, *, grace_s: float = 30.0) -> bool:
-    """Stop the broker on `port`; True if one was running."""
-    folder = _folder(port)
-    pid = _pid(folder)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    (folder / "broker.pid").unlink(missing_ok=True)
-    return True
+    """Stop the broker (every node of a cluster) on `port`; True if one was running."""
+    from pipelines.infra import kafka_cluster
 
+    if kafka_cluster.size(port) > 1:
+        return kafka_cluster.down(port, grace_s=grace_s)
+    return stop_node(_folder(port), grace_s)
+
+
+def stop_node(folder: Path, grace_s: float = 30.0) -> bool:
+    """Stop the node whose files are in `folder` (SIGTERM, SIGKILL after `grace_s`); True if it was running."""
+    return bool(stop_nodes([folder], grace_s))
+
+
+def stop_nodes(folders: list[Path], grace_s: float = 30.0) -> int:
+    """Stop the nodes whose files are in `folders` together (SIGTERM to all, SIGKILL to those still running
+    after `grace_s`); how many were running."""
+    running = [(folder, pid) for folder in folders if (pid := _pid(folder)) is not None]
+    for _, pid in running:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(pid) for _, pid in running):
+        time.sleep(0.2)
+    for folder, pid in running:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        (folder / "broker.pid").unlink(missing_ok=True)
+    return len(running)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a child of this process that exited is reaped, not a zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not this process's child
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -71,10 +71,12 @@ def _refused(bootstrap: str, error: KafkaError) -> str:
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> None:
-    """Create the topics that do not exist yet (idempotent); `SetupError` if the broker cannot be reached."""
+    """Create the topics that do not exist yet (idempotent), replicated as the brokers' default says
+    (`default.replication.factor`: 1 on the project's single broker, 3 on its cluster); `SetupError` if the broker
+    cannot be reached."""
     existing = check_reachable(bootstrap)
     admin = AdminClient(client_config(bootstrap))
-    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in topics if t not in existing]
     if not wanted:
         return
     for topic, future in admin.create_topics(wanted, operation_timeout=10).items():
