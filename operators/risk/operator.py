@@ -149,8 +149,7 @@ class RiskOperator(ModelServingOperator):
                 features_state, values = advance(previous.features, event)
                 packed = _float32_row(values)  # what the model reads: the values rounded to float32
                 scored = list(_ROW.unpack(packed))
-                row = np.frombuffer(packed, dtype=np.float32)
-                outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, row, scored)
+                outcome = self.rules.evaluate(event, previous.features, previous.recent_ts, packed, scored)
             except Exception as exc:
                 outcomes[index] = failure_of(exc)
                 continue

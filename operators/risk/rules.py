@@ -316,20 +316,23 @@ class RuleSet:
         event: Transaction,
         before: RiskFeatureState,
         recent_ts: Sequence[int],
-        features: np.ndarray,
+        features: np.ndarray | bytes,
         values: Sequence[float] | None = None,
     ) -> RuleOutcome:
-        """Evaluate every rule on `event` (given the account's state before it and its feature vector);
-        return the fired rules in rule order and the account's new, bounded `recent_ts`.
+        """Evaluate every rule on `event` (given the account's state before it and its feature vector: float32,
+        as an array or its native bytes); return the fired rules in rule order and the account's new, bounded
+        `recent_ts`.
 
         `values` may give the vector's elements as Python floats (`features.tolist()`), when the caller has them.
         """
         seen = self.remember(recent_ts, event.ts) if self.window_ms else []
         ctx = None
-        if self._needs_context:
-            ctx = RuleContext(event=event, before=before, features=features, recent_ts=seen)
-        if values is None:
-            values = features.tolist()
+        if self._needs_context or values is None:
+            array = features if isinstance(features, np.ndarray) else np.frombuffer(features, dtype=np.float32)
+            if self._needs_context:
+                ctx = RuleContext(event=event, before=before, features=array, recent_ts=seen)
+            if values is None:
+                values = array.tolist()
         fired = []
         for rule, checks in self._plan:
             if checks is not None:
