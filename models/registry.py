@@ -31,7 +31,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from models.exceptions import ManifestError, ModelNotFoundError
+from models.exceptions import ManifestError, ModelIntegrityError, ModelNotFoundError
 from models.handle import ModelHandle, file_sha256
 
 REGISTRY_ENV = "STREAMSCORE_MODEL_REGISTRY"
@@ -242,6 +242,17 @@ class ModelRegistry:
         """
         manifest = self.manifest(name, version)
         return ModelHandle(self.model_path(name, manifest["version"]), manifest, **session_kwargs)
+
+    def problem(self, name: str, version: int | None = None) -> str | None:
+        """Why `name@version` cannot serve (its file missing, its sha256 not the manifest's, onnxruntime refusing
+        it), or None when it loads. What a job would meet if the version were promoted."""
+        try:
+            self.load(name, version)
+        except (ModelNotFoundError, ModelIntegrityError) as exc:
+            return str(exc)
+        except Exception as exc:  # onnxruntime's own errors (a truncated or invalid graph)
+            return f"onnxruntime cannot load {self.model_path(name, version)}: {type(exc).__name__}: {exc}"
+        return None
 
     def load_ref(self, ref: str, **session_kwargs: int) -> ModelHandle:
         """`load` by reference: `"risk@2"`, or `"risk"` for the current version."""

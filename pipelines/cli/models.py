@@ -87,7 +87,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
             marker = "*" if version == model.current else " "
             quant = " int8" if manifest.get("quantized") else ""
             metrics = manifest.get("metrics", {})
-            print(f"{marker} {model.name}@{version}{quant}  created {manifest['created']}  {metrics}")
+            problem = registry.problem(model.name, version)
+            unusable = f"  UNUSABLE: {problem}" if problem else ""
+            print(f"{marker} {model.name}@{version}{quant}  created {manifest['created']}  {metrics}{unusable}")
     return EXIT_OK
 
 
@@ -99,8 +101,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     except (ValueError, ModelError) as exc:
         return _fail(str(exc))
     manifest["current"] = registry.current(name) == manifest["version"]
+    problem = registry.problem(name, manifest["version"])
+    manifest["status"] = "ok" if problem is None else f"unusable: {problem}"
     print(json.dumps(manifest, indent=2, sort_keys=True))
-    return EXIT_OK
+    return EXIT_OK if problem is None else EXIT_ERROR
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -47,6 +48,38 @@ def test_list_show_promote(registry_dir: Path, capsys: pytest.CaptureFixture[str
     assert _run(["models", "--registry", str(registry_dir), "promote", "risk"]) == 2
     assert _run(["models", "--registry", str(registry_dir), "promote", "risk@1"]) == 0
     assert ModelRegistry(registry_dir).current("risk") == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupted", "not_onnx"])
+def test_show_and_list_name_an_unusable_version(
+    registry_dir: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """A version whose file is gone, changed after registration, or not a graph onnxruntime loads (registered
+    as it is, so its sha256 matches) is reported by `show` (status, exit 1) and `list`, with the reason."""
+    registry = ModelRegistry(registry_dir)
+    version = 3
+    path = registry.model_path("risk", version)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "corrupted":
+        path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    else:  # junk whose sha256 the manifest holds: only onnxruntime can tell
+        path.write_bytes(b"not a model")
+        manifest_path = path.with_name("manifest.json")
+        manifest = json.loads(manifest_path.read_text())
+        manifest["sha256"] = hashlib.sha256(b"not a model").hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _run(["models", "--registry", str(registry_dir), "show", f"risk@{version}"]) == 1
+    status = json.loads(capsys.readouterr().out)["status"]
+    expected = {"missing": "is missing", "corrupted": "sha256", "not_onnx": "onnxruntime cannot load"}[damage]
+    assert status.startswith("unusable: ") and expected in status, status
+    assert _run(["models", "--registry", str(registry_dir), "list"]) == 0
+    listed = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "UNUSABLE" in listed[f"risk@{version}"] and expected in listed[f"risk@{version}"]
+    assert "UNUSABLE" not in listed["risk@1"]
+    assert _run(["models", "--registry", str(registry_dir), "show", "risk@1"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
 
 
 def test_evaluate_json_and_report(
