@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.exceptions import SetupError
-from pipelines.infra import broker
+from pipelines.infra import kafka_node
 from pipelines.infra.home import subdir
 from pipelines.kafka.security import KafkaSecurity
 
@@ -65,52 +65,52 @@ def _node_folder(port: int, node: int) -> Path:
 def _cluster_id(port: int) -> str:
     path = _root(port) / "cluster-id"
     if not path.exists():
-        path.write_text(broker.new_cluster_id())
+        path.write_text(kafka_node.new_cluster_id())
     return path.read_text().strip()
 
 
-def status(port: int) -> broker.BrokerStatus:
+def status(port: int) -> kafka_node.BrokerStatus:
     """The cluster's status: one entry per node; running when every node runs."""
     nodes = tuple(
-        broker.node_status(node_port, _root(port) / f"node-{i}")
+        kafka_node.node_status(node_port, _root(port) / f"node-{i}")
         for i, node_port in enumerate(node_ports(port, size(port)), start=1)
     )
     first = nodes[0]
-    return broker.BrokerStatus(port, all(n.running for n in nodes), first.pid, _root(port), nodes)
+    return kafka_node.BrokerStatus(port, all(n.running for n in nodes), first.pid, _root(port), nodes)
 
 
-def up(port: int, brokers: int, *, heap: str = "768m", timeout_s: float = 120.0) -> broker.BrokerStatus:
+def up(port: int, brokers: int, *, heap: str = "768m", timeout_s: float = 120.0) -> kafka_node.BrokerStatus:
     """Start every node of the cluster on `port` that does not run; wait until all answer."""
     root = _root(port)
     ports = node_ports(port, brokers)
     voters = ",".join(f"{i}@127.0.0.1:{p + 1}" for i, p in enumerate(ports, start=1))
     (root / SIZE_FILE).write_text(f"{brokers}\n")
-    java, classpath = broker.java_and_classpath()
+    java, classpath = kafka_node.java_and_classpath()
     cluster_id = _cluster_id(port)
     started = []
     for node, node_port in enumerate(ports, start=1):
         folder = _node_folder(port, node)
-        if broker.node_status(node_port, folder).running:
+        if kafka_node.node_status(node_port, folder).running:
             continue
         for taken in (node_port, node_port + 1):
-            if broker.port_open(taken):
+            if kafka_node.port_open(taken):
                 raise SetupError(f"port {taken} (node {node} of the cluster on {port}) is taken by another "
                                  "process: stop it or choose another --port")
-        broker.write_node_files(folder, broker.server_properties(
+        kafka_node.write_node_files(folder, kafka_node.server_properties(
             node_port, folder, node_id=node, voters=voters, replicas=brokers))
-        broker.format_storage(java, classpath, folder, None, cluster_id)
-        started.append((node_port, folder, broker.start_node(java, classpath, folder, heap)))
+        kafka_node.format_storage(java, classpath, folder, None, cluster_id)
+        started.append((node_port, folder, kafka_node.start_node(java, classpath, folder, heap)))
     for node_port, folder, proc in started:
-        broker.wait_ready(node_port, proc, folder, timeout_s, KafkaSecurity(), brokers)
+        kafka_node.wait_ready(node_port, proc, folder, timeout_s, KafkaSecurity(), brokers)
     return status(port)
 
 
 def down(port: int, *, grace_s: float = 30.0) -> bool:
     """Stop every node of the cluster on `port`; True if any was running."""
-    return broker.stop_nodes([_root(port) / f"node-{i}" for i in range(1, size(port) + 1)], grace_s) > 0
+    return kafka_node.stop_nodes([_root(port) / f"node-{i}" for i in range(1, size(port) + 1)], grace_s) > 0
 
 
 def node_pid(port: int, node: int) -> int | None:
     """The pid of node `node` (1-based) of the cluster on `port`, or None if it does not run."""
-    found = broker.node_status(node_ports(port, size(port))[node - 1], _root(port) / f"node-{node}")
+    found = kafka_node.node_status(node_ports(port, size(port))[node - 1], _root(port) / f"node-{node}")
     return found.pid if found.running else None
