@@ -64,12 +64,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train = get(args.name).train
     assert train is not None  # the choices are the pipelines with a train hook
     registry = _registry(args)
+    extra = {"large": True} if args.large else {}
     try:
-        version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k)
+        version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k, **extra)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    manifest = registry.manifest(args.name, version)
-    print(f"registered {args.name}@{version} (current: {registry.current(args.name)}) in {registry.root}")
+    name = f"{args.name}-large" if args.large else args.name
+    manifest = registry.manifest(name, version)
+    print(f"registered {name}@{version} (current: {registry.current(name)}) in {registry.root}")
     holdout = manifest.get("metrics_holdout", {})
     print(f"metrics on holdout seed {holdout.get('seed')}: {manifest.get('metrics')}")
     return EXIT_OK
@@ -212,6 +214,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--large", action="store_true",
+                       help="risk: the wider MLP, registered as risk-large (for a route to a model server)")
     train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
     train.add_argument("--dataset", metavar="FILE", help="train on a `dataset build` file instead (registered without "
                        "promotion; the manifest names the dataset, its time range and the holdout metrics)")
