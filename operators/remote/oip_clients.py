@@ -57,7 +57,9 @@ def _datatype(array: np.ndarray) -> str:
     try:
         return V2_DATATYPES[array.dtype.name]
     except KeyError:
-        raise RemoteCallError(f"tensor dtype {array.dtype} has no v2 datatype; supported: {list(V2_DATATYPES)}") from None
+        raise RemoteCallError(
+            f"tensor dtype {array.dtype} has no v2 datatype; supported: {list(V2_DATATYPES)}"
+        ) from None
 
 
 class HttpOipClient:
