@@ -8,6 +8,8 @@ A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
     routes:                      # optional: the first matching route picks the model (operators.routing)
       - {code: high_value, when: {amount: {at_least: 2000}}, model: risk@2}
     model_refresh_seconds: 2     # follow promotions of unpinned models (hot-swap); 0: never
+    backends:                    # optional: model servers routes may name (operators.remote.backend.BackendConfig)
+      server: {url: "http://127.0.0.1:8080", protocol: http, deadline_ms: 200, fallback: local}
     thresholds: {review: 0.3, block: 0.7}
     rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
       - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
@@ -35,6 +37,7 @@ import yaml
 from operators.exceptions import OperatorConfigError
 from operators.reco.operator import RecoOperator
 from operators.reco.schemas import Click
+from operators.remote.backend import BackendConfig
 from operators.risk.operator import RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
@@ -184,17 +187,25 @@ class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknow
 
 
 class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
-    """The risk pipeline: decision thresholds and rules (in evaluation and reason order)."""
+    """The risk pipeline: decision thresholds and rules (in evaluation and reason order), and the model servers
+    (`backends`, by name) its routes may send their events to."""
 
     MODEL_NAME: ClassVar[str] = "risk"
     EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
 
     thresholds: ThresholdsConfig
     rules: tuple[AnyRule, ...]
+    backends: dict[Code, BackendConfig] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_rules(self.rules)
+        for index, route in enumerate(self.routes):
+            if route.backend is not None and route.backend not in self.backends:
+                raise FieldError(
+                    f"routes[{index}].backend: unknown backend {route.backend!r}; declared in `backends`: "
+                    f"{sorted(self.backends) or 'none'}"
+                )
 
     def rule_set(self) -> RuleSet:
         """The rules as the operator's `RuleSet`."""
@@ -317,7 +328,7 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
     return RiskOperator(
         thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
         dedup_window_ms=cfg.state.dedup_window_ms, dedup_max_ids=cfg.state.dedup_max_ids,
-        ttl_ms=cfg.state.ttl_ms,
+        ttl_ms=cfg.state.ttl_ms, backends=cfg.backends,
     )
 
 

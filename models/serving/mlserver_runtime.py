@@ -32,7 +32,7 @@ from models.registry import ModelRegistry, parse_ref
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "bool": "BOOL"}
 
 
-class RegistryOnnxRuntime(MLModel):  # type: ignore[misc]
+class RegistryOnnxRuntime(MLModel):
     """One registry model version behind MLServer: sha256-verified at load, scored with onnxruntime."""
 
     _handle: ModelHandle
