@@ -110,6 +110,12 @@ bench-micro: $(BENCH_STAMP)
 	$(PY) benchmarks/state_bench.py --keys 10000
 	$(PY) benchmarks/models_bench.py
 
+# Local vs remote model backends (in-process ONNX, a model server over v2 HTTP and gRPC) at batch sizes 1, 64,
+# 500 through the risk operator (benchmarks/remote_bench.py, ~30 s): benchmarks/results/remote_bench.{json,png}.
+.PHONY: bench-remote
+bench-remote: $(BENCH_STAMP) $(SERVE_STAMP)
+	$(PY) benchmarks/remote_bench.py
+
 # Scale figures (benchmarks/scale_bench.py, ~15 min on 2 cores): incremental vs full-recompute features at
 # history 1..1000, and the risk job's rate, state size and JVM RSS at 10k and 1M distinct keys
 # (SCALE_KEYS=10000,1000000,10000000 adds 10M keys: ~10M events through the job, hours on 2 cores).
