@@ -4,8 +4,11 @@ Why MLServer (1.7) and not KServe's `ModelServer`: both speak v2 over HTTP and g
 runtime as a plain class named in a settings file (`models.serving.mlserver_runtime.RegistryOnnxRuntime`,
 which loads through `ModelRegistry.load`, sha256 first), serves several models and versions from one folder,
 reports per-model metadata parameters (our name/version/sha256) over both protocols, and runs its inference in
-the server process (`parallel_workers: 0`: no worker pool to start). Measured on the 2-core machine: ready in
-~3 s (import + load), and a 500-row risk batch round trip of a few ms (see `benchmarks/remote_bench.py`).
+the server process (`parallel_workers: 0`: no worker pool to start). KServe's server was not measured side by side.
+Measured on the shared 2-core machine (2026-12-06): ready in 2.0-3.6 s from process start (19 s once under heavy
+load from other jobs); through the risk operator, one-row batches take ~1.4-2.2 ms p50 per request over HTTP or
+gRPC (vs ~0.04 ms in-process), 500-row batches ~28-33 ms p50 vs ~22 ms in-process
+(`benchmarks/remote_bench.py`, `benchmarks/results/remote_bench.json`).
 
 MLServer needs protobuf 6 while apache-beam (PyFlink) pins the job's venv below 6, so the server runs from its
 own venv, `.venv-serve` at the project root (`make serve-venv`; `make test` depends on it), with the project on
