@@ -220,3 +220,32 @@ def test_a_server_serving_another_file_is_refused_at_open(tmp_path: Path) -> Non
         assert manifest["sha256"] in str(refused.value) and "streamscore models serve" in str(refused.value)
     finally:
         impostor.stop()
+
+
+def test_models_serve_serves_until_interrupted(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from pipelines.infra.model_server import free_port
+
+    http_port, grpc_port = free_port(), free_port()
+    command = [sys.executable, "-m", "pipelines", "models", "serve", "risk-large", "--port", str(http_port),
+               "--grpc-port", str(grpc_port)]
+    cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cli.stdout is not None
+        first = cli.stdout.readline()  # printed once every model answers ready
+        assert first.startswith("serving risk-large@1 over the Open Inference Protocol v2"), first + cli.stderr.read()
+        url = f"http://127.0.0.1:{http_port}/v2/models/risk-large/versions/1"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            metadata = json.loads(answer.read())
+        assert metadata["parameters"]["sha256"] == ModelRegistry().manifest("risk-large", 1)["sha256"]
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=2)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
