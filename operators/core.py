@@ -106,6 +106,10 @@ class OperatorBase:
         """No models: nothing to swap."""
         return []
 
+    def remote_metrics(self) -> dict[str, dict[str, Any]]:
+        """No remote model backends: no metrics."""
+        return {}
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -144,8 +144,9 @@ def test_a_server_frozen_beyond_the_deadline_falls_back_within_it(server: ModelS
     large = [r for r, e in zip(results, events, strict=True) if e.amount >= 200.0]
     assert large and all(r.fallback and r.model == "risk-large@1" and r.backend == "" for r in large)
     metrics = operator.remote_metrics()["server"]
-    assert metrics["timeouts"] == 2 and metrics["fallback_rows"] == len(large)
-    assert elapsed < 2 * 0.3 + 2.0  # two batches, each waited at most its deadline (+ generous local time)
+    # each of the two batches failed once: a timeout, or the socket's own timeout when it fires first
+    assert metrics["timeouts"] + metrics["errors"] == 2 and metrics["fallback_rows"] == len(large)
+    assert elapsed < 2 * (0.3 + 2.0)  # each batch waited its deadline, not the frozen server (+ local time, loaded)
     operator.close()
 
 
