@@ -195,17 +195,36 @@ class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
 
     thresholds: ThresholdsConfig
     rules: tuple[AnyRule, ...]
-    backends: dict[Code, BackendConfig] = msgspec.field(default_factory=dict)
+    #: Model servers by name, each as `BackendConfig` fields (validated here, so errors name the backend).
+    backends: dict[Code, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_rules(self.rules)
+        self.backend_configs()
         for index, route in enumerate(self.routes):
             if route.backend is not None and route.backend not in self.backends:
                 raise FieldError(
                     f"routes[{index}].backend: unknown backend {route.backend!r}; declared in `backends`: "
                     f"{sorted(self.backends) or 'none'}"
                 )
+
+    def backend_configs(self) -> dict[str, BackendConfig]:
+        """`backends` as `BackendConfig`s; `FieldError` naming `backends.<name>.<field>` for a bad one."""
+        configs = {}
+        for name, fields in self.backends.items():
+            try:
+                configs[name] = msgspec.convert(fields, BackendConfig)
+            except (msgspec.ValidationError, ValueError) as exc:
+                detail, _, path = str(exc).partition(" - at `$")
+                field = path.rstrip("`")
+                if not field and ": " in detail and detail.split(": ", 1)[0].isidentifier():
+                    field, detail = "." + detail.split(": ", 1)[0], detail.split(": ", 1)[1]
+                unknown = detail.startswith("Object contains unknown field")
+                detail = detail.replace("`", "")
+                raise FieldError(f"backends.{name}{field}: {detail[:1].lower()}{detail[1:]}"
+                                 + ("; see operators/remote/backend.py BackendConfig" if unknown else "")) from None
+        return configs
 
     def rule_set(self) -> RuleSet:
         """The rules as the operator's `RuleSet`."""
@@ -328,7 +347,7 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
     return RiskOperator(
         thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
         dedup_window_ms=cfg.state.dedup_window_ms, dedup_max_ids=cfg.state.dedup_max_ids,
-        ttl_ms=cfg.state.ttl_ms, backends=cfg.backends,
+        ttl_ms=cfg.state.ttl_ms, backends=cfg.backend_configs(),
     )
 
 
