@@ -172,8 +172,9 @@ class ModelServingOperator(BatchOperator):
         return default
 
     def remote_metrics(self) -> dict[str, dict[str, Any]]:
-        """Per remote backend: requests, errors, timeouts, rejections, fallback and dead-letter rows, latency
-        p50/p99 (ms), breaker state and openings (empty without remote routes). For the runtimes to export."""
+        """Per remote model, by `backend/name@version`: requests, errors, timeouts, rejections, fallback and
+        dead-letter rows, latency p50/p99 (ms), breaker state and openings (empty without remote routes). For the
+        runtimes to export."""
         return {name: model.state() for name, model in self._selector.remote.items()}
 
     def open(self, ctx: OperatorContext) -> None:

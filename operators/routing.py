@@ -242,20 +242,21 @@ class ModelSelector:
         config = self.backends[route.backend]
         remote = RemoteModel(route.backend, config, local.manifest, local if config.fallback == "local" else None)
         try:
-            remote.verify()
-        except RemoteCallError as exc:
-            log.warning("%s cannot be checked now (%s); it is checked again before its first use, its events "
-                        "fall back until then", remote.describe(), exc)
+            try:
+                remote.verify()
+            except RemoteCallError as exc:
+                log.warning("%s cannot be checked now (%s); it is checked again before its first use, its events "
+                            "fall back until then", remote.describe(), exc)
+            self._accept(remote)
         except BaseException:
             remote.close()
             raise
-        self._accept(remote)
         return remote
 
     @property
     def remote(self) -> dict[str, RemoteModel]:
-        """The remote models in use, by backend name."""
-        return {m.backend: m for m in self._models.values() if isinstance(m, RemoteModel)}
+        """The remote models in use, by `backend/name@version` (each has its own breaker and counters)."""
+        return {f"{m.backend}/{m.ref}": m for m in self._models.values() if isinstance(m, RemoteModel)}
 
     def for_event(self, event: Any) -> ServedModel:
         """The model that scores `event`: the first matching route's, else the default's."""

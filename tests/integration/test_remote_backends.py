@@ -109,7 +109,7 @@ def test_the_same_model_scores_the_same_on_the_server(server: ModelServer, proto
     for a, b in zip(local, remote, strict=True):
         assert _without(a, "scored_at", "score", "backend") == _without(b, "scored_at", "score", "backend")
         assert b"backend" not in msgspec.json.encode(a)  # in-process results are encoded as before
-    metrics = operator.remote_metrics()["server"]
+    metrics = operator.remote_metrics()[f"server/{local[0].model}"]
     assert metrics["requests"] == metrics["successes"] == -(-len(events) // 500)  # one request per batch
     assert metrics["fallback_rows"] == metrics["errors"] == 0 and metrics["breaker"] == "closed"
     operator.close()
@@ -143,7 +143,7 @@ def test_a_server_frozen_beyond_the_deadline_falls_back_within_it(server: ModelS
     results = _results(outcomes)
     large = [r for r, e in zip(results, events, strict=True) if e.amount >= 200.0]
     assert large and all(r.fallback and r.model == "risk-large@1" and r.backend == "" for r in large)
-    metrics = operator.remote_metrics()["server"]
+    metrics = operator.remote_metrics()["server/risk-large@1"]
     # each of the two batches failed once: a timeout, or the socket's own timeout when it fires first
     assert metrics["timeouts"] + metrics["errors"] == 2 and metrics["fallback_rows"] == len(large)
     assert elapsed < 2 * (0.3 + 2.0)  # each batch waited its deadline, not the frozen server (+ local time, loaded)
@@ -157,7 +157,7 @@ def test_dead_letter_fallback_names_the_reason(server: ModelServer) -> None:
     outcomes = _score(operator, events)
     failed = [o for o, e in zip(outcomes, events, strict=True) if e.amount >= 200.0]
     assert failed and all(isinstance(o, Failure) and o.reason == Reason.MODEL_UNAVAILABLE for o in failed)
-    assert operator.remote_metrics()["server"]["dead_letter_rows"] == len(failed)
+    assert operator.remote_metrics()["server/risk-large@1"]["dead_letter_rows"] == len(failed)
     operator.close()
 
 
@@ -183,7 +183,7 @@ def test_killed_server_falls_back_opens_the_breaker_and_closes_after_restart(tmp
         first.kill()
         fell_back = [batch(200 * i) for i in range(1, 6)]
         assert all(r.fallback and r.model == "risk-large@1" for rs in fell_back for r in rs)
-        state = operator.remote_metrics()["server"]
+        state = operator.remote_metrics()["server/risk-large@1"]
         assert state["breaker"] in ("open", "half_open") and state["breaker_opened"] >= 1
         assert state["errors"] == 3 and state["rejected"] >= 1  # 3 failures opened it; later batches refused
         second = ModelServer(["risk-large"], http_port=first.http_port, grpc_port=first.grpc_port).start()
@@ -191,7 +191,7 @@ def test_killed_server_falls_back_opens_the_breaker_and_closes_after_restart(tmp
         time.sleep(0.3)  # past the breaker's pause: the next batch is its probe
         resumed = batch(1200)
         assert all(r.backend == "server" and not r.fallback for r in resumed)
-        assert operator.remote_metrics()["server"]["breaker"] == "closed"
+        assert operator.remote_metrics()["server/risk-large@1"]["breaker"] == "closed"
     finally:
         operator.close()
         first.stop()
