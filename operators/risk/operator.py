@@ -249,7 +249,7 @@ class RiskOperator(ModelServingOperator):
         self._scorers = {}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class _Score:
     """A staged row's score: the model version that scored it, the backend it ran on ("": in-process) and
     whether it is a remote backend's fallback."""
