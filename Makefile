@@ -15,8 +15,12 @@ VENV_STAMP := $(VENV)/.created
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+# The model server's own venv (MLServer needs protobuf 6; apache-beam pins the job's venv below 6).
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+SERVE_REQUIREMENTS := "mlserver==1.7.1" "onnxruntime>=1.20" "numpy>=1.26,<2.2"
 
-.PHONY: setup setup-runtime venv jars test test-slow demo lint bench bench-micro clean broker-up broker-down
+.PHONY: setup setup-runtime venv jars test test-slow demo lint bench bench-micro clean broker-up broker-down serve-venv
 
 setup: $(DEV_STAMP) $(BENCH_STAMP) jars
 
@@ -56,6 +60,21 @@ $(BENCH_STAMP): $(RUNTIME_STAMP)
 
 venv: $(RUNTIME_STAMP)
 
+# `streamscore models serve` runs MLServer from here; the project is on its PYTHONPATH (not installed in it).
+$(SERVE_STAMP): Makefile
+	@test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV) || python3 -m venv $(SERVE_VENV)
+	@mkdir -p $(WHEELHOUSE)
+	$(SERVE_VENV)/bin/python -m pip install --progress-bar off --quiet --no-index --find-links $(WHEELHOUSE) \
+	  $(SERVE_REQUIREMENTS) 2>/dev/null || { \
+	  echo "downloading the model server's wheels into $(WHEELHOUSE)"; \
+	  $(SERVE_VENV)/bin/python -m pip download --progress-bar off --quiet -d $(WHEELHOUSE) $(SERVE_REQUIREMENTS) && \
+	  $(SERVE_VENV)/bin/python -m pip install --progress-bar off --quiet --no-index --find-links $(WHEELHOUSE) \
+	    $(SERVE_REQUIREMENTS); }
+	$(SERVE_VENV)/bin/python -m pip check
+	@touch $(SERVE_STAMP)
+
+serve-venv: $(SERVE_STAMP)
+
 jars: $(RUNTIME_STAMP)
 	$(PY) -m pipelines.infra.setup_jars
 
@@ -65,12 +84,12 @@ broker-up: setup-runtime
 broker-down:
 	-$(STREAMSCORE) kafka down --port $(TEST_PORT)
 
-test: $(DEV_STAMP) jars
+test: $(DEV_STAMP) $(SERVE_STAMP) jars
 	$(STREAMSCORE) kafka up --port $(TEST_PORT)
 	STREAMSCORE_TEST_PORT=$(TEST_PORT) $(PY) -m pytest; status=$$?; \
 	  $(STREAMSCORE) kafka down --port $(TEST_PORT); exit $$status
 
-test-slow: $(DEV_STAMP) jars
+test-slow: $(DEV_STAMP) $(SERVE_STAMP) jars
 	$(STREAMSCORE) kafka up --port $(TEST_PORT)
 	STREAMSCORE_TEST_PORT=$(TEST_PORT) $(PY) -m pytest -m slow; status=$$?; \
 	  $(STREAMSCORE) kafka down --port $(TEST_PORT); exit $$status
@@ -90,6 +109,12 @@ bench: $(BENCH_STAMP) jars
 bench-micro: $(BENCH_STAMP)
 	$(PY) benchmarks/state_bench.py --keys 10000
 	$(PY) benchmarks/models_bench.py
+
+# Local vs remote model backends (in-process ONNX, a model server over v2 HTTP and gRPC) at batch sizes 1, 64,
+# 500 through the risk operator (benchmarks/remote_bench.py, ~30 s): benchmarks/results/remote_bench.{json,png}.
+.PHONY: bench-remote
+bench-remote: $(BENCH_STAMP) $(SERVE_STAMP)
+	$(PY) benchmarks/remote_bench.py
 
 # Scale figures (benchmarks/scale_bench.py, ~15 min on 2 cores): incremental vs full-recompute features at
 # history 1..1000, and the risk job's rate, state size and JVM RSS at 10k and 1M distinct keys

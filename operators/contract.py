@@ -3,7 +3,8 @@
 
 Operators never import pyflink or faust; a runtime (Flink, faust, the offline scorer, the test harness)
 decodes events, hands the operator the versioned state of the event's key through `operators.core.apply_operator`,
-ships what it returns, calls `refresh_models()` between events (hot-swap) and exports `duplicates` as a metric.
+ships what it returns, calls `refresh_models()` between events (hot-swap) and exports `duplicates` and
+`remote_metrics()` as metrics.
 `operators.core` has the bases that implement the common parts once.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from models.registry import ModelRegistry
 from operators.routing import ModelSwap
@@ -50,6 +51,11 @@ class Operator(Protocol, Generic[E, S, R]):
     @property
     def duplicates(self) -> int:
         """Events dropped so far as retries of an event id their key already saw."""
+        ...
+
+    def remote_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per remote model backend (`operators.remote`): its counters, latency and breaker state (empty when the
+        operator scores in-process only). For the runtimes' metric endpoints."""
         ...
 
     def close(self) -> None:

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -23,7 +23,8 @@ from models.handle import ModelHandle
 from operators.contract import Operator, OperatorContext
 from operators.dead_letter import Reason
 from operators.exceptions import OperatorError
-from operators.routing import ModelSelector, ModelSwap, Route, check_routes
+from operators.remote.backend import BackendConfig
+from operators.routing import ModelSelector, ModelSwap, Route, ServedModel, check_routes
 from state.contract import SourceCoordinates, VersionedState
 
 
@@ -105,6 +106,10 @@ class OperatorBase:
         """No models: nothing to swap."""
         return []
 
+    def remote_metrics(self) -> dict[str, dict[str, Any]]:
+        """No remote model backends: no metrics."""
+        return {}
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -136,16 +141,17 @@ class ModelServingOperator(BatchOperator):
 
     Subclasses implement `accept(model)` (check that a loaded model fits, prepare per-model helpers; raise
     `OperatorError` to refuse it) and `forget_models()` (drop those helpers); they call `require_open()`
-    before using a model.
+    before using a model. `backends` are the model servers routes may name (`operators.remote`).
     """
 
-    def __init__(self, model: str, routes: Sequence[Route], event_type: type[Any]) -> None:
+    def __init__(self, model: str, routes: Sequence[Route], event_type: type[Any],
+                 backends: Mapping[str, BackendConfig] | None = None) -> None:
         super().__init__()
         check_routes(routes, event_type)
-        self._selector = ModelSelector(model, routes, accept=self.accept)
+        self._selector = ModelSelector(model, routes, accept=self.accept, backends=backends)
         self._open = False
 
-    def accept(self, model: ModelHandle) -> None:
+    def accept(self, model: ServedModel) -> None:
         """Check that `model` fits this operator and prepare what serving it needs (`OperatorError` if not)."""
         raise NotImplementedError
 
@@ -161,7 +167,15 @@ class ModelServingOperator(BatchOperator):
     def model(self) -> ModelHandle:
         """The default model (after `open`); routes may serve some events with others."""
         self.require_open()
-        return self._selector.loaded[self._selector.default]
+        default = self._selector.loaded[self._selector.default]
+        assert isinstance(default, ModelHandle)  # the default is a registry reference, loaded in-process
+        return default
+
+    def remote_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per remote model, by `backend/name@version`: requests, errors, timeouts, rejections, fallback and
+        dead-letter rows, latency p50/p99 (ms), breaker state and openings (empty without remote routes). For the
+        runtimes to export."""
+        return {name: model.state() for name, model in self._selector.remote.items()}
 
     def open(self, ctx: OperatorContext) -> None:
         """Load the default and routed models (or only `ctx.model_ref` when it pins one), each checked by

@@ -26,6 +26,8 @@ class Reason(StrEnum):
     INVALID_VALUE = "invalid_value"
     OPERATOR_ERROR = "operator_error"
     MODEL_ERROR = "model_error"
+    #: A remote model backend could not score the event in time and its route is configured to dead-letter.
+    MODEL_UNAVAILABLE = "model_unavailable"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

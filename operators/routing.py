@@ -16,10 +16,18 @@ Written as a config section (YAML)::
     routes:
       - {code: high_value, when: {amount: {at_least: 2000}}, model: risk@2}
       - {code: latam, when: {country: [BR, AR, MX]}, model: risk@2}
+      - {code: big_tickets, when: {amount: {at_least: 5000}}, model: risk-large@1, backend: server}
+
+A route that names a `backend` (one of the pipeline's `backends`, `operators.remote.backend.BackendConfig`)
+is scored by that model server (`RemoteModel`); the route's model is loaded in-process too, as its fallback.
+At `open` the server must report the registry's name, version and sha256 for it, else the operator refuses to
+start (`RemoteModelMismatchError`); a server that cannot be reached then is checked again before its first use.
+Remote models follow no promotions (`refresh` leaves them): a server serves what it was started with.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +39,12 @@ from models.exceptions import ModelError
 from models.handle import ModelHandle
 from models.registry import ModelRegistry, parse_ref
 from operators.exceptions import OperatorConfigError
+from operators.remote.backend import BackendConfig, RemoteModel
+from operators.remote.exceptions import RemoteCallError
+
+log = logging.getLogger(__name__)
+#: What scores an event: a registry model in-process, or one on a model server.
+ServedModel = ModelHandle | RemoteModel
 
 Code = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]{0,63}\\Z")]
 ModelRef = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]*(@[1-9][0-9]*)?\\Z")]
@@ -93,6 +107,13 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     code: Code
     when: dict[str, Any]
     model: ModelRef
+    #: The model server (one of the pipeline's `backends`) that scores this route; None: in-process.
+    backend: Code | None = None
+
+    @property
+    def target(self) -> str:
+        """The key of the model serving this route: the model reference, `@backend`-qualified when remote."""
+        return self.model if self.backend is None else f"{self.model}~{self.backend}"
 
     def __post_init__(self) -> None:
         if not self.when:
@@ -132,7 +153,7 @@ class _CompiledRoute:
         conditions = route.conditions()
         members = tuple((a, frozenset(c)) for a, c in conditions.items() if isinstance(c, list))
         bands = tuple((a, c) for a, c in conditions.items() if isinstance(c, Band))
-        return cls(route.model, members, bands)
+        return cls(route.target, members, bands)
 
     def matches(self, event: Any) -> bool:
         return all(getattr(event, a) in values for a, values in self.members) and all(
@@ -162,19 +183,27 @@ class ModelSelector:
         default: str,
         routes: Iterable[Route] = (),
         *,
-        accept: Callable[[ModelHandle], None] = lambda model: None,
+        accept: Callable[[ServedModel], None] = lambda model: None,
+        backends: Mapping[str, BackendConfig] | None = None,
     ) -> None:
         parse_ref(default)
+        self.backends: dict[str, BackendConfig] = dict(backends or {})
         self.configured_default = default
         #: The reference the default model is loaded under (the pinned one while pinned).
         self.default = default
         self.routes: tuple[Route, ...] = tuple(routes)
         self._accept = accept
         self._compiled: tuple[_CompiledRoute, ...] = ()
-        self._models: dict[str, ModelHandle] = {}
+        self._models: dict[str, ServedModel] = {}
         self._registry: ModelRegistry | None = None
         self._pinned = False
         self._refused: dict[str, int] = {}  # reference -> the promoted version refused last (reported once)
+        for index, route in enumerate(self.routes):
+            if route.backend is not None and route.backend not in self.backends:
+                raise RouteConfigError(
+                    f"routes[{index}].backend: unknown backend {route.backend!r}; "
+                    f"declared: {sorted(self.backends) or 'none (add a backends section)'}"
+                )
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -184,7 +213,7 @@ class ModelSelector:
         return tuple(dict.fromkeys([self.default, *(r.model for r in self.routes)]))
 
     @property
-    def loaded(self) -> Mapping[str, ModelHandle]:
+    def loaded(self) -> Mapping[str, ServedModel]:
         """The loaded model of every reference (after `open`)."""
         return self._models
 
@@ -195,16 +224,41 @@ class ModelSelector:
         if pinned is not None:
             parse_ref(pinned)
         self.default = pinned if pinned is not None else self.configured_default
-        models: dict[str, ModelHandle] = {}
+        models: dict[str, ServedModel] = {}
+        self._models = models  # filled as loaded, so `close` releases what a failed open started
         for reference in self.references:
             model = registry.load_ref(reference)
             self._accept(model)
             models[reference] = model
+        for route in () if self._pinned else self.routes:
+            if route.backend is not None and route.target not in models:
+                models[route.target] = self._remote(registry, route, models[route.model])
         self._registry = registry
-        self._models = models
         self._compiled = () if self._pinned else tuple(_CompiledRoute.of(r) for r in self.routes)
 
-    def for_event(self, event: Any) -> ModelHandle:
+    def _remote(self, registry: ModelRegistry, route: Route, local: ServedModel) -> RemoteModel:
+        """The remote model of `route`, its identity checked against the registry (refused if it differs)."""
+        assert route.backend is not None and isinstance(local, ModelHandle)
+        config = self.backends[route.backend]
+        remote = RemoteModel(route.backend, config, local.manifest, local if config.fallback == "local" else None)
+        try:
+            try:
+                remote.verify()
+            except RemoteCallError as exc:
+                log.warning("%s cannot be checked now (%s); it is checked again before its first use, its events "
+                            "fall back until then", remote.describe(), exc)
+            self._accept(remote)
+        except BaseException:
+            remote.close()
+            raise
+        return remote
+
+    @property
+    def remote(self) -> dict[str, RemoteModel]:
+        """The remote models in use, by `backend/name@version` (each has its own breaker and counters)."""
+        return {f"{m.backend}/{m.ref}": m for m in self._models.values() if isinstance(m, RemoteModel)}
+
+    def for_event(self, event: Any) -> ServedModel:
         """The model that scores `event`: the first matching route's, else the default's."""
         for route in self._compiled:
             if route.matches(event):
@@ -226,6 +280,8 @@ class ModelSelector:
             return []
         swaps: list[ModelSwap] = []
         for reference, old in list(self._models.items()):
+            if isinstance(old, RemoteModel):
+                continue
             name, version = parse_ref(reference)
             if version is not None:
                 continue
@@ -249,7 +305,10 @@ class ModelSelector:
         return swaps
 
     def close(self) -> None:
-        """Drop every loaded model."""
+        """Drop every loaded model (and stop the remote ones' workers)."""
+        for model in self._models.values():
+            if isinstance(model, RemoteModel):
+                model.close()
         self._models = {}
         self._registry = None
         self._refused = {}

@@ -8,6 +8,8 @@ A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
     routes:                      # optional: the first matching route picks the model (operators.routing)
       - {code: high_value, when: {amount: {at_least: 2000}}, model: risk@2}
     model_refresh_seconds: 2     # follow promotions of unpinned models (hot-swap); 0: never
+    backends:                    # optional: model servers routes may name (operators.remote.backend.BackendConfig)
+      server: {url: "http://127.0.0.1:8080", protocol: http, deadline_ms: 200, fallback: local}
     thresholds: {review: 0.3, block: 0.7}
     rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
       - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
@@ -35,6 +37,7 @@ import yaml
 from operators.exceptions import OperatorConfigError
 from operators.reco.operator import RecoOperator
 from operators.reco.schemas import Click
+from operators.remote.backend import BackendConfig
 from operators.risk.operator import RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
@@ -184,17 +187,44 @@ class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknow
 
 
 class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
-    """The risk pipeline: decision thresholds and rules (in evaluation and reason order)."""
+    """The risk pipeline: decision thresholds and rules (in evaluation and reason order), and the model servers
+    (`backends`, by name) its routes may send their events to."""
 
     MODEL_NAME: ClassVar[str] = "risk"
     EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
 
     thresholds: ThresholdsConfig
     rules: tuple[AnyRule, ...]
+    #: Model servers by name, each as `BackendConfig` fields (validated here, so errors name the backend).
+    backends: dict[Code, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_rules(self.rules)
+        self.backend_configs()
+        for index, route in enumerate(self.routes):
+            if route.backend is not None and route.backend not in self.backends:
+                raise FieldError(
+                    f"routes[{index}].backend: unknown backend {route.backend!r}; declared in `backends`: "
+                    f"{sorted(self.backends) or 'none'}"
+                )
+
+    def backend_configs(self) -> dict[str, BackendConfig]:
+        """`backends` as `BackendConfig`s; `FieldError` naming `backends.<name>.<field>` for a bad one."""
+        configs = {}
+        for name, fields in self.backends.items():
+            try:
+                configs[name] = msgspec.convert(fields, BackendConfig)
+            except (msgspec.ValidationError, ValueError) as exc:
+                detail, _, path = str(exc).partition(" - at `$")
+                field = path.rstrip("`")
+                if not field and ": " in detail and detail.split(": ", 1)[0].isidentifier():
+                    field, detail = "." + detail.split(": ", 1)[0], detail.split(": ", 1)[1]
+                unknown = detail.startswith("Object contains unknown field")
+                detail = detail.replace("`", "")
+                raise FieldError(f"backends.{name}{field}: {detail[:1].lower()}{detail[1:]}"
+                                 + ("; see operators/remote/backend.py BackendConfig" if unknown else "")) from None
+        return configs
 
     def rule_set(self) -> RuleSet:
         """The rules as the operator's `RuleSet`."""
@@ -317,7 +347,7 @@ def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
     return RiskOperator(
         thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
         dedup_window_ms=cfg.state.dedup_window_ms, dedup_max_ids=cfg.state.dedup_max_ids,
-        ttl_ms=cfg.state.ttl_ms,
+        ttl_ms=cfg.state.ttl_ms, backends=cfg.backend_configs(),
     )
 
 

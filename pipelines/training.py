@@ -120,8 +120,17 @@ def generator_fields(module: str, version: int, seed: int, events: int) -> dict[
     return {"generator": {"module": module, "version": version, "seed": seed, "events": events}}
 
 
-def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bool) -> int:
-    from models.training.risk import export_risk_onnx, risk_manifest_fields, train_risk
+#: The larger risk model (`models train risk --large`): a wider, deeper MLP registered as `risk-large`, for a
+#: route served by a model server (operators.remote) so that the route scores differently from `risk`.
+RISK_LARGE_NAME = "risk-large"
+RISK_LARGE_HIDDEN = (256, 128, 64)
+
+
+def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bool, large: bool = False) -> int:
+    from models.training.risk import RiskTrainingConfig, export_risk_onnx, risk_manifest_fields, train_risk
+
+    name = RISK_LARGE_NAME if large else "risk"
+    config = RiskTrainingConfig(hidden=RISK_LARGE_HIDDEN) if large else RiskTrainingConfig()
 
     stream = generate_transactions(events, seed)
     data = risk_dataset(stream, progress=progress)
@@ -138,13 +147,14 @@ def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bo
             data.features[val],
             data.labels[val],
             seed=seed,
+            config=config,
             progress=on_epoch,
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = export_risk_onnx(trained.model, Path(tmp) / "risk.onnx")
         holdout_seed = seed + DEFAULT_EVAL_SEED
         holdout = risk_dataset(generate_transactions(RISK_EVAL_EVENTS // 2, holdout_seed))
-        handle = _unregistered_handle(path, "risk", {})  # the metrics describe the shipped file
+        handle = _unregistered_handle(path, name, {})  # the metrics describe the shipped file
         probability = handle.run({"features": holdout.features})["probability"]
         metrics = risk_metrics(holdout, probability)
         fields = risk_manifest_fields(
@@ -155,7 +165,7 @@ def _train_risk(seed: int, registry: ModelRegistry, *, events: int, progress: bo
             training_events=events,
             **generator_fields("models.synthetic.transactions", TRANSACTIONS_GENERATOR_VERSION, seed, events),
         )
-        return registry.register("risk", path, fields)
+        return registry.register(name, path, fields)
 
 
 def _unregistered_handle(path: Path, name: str, fields: dict[str, Any]) -> ModelHandle:
@@ -247,17 +257,22 @@ def train(
     events: int | None = None,
     progress: bool = True,
     k: int | None = None,
+    large: bool = False,
 ) -> int:
     """Train model `name` ("risk" or "reco") on a synthetic stream of `seed`, export it and register it;
     returns the new version (it becomes current only if the name had no current version).
+
+    `large` (risk only) trains the wider MLP registered as `risk-large` (`RISK_LARGE_HIDDEN`).
 
     `k` (reco only, default 10) is how many items the exported step ranks: operators may ask for up to `k`.
     """
     registry = registry or ModelRegistry()
     if k is not None and (name != "reco" or not 1 <= k <= RECO_CATALOG_SIZE):
         raise ValueError(f"train: k applies to reco only, in [1, {RECO_CATALOG_SIZE}]; got k={k} for {name!r}")
+    if large and name != "risk":
+        raise ValueError(f"train: large applies to risk only, got {name!r}")
     if name == "risk":
-        return _train_risk(seed, registry, events=events or RISK_TRAIN_EVENTS, progress=progress)
+        return _train_risk(seed, registry, events=events or RISK_TRAIN_EVENTS, progress=progress, large=large)
     if name == "reco":
         return _train_reco(seed, registry, events=events or RECO_TRAIN_EVENTS, progress=progress, k=k or RECO_K)
     raise ValueError(f"train: unknown model {name!r}; expected one of {list(MODEL_NAMES)}")

@@ -230,7 +230,6 @@ def risk_manifest_fields(
     trained: TrainedRisk, feature_names: tuple[str, ...], **extra: Any
 ) -> dict[str, Any]:
     """The manifest fields describing a trained risk model (the registry adds sha256, schema, opset …)."""
-    cfg = RiskTrainingConfig()
     return {
         "kind": "risk_mlp",
         "feature_names": list(feature_names),
@@ -238,6 +237,6 @@ def risk_manifest_fields(
         "training_seconds": round(trained.seconds, 2),
         "val_roc_auc": round(trained.val_roc_auc, 5),
         "calibration": {"method": "platt", "a": trained.platt[0], "b": trained.platt[1]},
-        "hidden": list(cfg.hidden),
+        "hidden": list(_hidden_of(trained.model)),  # the trained layers (not the default config's)
         **extra,
     }

@@ -46,7 +46,7 @@ from operators.exceptions import OperatorConfigError, OperatorError
 from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
 from operators.reco.schemas import Click, RecoResult
 from operators.rounding import round6
-from operators.routing import Route
+from operators.routing import Route, ServedModel
 from state.codec import MsgpackCodec
 from state.contract import VersionedState
 
@@ -225,8 +225,10 @@ class RecoOperator(ModelServingOperator):
             raise OperatorConfigError(f"RecoOperator: {exc}") from None
         self._facts: dict[str, _ModelFacts] = {}
 
-    def accept(self, model: ModelHandle) -> None:
+    def accept(self, model: ServedModel) -> None:
         """Refuse a model whose manifest does not fit this operator (every mismatch listed); prepare its step."""
+        if not isinstance(model, ModelHandle):
+            raise OperatorError(f"{model.describe()}: RecoOperator serves its models in-process only (for now)")
         problems = manifest_problems(model, self.k)
         if problems:
             raise OperatorError(

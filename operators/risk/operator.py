@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -14,14 +14,17 @@ from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
 from operators.core import Failure, ModelServingOperator, failure_of
+from operators.dead_letter import Reason
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
+from operators.remote.backend import BackendConfig, RemoteModel
+from operators.remote.exceptions import ModelUnavailableError
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, advance
 from operators.risk.policy import DEFAULT_TOP_FACTORS, POPULATION_STATS, FeatureStats, RiskThresholds, decide
 from operators.risk.rules import DEFAULT_RULES, Rule, RuleSet
 from operators.risk.schemas import Decision, RiskResult, Transaction
 from operators.rounding import round6
-from operators.routing import Route
+from operators.routing import Route, ServedModel
 from state.codec import MsgpackCodec
 from state.contract import VersionedState
 
@@ -60,7 +63,9 @@ class RiskOperator(ModelServingOperator):
     `model` is the default model reference (`risk` follows the registry's current version, `risk@2` pins
     one) and `routes` send matching transactions to other models (see `operators.routing`);
     `OperatorContext.model_ref` pins one model for every event. State never depends on the model, so a
-    swap or a route changes scores and decisions only.
+    swap or a route changes scores and decisions only. A route may name one of `backends` (a model server,
+    `operators.remote`): its rows go there in one request per batch, and fall back to the route's model
+    in-process (result `fallback: true`) or become `model_unavailable` dead letters when the server fails.
     """
 
     def __init__(
@@ -74,10 +79,11 @@ class RiskOperator(ModelServingOperator):
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
         dedup_max_ids: int = DEFAULT_MAX_IDS,
         ttl_ms: int | None = None,
+        backends: Mapping[str, BackendConfig] | None = None,
     ) -> None:
         if top_factors < 0:
             raise OperatorConfigError(f"RiskOperator: top_factors must be >= 0, got {top_factors}")
-        super().__init__(model, routes, Transaction)
+        super().__init__(model, routes, Transaction, backends)
         self.thresholds = thresholds or RiskThresholds()
         self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
         self.top_factors = top_factors
@@ -94,7 +100,7 @@ class RiskOperator(ModelServingOperator):
         """The default model's feature statistics (for the top-factor reasons)."""
         return self._stats[self.model.ref]
 
-    def accept(self, model: ModelHandle) -> None:
+    def accept(self, model: ServedModel) -> None:
         """Refuse a model trained on other features or with other inputs/outputs; prepare its scorer."""
         expected = list(FEATURE_NAMES)
         if model.manifest.get("feature_names") != expected:
@@ -110,7 +116,8 @@ class RiskOperator(ModelServingOperator):
                 "(`streamscore models train risk`) or pin a compatible one with --model"
             )
         self._stats[model.ref] = FeatureStats.from_manifest(model.manifest) or POPULATION_STATS
-        self._scorers[model.ref] = _Scorer(model, self._stats[model.ref])
+        if isinstance(model, ModelHandle):
+            self._scorers[model.ref] = _Scorer(model, self._stats[model.ref])
 
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RiskResult] | Failure]:
         """Update each account's state with its transactions, score them and return one `RiskResult` per item
@@ -160,40 +167,70 @@ class RiskOperator(ModelServingOperator):
                 recent_ts=outcome.recent_ts,
             )
             latest[item.key] = (state, event.ts)
-            staged.append(_Staged(index, model.ref, packed, scored, outcome.fired, state, fresh and found is not None))
+            staged.append(_Staged(index, model, packed, scored, outcome.fired, state, fresh and found is not None))
         try:
             scores = self._score_staged(staged)
             decisions = [
-                decide(score, s.scored, self.thresholds, s.fired, stats=self._stats[s.model], top_k=self.top_factors)
+                None if isinstance(score, Failure) else
+                decide(score.score, s.scored, self.thresholds, s.fired, stats=self._stats[score.model],
+                       top_k=self.top_factors)
                 for s, score in zip(staged, scores, strict=True)
             ]
         except Exception as exc:
             return one_at_a_time(self, items, exc, before, expired_before)
-        for s, score, (decision, reasons) in zip(staged, scores, decisions, strict=True):
+        for s, score, decided in zip(staged, scores, decisions, strict=True):
             item = items[s.index]
             if s.expired:
                 item.state.forget()
             version = item.state.put(s.state, event_time=item.event.ts, source=item.source)
-            outcomes[s.index] = [_result(item.event, score, decision, reasons, s.model, version)]
+            if isinstance(score, Failure) or decided is None:
+                outcomes[s.index] = score if isinstance(score, Failure) else []
+                continue
+            decision, reasons = decided
+            outcomes[s.index] = [_result(item.event, score, decision, reasons, version)]
         for ids, handle in key_ids.values():  # once per key, after its versions (and a forget of an expired key)
             self.idempotency.store(ids, handle)
         return outcomes
 
-    def _score_staged(self, staged: list[_Staged]) -> list[float]:
-        """Every staged row's score, with one model call per model (a lone row through the bound model)."""
-        if len(staged) == 1:
+    def _score_staged(self, staged: list[_Staged]) -> list[_Score | Failure]:
+        """Every staged row's score and what scored it, with one model call per model (a lone row through the
+        bound model): the remote models' requests go out first and are collected after the local models ran;
+        a remote model that fails scores its rows with its fallback, or makes them `model_unavailable` dead
+        letters (the state is still written: it never depends on the score)."""
+        if len(staged) == 1 and isinstance(staged[0].model, ModelHandle):
             only = staged[0]
-            return [self._scorers[only.model].score_row(only.row)]
-        scores = [0.0] * len(staged)
-        by_model: dict[str, list[int]] = {}
+            return [_Score(self._scorers[only.model.ref].score_row(only.row), only.model.ref)]
+        scores: list[_Score | Failure | None] = [None] * len(staged)
+        groups: dict[int, tuple[ServedModel, list[int]]] = {}
         for position, s in enumerate(staged):
-            by_model.setdefault(s.model, []).append(position)
-        for ref, positions in by_model.items():
-            packed = b"".join([staged[p].row for p in positions])
-            rows = np.frombuffer(packed, dtype=np.float32).reshape(len(positions), len(FEATURE_NAMES))
-            for p, score in zip(positions, self._scorers[ref].score_rows(rows), strict=True):
-                scores[p] = score
-        return scores
+            groups.setdefault(id(s.model), (s.model, []))[1].append(position)
+        calls = []
+        for model, positions in groups.values():
+            if isinstance(model, RemoteModel):
+                rows = _rows(staged, positions)
+                calls.append((model, positions, rows, model.submit({"features": rows})))
+        for model, positions in groups.values():
+            if isinstance(model, ModelHandle):
+                for p, score in zip(positions, self._scorers[model.ref].score_rows(_rows(staged, positions)),
+                                    strict=True):
+                    scores[p] = _Score(score, model.ref)
+        for remote, positions, rows, call in calls:
+            try:
+                probability = call.result()["probability"].reshape(-1).tolist()
+            except ModelUnavailableError as exc:
+                fallback = remote.fallback
+                if fallback is None:
+                    remote.metrics.add(dead_letter_rows=len(positions))
+                    for p in positions:
+                        scores[p] = Failure(Reason.MODEL_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+                    continue
+                remote.metrics.add(fallback_rows=len(positions))
+                for p, score in zip(positions, self._scorers[fallback.ref].score_rows(rows), strict=True):
+                    scores[p] = _Score(score, fallback.ref, fallback=True)
+                continue
+            for p, value in zip(positions, probability, strict=True):
+                scores[p] = _Score(round6(value), remote.ref, remote.backend)
+        return [s for s in scores if s is not None]
 
     def _load_ids(self, state: VersionedState[RiskState], previous: RiskState) -> KeyIds:
         """The account's remembered ids (with what an older `previous` version carried, moved by the next store)."""
@@ -213,11 +250,28 @@ class RiskOperator(ModelServingOperator):
 
 
 @dataclass(slots=True)
+class _Score:
+    """A staged row's score: the model version that scored it, the backend it ran on ("": in-process) and
+    whether it is a remote backend's fallback."""
+
+    score: float
+    model: str
+    backend: str = ""
+    fallback: bool = False
+
+
+def _rows(staged: list[_Staged], positions: list[int]) -> np.ndarray:
+    """The feature rows of `staged[p]` for `positions`, as one float32 array [n, features]."""
+    packed = b"".join([staged[p].row for p in positions])
+    return np.frombuffer(packed, dtype=np.float32).reshape(len(positions), len(FEATURE_NAMES))
+
+
+@dataclass(slots=True)
 class _Staged:
     """One batch item past the first pass of `process_batch`: its row, rule verdicts and next state."""
 
     index: int
-    model: str
+    model: ServedModel
     #: The feature row as the model reads it (native float32 bytes, FEATURE_NAMES order).
     row: bytes
     scored: list[float]
@@ -236,19 +290,19 @@ def _float32_row(values: list[float]) -> bytes:
         return np.array(values, dtype=np.float32).tobytes()
 
 
-def _result(
-    event: Transaction, score: float, decision: Decision, reasons: list[str], model: str, version: int
-) -> RiskResult:
+def _result(event: Transaction, score: _Score, decision: Decision, reasons: list[str], version: int) -> RiskResult:
     return RiskResult(
         event_id=event.event_id,
         account_id=event.account_id,
-        score=score,
+        score=score.score,
         decision=decision,
         reasons=reasons,
-        model=model,
+        model=score.model,
         state_version=version,
         ts=event.ts,
         scored_at=int(time.time() * 1000),
+        backend=score.backend,
+        fallback=score.fallback,
     )
 
 

@@ -25,8 +25,13 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class RiskResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The score of one transaction, the decision taken, why, and exactly what it was computed from."""
+class RiskResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The score of one transaction, the decision taken, why, and exactly what it was computed from.
+
+    `model` is the model version that scored it; `backend` the model server it was scored on (absent: in-process);
+    `fallback` (absent: false) says a remote backend failed for its batch and `model` is the route's local
+    fallback. The two are left out of the JSON at their defaults, so results scored in-process are unchanged.
+    """
 
     event_id: str
     account_id: str
@@ -37,3 +42,5 @@ class RiskResult(msgspec.Struct, frozen=True, kw_only=True):
     state_version: int
     ts: int
     scored_at: int
+    backend: str = ""
+    fallback: bool = False

@@ -1,4 +1,4 @@
-"""`streamscore models …`: train, list, show, promote, quantize and evaluate registered models.
+"""`streamscore models …`: train, list, show, promote, quantize, evaluate and serve registered models.
 
 `add_models_commands(subparsers)` adds the `models` command to an argparse sub-parser set; every leaf
 parser sets `func` to a callable taking the parsed args and returning the process exit code.
@@ -64,14 +64,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train = get(args.name).train
     assert train is not None  # the choices are the pipelines with a train hook
     registry = _registry(args)
+    extra = {"large": True} if args.large else {}
     try:
-        version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k)
+        version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k, **extra)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    manifest = registry.manifest(args.name, version)
-    print(f"registered {args.name}@{version} (current: {registry.current(args.name)}) in {registry.root}")
+    name = f"{args.name}-large" if args.large else args.name
+    manifest = registry.manifest(name, version)
+    print(f"registered {name}@{version} (current: {registry.current(name)}) in {registry.root}")
     holdout = manifest.get("metrics_holdout", {})
     print(f"metrics on holdout seed {holdout.get('seed')}: {manifest.get('metrics')}")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from pipelines.infra.model_server import ModelServer, ModelServerError
+
+    server = ModelServer(args.names, _registry(args), http_port=args.port, grpc_port=args.grpc_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        seconds = server.start().wait_ready(args.start_timeout)
+    except (ModelServerError, ModelError) as exc:
+        server.stop()
+        return _fail(str(exc))
+    print(f"serving {', '.join(server.served)} over the Open Inference Protocol v2 (ready in {seconds:.1f} s)")
+    print(f"  HTTP {server.http_url}   gRPC {server.grpc_target}   log {server.log_path}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            if server.process is not None and server.process.poll() is not None:
+                return _fail(f"the model server exited ({server.process.returncode}); its log:\n{server.log_tail()}")
+    finally:
+        server.stop()
     return EXIT_OK
 
 
@@ -212,6 +240,8 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=1, help="training seed (default 1, the committed models)")
     train.add_argument("--events", type=int, default=None, help="training events (default: per model)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--large", action="store_true",
+                       help="risk: the wider MLP, registered as risk-large (for a route to a model server)")
     train.add_argument("--k", type=int, default=None, help="reco: items the exported step ranks (default 10)")
     train.add_argument("--dataset", metavar="FILE", help="train on a `dataset build` file instead (registered without "
                        "promotion; the manifest names the dataset, its time range and the holdout metrics)")
@@ -220,6 +250,15 @@ def add_models_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--holdout-share", type=float, default=0.2,
                        help="--dataset: the share of its newest rows held out for the metrics, default %(default)s")
     train.set_defaults(func=_cmd_train)
+
+    serve = commands.add_parser("serve", help="serve registry models over the Open Inference Protocol v2 "
+                                "(HTTP and gRPC; MLServer from its own venv, `make serve-venv`) until interrupted")
+    serve.add_argument("names", nargs="*", metavar="NAME[@VERSION]",
+                       help="models to serve (default: the current version of every model)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default %(default)s)")
+    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (default %(default)s)")
+    serve.add_argument("--start-timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    serve.set_defaults(func=_cmd_serve)
 
     listing = commands.add_parser("list", help="list models and versions (* marks current)")
     listing.set_defaults(func=_cmd_list)

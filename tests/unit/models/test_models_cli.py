@@ -121,6 +121,25 @@ def test_train_registers_a_deterministic_new_version(
                                   "events": 20_000}
 
 
+def test_train_risk_large_registers_the_wider_model_under_its_own_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "registry"
+    argv = ["models", "--registry", str(root), "train", "risk", "--large", "--seed", "3", "--events", "20000",
+            "--quiet"]
+    assert _run(argv) == 0
+    assert "registered risk-large@1 (current: 1)" in capsys.readouterr().out
+    registry = ModelRegistry(root)
+    assert registry.names() == ["risk-large"]
+    manifest = registry.manifest("risk-large", 1)
+    assert manifest["hidden"] == [256, 128, 64] and manifest["feature_names"] == _shipped_risk_features()
+    assert _run(["models", "--registry", str(root), "train", "reco", "--large", "--quiet"]) == 2
+
+
+def _shipped_risk_features() -> list[str]:
+    return list(ModelRegistry(DEFAULT_ROOT).manifest("risk")["feature_names"])
+
+
 def test_train_reco_small(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     argv = ["models", "--registry", str(root), "train", "reco", "--seed", "3", "--events", "8000", "--quiet"]

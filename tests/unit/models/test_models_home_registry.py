@@ -26,7 +26,7 @@ def test_the_default_registry_is_seeded_under_streamscore_home(tmp_path: Path, m
     registry = ModelRegistry()
     assert registry.root == (tmp_path / "home" / "models").resolve()
     shipped = ModelRegistry(SHIPPED_ROOT)
-    assert registry.names() == shipped.names() == ["reco", "risk"]
+    assert registry.names() == shipped.names() == ["reco", "risk", "risk-large"]
     for name in registry.names():
         assert registry.versions(name) == shipped.versions(name)
         assert registry.current(name) == shipped.current(name)

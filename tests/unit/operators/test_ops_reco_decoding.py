@@ -111,6 +111,7 @@ def test_corpus_covers_every_reason_a_click_can_get() -> None:
         Reason.BAD_COUNTRY,
         Reason.OPERATOR_ERROR,  # set by the runtime, not by the decoder
         Reason.MODEL_ERROR,
+        Reason.MODEL_UNAVAILABLE,  # set by a remote backend that failed
     }
     assert {c.reason for c in CORPUS} == expected
 

@@ -356,3 +356,31 @@ def test_any_yaml_gives_a_config_or_a_config_error(replace: dict[str, Any], rule
         assert str(exc).startswith("risk.yaml: ")
     else:
         assert isinstance(config, RiskPipelineConfig | RecoPipelineConfig)
+
+
+def _with_backends(backends: dict[str, Any], routes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    data = yaml.safe_load(RISK_CONFIG_PATH.read_text(encoding="utf-8"))
+    return {**data, "backends": backends, "routes": routes or []}
+
+
+@pytest.mark.parametrize(("backend", "field", "detail"), [
+    ({"url": "http://127.0.0.1:1", "protocol": "grpc"}, "backends.server.url", "HOST:PORT"),
+    ({"url": "http://127.0.0.1:1", "deadline_ms": 0}, "backends.server.deadline_ms", "int >= 1"),
+    ({"url": "http://h:1", "fallback": "maybe"}, "backends.server.fallback", "'maybe'"),
+    ({"url": "http://h:1", "fallbak": "local"}, "backends.server", "unknown field fallbak"),
+])
+def test_a_bad_backend_is_named_with_its_field(backend: dict[str, Any], field: str, detail: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_with_backends({"server": backend}), "risk.yaml")
+    assert f"risk.yaml: {field}: " in str(refused.value) and detail in str(refused.value)
+
+
+def test_routes_name_declared_backends_and_the_operator_gets_them() -> None:
+    route = {"code": "big", "when": {"amount": {"at_least": 200.0}}, "model": "risk-large@1", "backend": "server"}
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.backend: unknown backend 'server'"):
+        parse_config(_with_backends({}, [route]), "risk.yaml")
+    config = parse_config(_with_backends({"server": {"url": "grpc-host:8081", "protocol": "grpc"}}, [route]))
+    assert isinstance(config, RiskPipelineConfig)
+    operator = risk_operator_from_config(config)
+    assert operator._selector.backends["server"].url == "grpc-host:8081"
+    assert operator._selector.routes[0].target == "risk-large@1~server"
