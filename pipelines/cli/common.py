@@ -107,7 +107,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobmanager", metavar="HOST:PORT",
                         help="the session cluster's REST address (default: the one `streamscore cluster up` runs)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
-                        help="serve the job's Flink and operator metrics for Prometheus on localhost:PORT/metrics")
+                        help="serve the job's metrics for Prometheus on localhost:PORT/metrics (Flink: the job's "
+                        "and the operator's; faust: the worker's, under the same names)")
     parser.add_argument("--attach", action="store_true",
                         help="--target remote: follow the job until it ends (default: return once it is submitted)")
     runtime = parser.add_argument_group("runtime")
@@ -130,7 +131,6 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
     "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
-    "metrics_port": None,
 }
 _FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
 

@@ -114,7 +114,7 @@ def _faust_options(args: argparse.Namespace, **changes: Any) -> object:
         changelog_topic=args.state_changelog or default_changelog(args.pipeline, fields["output_topic"]),
         group_id=group, config_path=fields["config_path"], model_ref=args.model, delivery=args.delivery,
         bounded=args.bounded, batch_size=args.batch_size, batch_window_ms=args.batch_window,
-        transactional_id_prefix=args.transactional_id_prefix,
+        transactional_id_prefix=args.transactional_id_prefix, metrics_port=args.metrics_port,
     )
     import dataclasses
 
