@@ -120,6 +120,10 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
                          help="faust: events per micro-batch (one transaction per partition), default %(default)s")
     runtime.add_argument("--batch-window", type=int, default=100, metavar="MS",
                          help="faust: how long a micro-batch may wait to fill up, default %(default)s ms")
+    runtime.add_argument("--input-keyed", action="store_true",
+                         help="faust: the input is partitioned by the pipeline's key (e.g. `streamscore publish`): "
+                         "score it as it is; otherwise an input of several partitions is repartitioned through "
+                         "the internal topic GROUP-repartition")
     runtime.add_argument("--group-id", help="faust: the consumer group its workers share "
                          "(default: streamscore-faust-PIPELINE-INPUT-OUTPUT)")
     parser.add_argument("--allow-non-restored-state", action="store_true",
@@ -132,7 +136,8 @@ _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
     "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
 }
-_FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
+_FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None,
+                                  "input_keyed": False}
 
 
 def check_runtime_options(args: argparse.Namespace) -> None:

@@ -60,6 +60,8 @@ class Router:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._last: dict[int, asyncio.Task[None]] = {}
+        #: Input partitions assigned whose producer is not started yet (set once it is, or failed to).
+        self._opening: dict[int, asyncio.Event] = {}
         self.position: dict[int, int] = {}
         self.lock = asyncio.Lock()
 
@@ -81,12 +83,19 @@ class Router:
         """Start (and so fence) the routing producer of each newly assigned input partition."""
         if not self.options.exactly_once:
             return
-        for partition in sorted(partitions):
-            if partition not in self.producers:
+        new = [p for p in sorted(partitions) if p not in self.producers]
+        for partition in new:
+            self._opening.setdefault(partition, asyncio.Event())
+        for partition in new:
+            try:
                 producer = AIOKafkaProducer(transactional_id=f"{self.options.id_prefix}-route-{partition}",
                                             **self._producer_config)
                 await producer.start()
                 self.producers[partition] = producer
+            finally:
+                opened = self._opening.pop(partition, None)
+                if opened is not None:
+                    opened.set()
 
     async def on_revoked(self, partitions: Sequence[int]) -> None:
         """Await the revoked partitions' commits (a failure is logged: the next owner routes those records)."""
@@ -111,6 +120,9 @@ class Router:
         if not messages:
             return
         async with self.lock:
+            opening = self._opening.get(partition)
+            if opening is not None:
+                await opening.wait()
             if self.options.exactly_once and partition not in self.producers:
                 return  # no longer ours
             records: list[tuple[bytes | None, bytes | None]] = []
@@ -163,6 +175,12 @@ class Router:
                     _LOG.warning("input partition %d: offset commit skipped (%s)", partition, type(exc).__name__)
         self.position[partition] = next_offset
 
-    def pending(self) -> list[asyncio.Task[None]]:
-        """The routing commits still in flight."""
-        return [task for task in self._last.values() if not task.done()]
+    def raise_failed(self) -> None:
+        """Raise the error of a routing commit that failed (the worker stops; the next start routes again)."""
+        for task in self._last.values():
+            if task.done() and task.exception() is not None:
+                task.result()
+
+    def routed_all(self, ends: dict[int, int]) -> bool:
+        """Whether every input partition's routing is committed up to its offset in `ends`."""
+        return all(self.position.get(p, 0) >= end for p, end in ends.items())

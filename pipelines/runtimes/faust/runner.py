@@ -255,7 +255,7 @@ class Runner:
             flight.committed_changelog = changelog_end
         self._count(out, events, stamps, (time.perf_counter() - started) * 1000, committed_at)
         self.position[partition] = out.next_offset
-        self._check_done()
+        self.check_done()
 
     async def _settle(self, state: PartitionState) -> None:
         """Await the partition's commits, then write its open write batch with the offsets they reached."""
@@ -362,7 +362,8 @@ class Runner:
                 lags[partition] = max(0, high - flight.committed_input)
         return lags
 
-    def _check_done(self) -> None:
+    def check_done(self) -> None:
+        """Set `done` once every partition's committed position reached its bounded run's end."""
         if self.ends is None:
             return
         if all(self.position.get(p, 0) >= end for p, end in self.ends.items()):

@@ -82,6 +82,7 @@ from pipelines.kafka import security
 from pipelines.registry import get
 from pipelines.runtimes.faust.metrics import WorkerMetrics, serve_metrics
 from pipelines.runtimes.faust.options import FaustOptions
+from pipelines.runtimes.faust.routing import Router
 from pipelines.runtimes.faust.runner import Runner
 
 _LOG = logging.getLogger("streamscore.faust")
@@ -91,17 +92,26 @@ IDLE_FETCH_MS = 200
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Hands the consumer's revocations and assignments to the runner (awaited before the group moves on)."""
+    """Hands the consumer's revocations and assignments to the runner (the scored topic's partitions) and the
+    router (the input's, when it is repartitioned); awaited before the group moves on."""
 
-    def __init__(self, runner: Runner, topic: str) -> None:
+    def __init__(self, runner: Runner, router: Router | None) -> None:
         self._runner = runner
-        self._topic = topic
+        self._router = router
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._runner.on_revoked([tp.partition for tp in revoked if tp.topic == self._topic])
+        if self._router is not None:
+            await self._router.on_revoked(_of(revoked, self._router.options.input_topic))
+        await self._runner.on_revoked(_of(revoked, self._runner.topic))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.on_assigned([tp.partition for tp in assigned if tp.topic == self._topic])
+        if self._router is not None:
+            await self._router.on_assigned(_of(assigned, self._router.options.input_topic))
+        await self._runner.on_assigned(_of(assigned, self._runner.topic))
+
+
+def _of(tps: set[TopicPartition], topic: str) -> list[int]:
+    return [tp.partition for tp in tps if tp.topic == topic]
 
 
 def _consumer(options: FaustOptions) -> AIOKafkaConsumer:
@@ -123,7 +133,7 @@ async def _fetch(consumer: AIOKafkaConsumer, runner: Runner, options: FaustOptio
     size = sum(len(records) for records in batch.values())
     if not batch or size >= options.batch_size:
         return batch
-    waiting = runner.waiting_on([tp.partition for tp in batch])
+    waiting = runner.waiting_on([tp.partition for tp in batch if tp.topic == runner.topic])
     if not waiting:
         return batch
     await asyncio.wait(waiting, timeout=options.batch_window_ms / 1000)
@@ -134,8 +144,9 @@ async def _fetch(consumer: AIOKafkaConsumer, runner: Runner, options: FaustOptio
     return batch
 
 
-async def serve(options: FaustOptions, runner: Runner) -> None:
-    """Run the worker until SIGINT/SIGTERM, or (bounded) until the input's end offsets are committed."""
+async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, int] | None = None) -> None:
+    """Run the worker until SIGINT/SIGTERM, or (bounded) until the input's end offsets are committed (when
+    repartitioning: routed up to `router_ends`, then scored up to the repartition topic's end)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,19 +156,35 @@ async def serve(options: FaustOptions, runner: Runner) -> None:
         runner.metrics.lag = runner.lag
         metrics_server = await serve_metrics(runner.metrics, options.metrics_port)
     await runner.start()
+    router = None
+    if options.repartition_topic is not None:
+        router = Router(options, runner.spec, runner.producer_config(), runner.sender, runner.metrics)
+        await router.start()
     consumer = _consumer(options)
-    consumer.subscribe([runner.topic], listener=_Rebalance(runner, runner.topic))
+    topics = [runner.topic] if router is None else [options.input_topic, runner.topic]
+    consumer.subscribe(topics, listener=_Rebalance(runner, router))
     runner.consumer = consumer
+    if router is not None:
+        router.consumer = consumer
     await consumer.start()
     try:
         while not stop.is_set() and not runner.done.is_set():
             batch = await _fetch(consumer, runner, options)
+            if router is not None:
+                router.raise_failed()
+                for tp in [tp for tp in batch if tp.topic == options.input_topic]:
+                    await router.route(tp.partition, batch.pop(tp))
+                if router_ends is not None and runner.ends is None and router.routed_all(router_ends):
+                    scored = await asyncio.get_running_loop().run_in_executor(None, _stops, options, runner.topic)
+                    _bound_scoring(runner, *scored)
             if batch:
                 await runner.process(batch)
             else:
                 await runner.settle_idle()
     finally:
         try:
+            if router is not None:
+                await router.stop()
             await runner.stop()
         finally:
             runner.consumer = None
@@ -166,24 +193,43 @@ async def serve(options: FaustOptions, runner: Runner) -> None:
                 await metrics_server.cleanup()
 
 
-def run(options: FaustOptions) -> dict[str, int]:
-    """Run the pipeline on the faust runtime (blocking); returns the counts of what it processed."""
+def _stops(options: FaustOptions, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(the group's committed position, where a bounded run stops) per partition of `topic`."""
     from pipelines.kafka.clients import committed_offsets, end_offsets
     from pipelines.runtimes.faust.ends import stop_offsets
 
+    ends = end_offsets(options.bootstrap, topic)
+    committed = committed_offsets(options.bootstrap, options.group_id, topic, ends)
+    position = {p: max(0, committed.get(p, -1)) for p in ends}
+    return position, stop_offsets(options.bootstrap, topic, position, ends)
+
+
+def _bound_scoring(runner: Runner, position: dict[int, int], stops: dict[int, int]) -> None:
+    """Once the input is routed: score the repartition topic up to where it ends now (`_stops`)."""
+    runner.position = {p: max(runner.position.get(p, 0), at) for p, at in position.items()}
+    runner.ends = stops
+    runner.check_done()
+
+
+def run(options: FaustOptions) -> dict[str, int]:
+    """Run the pipeline on the faust runtime (blocking); returns the counts of what it processed."""
     spec = get(options.pipeline)
     config = spec.load_config(options.config_path)
     runner = Runner(options, spec, config, WorkerMetrics(spec.name))
+    router_ends = None
     if options.bounded:
-        ends = end_offsets(options.bootstrap, options.input_topic)
-        committed = committed_offsets(options.bootstrap, options.group_id, options.input_topic, ends)
-        runner.position = {p: max(0, committed.get(p, -1)) for p in ends}
-        runner.ends = stop_offsets(options.bootstrap, options.input_topic, runner.position, ends)
-        runner._check_done()
+        position, stops = _stops(options, options.input_topic)
+        if options.repartition_topic is None:
+            runner.position, runner.ends = position, stops
+            runner.check_done()
+        elif all(position.get(p, 0) >= end for p, end in stops.items()):
+            _bound_scoring(runner, *_stops(options, runner.topic))
+        else:
+            router_ends = stops
     if runner.done.is_set():
         runner.operator.close()
         return runner.counts
     started = time.monotonic()
-    asyncio.run(serve(options, runner))
+    asyncio.run(serve(options, runner, router_ends))
     _LOG.info("worker ran %.1f s", time.monotonic() - started)
     return runner.counts
