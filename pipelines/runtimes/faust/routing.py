@@ -115,16 +115,17 @@ class Router:
             if producer is not None:
                 await producer.stop()
 
-    async def route(self, partition: int, messages: list[Any]) -> None:
-        """Route one input partition's fetched records; their commit runs behind the partition's previous one."""
+    async def route(self, partition: int, messages: list[Any]) -> bool:
+        """Route one input partition's fetched records; their commit runs behind the partition's previous one.
+        False if they were not taken (the partition's producer is not started: not yet, or no longer ours)."""
         if not messages:
-            return
+            return True
         async with self.lock:
             opening = self._opening.get(partition)
             if opening is not None:
                 await opening.wait()
             if self.options.exactly_once and partition not in self.producers:
-                return  # no longer ours
+                return False
             records: list[tuple[bytes | None, bytes | None]] = []
             stamps: list[int | None] = []
             letters: list[tuple[bytes | None, bytes | None]] = []
@@ -142,6 +143,7 @@ class Router:
                 previous = None
             self._last[partition] = asyncio.create_task(
                 self._commit(partition, records, stamps, letters, messages[-1].offset + 1, previous))
+        return True
 
     def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:
         self._metrics.count(self._metrics.dead_letters, reason)

@@ -180,9 +180,12 @@ class Runner:
         flights = [self.flights.get(p) for p in partitions]
         return [f.previous for f in flights if f is not None and f.previous is not None and not f.previous.done()]
 
-    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[TopicPartition]:
         """Score one fetched batch (records of any assigned partitions, each partition's in offset order) and
-        start its commits."""
+        start its commits. Returns the partitions whose records were not taken because the partition is not
+        open (the consumer may fetch before the assignment listener ran): the caller fetches them again if they
+        are still assigned."""
+        skipped = []
         async with self.lock:
             if self._refresh_s > 0 and time.monotonic() >= self._next_refresh:
                 self._refresh_models()
@@ -193,10 +196,12 @@ class Runner:
                 if opening is not None:
                     await opening.wait()
                 state = self.parts.get(tp.partition)
-                if state is None:  # not (or no longer) ours: its new owner scores them
+                if state is None:  # not open (yet, or no longer ours: then its new owner scores them)
+                    skipped.append(tp)
                     continue
                 await self._score(state, self.flights[tp.partition], messages)
             await self._settle_finished()
+        return skipped
 
     async def settle_idle(self) -> None:
         """Write every partition whose commits are all done (called when a fetch found nothing)."""

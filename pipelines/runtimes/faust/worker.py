@@ -100,14 +100,21 @@ class _Rebalance(ConsumerRebalanceListener):
         self._router = router
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        _LOG.warning("revoking %s", _names(revoked))
         if self._router is not None:
             await self._router.on_revoked(_of(revoked, self._router.options.input_topic))
         await self._runner.on_revoked(_of(revoked, self._runner.topic))
+        _LOG.warning("revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        _LOG.warning("assigning %s", _names(assigned))
         if self._router is not None:
             await self._router.on_assigned(_of(assigned, self._router.options.input_topic))
         await self._runner.on_assigned(_of(assigned, self._runner.topic))
+
+
+def _names(tps: set[TopicPartition]) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)) or "nothing"
 
 
 def _of(tps: set[TopicPartition], topic: str) -> list[int]:
@@ -170,17 +177,21 @@ async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, in
     try:
         while not stop.is_set() and not runner.done.is_set():
             batch = await _fetch(consumer, runner, options)
+            untaken: list[tuple[TopicPartition, int]] = []
             if router is not None:
                 router.raise_failed()
                 for tp in [tp for tp in batch if tp.topic == options.input_topic]:
-                    await router.route(tp.partition, batch.pop(tp))
+                    records = batch.pop(tp)
+                    if not await router.route(tp.partition, records):
+                        untaken.append((tp, records[0].offset))
                 if router_ends is not None and runner.ends is None and router.routed_all(router_ends):
                     scored = await asyncio.get_running_loop().run_in_executor(None, _stops, options, runner.topic)
                     _bound_scoring(runner, *scored)
             if batch:
-                await runner.process(batch)
+                untaken += [(tp, batch[tp][0].offset) for tp in await runner.process(batch)]
             else:
                 await runner.settle_idle()
+            _fetch_again(consumer, untaken)
     finally:
         try:
             if router is not None:
@@ -191,6 +202,18 @@ async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, in
             await consumer.stop()
             if metrics_server is not None:
                 await metrics_server.cleanup()
+
+
+def _fetch_again(consumer: AIOKafkaConsumer, untaken: list[tuple[TopicPartition, int]]) -> None:
+    """Seek back to records fetched for a partition that was assigned but not open yet (aiokafka may fetch
+    before the assignment listener has run): they are fetched again once it is. Records of a partition no
+    longer assigned are left to its new owner."""
+    if not untaken:
+        return
+    assigned = consumer.assignment()
+    for tp, offset in untaken:
+        if tp in assigned:
+            consumer.seek(tp, offset)
 
 
 def _stops(options: FaustOptions, topic: str) -> tuple[dict[int, int], dict[int, int]]:
