@@ -119,7 +119,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--batch-size", type=int, default=500, metavar="N",
                          help="faust: events per micro-batch (one transaction per partition), default %(default)s")
     runtime.add_argument("--batch-window", type=int, default=100, metavar="MS",
-                         help="faust: how long a micro-batch may wait to fill up, default %(default)s ms")
+                         help="faust: kept for compatibility; a micro-batch is what has been fetched and never waits "
+                         "to fill up (batches scored during a commit join the next transaction)")
     runtime.add_argument("--input-keyed", action="store_true",
                          help="faust: the input is partitioned by the pipeline's key (e.g. `streamscore publish`): "
                          "score it as it is; otherwise an input of several partitions is repartitioned through "

@@ -143,7 +143,7 @@ def _run_faust(given: object) -> int:
         f"running {options.pipeline} on faust: {options.input_topic} -> {options.output_topic} "
         f"(dead letters: {options.dlq_topic}; state changelog: {options.changelog_topic}; "
         f"{'bounded' if options.bounded else 'unbounded'}, {options.delivery}, group {options.group_id}, "
-        f"batches of <= {options.batch_size} within {options.batch_window_ms} ms, state in {options.state_dir}"
+        f"batches of <= {options.batch_size}, state in {options.state_dir}"
         + (f"; repartitioned by key through {options.repartition_topic}" if options.repartition_topic else "")
         + ")",
         flush=True,

@@ -4,10 +4,11 @@ Every series is named `streamscore_<the Flink job's metric name>` and labelled `
 `pipeline`, so one dashboard query covers both runtimes (`scripts/deploy/grafana`):
 
 - counters `events_scored`, `dead_letters{reason}`, `decisions{decision}`, `duplicate_events`, `model_swaps`,
-  `expired_keys`, `swept_keys`, `batches`;
+  `expired_keys`, `swept_keys`, `batches` (scored), `commits` (transactions, or flushes at-least-once: batches
+  scored while one commits share the next);
 - gauges `model_version{model}`, `send_to_scored_ms_p50/_p99/_max` (Kafka record timestamp to the commit that
-  made its result visible, every 16th record, over the last minute), `batch_size_p50/_max`, `commit_ms_p50/_p99`
-  (the Kafka side of a batch: sends, and the transaction or the flush), `consumer_lag{partition}` (the
+  made its result visible, every 16th record, over the last minute), `batch_size_p50/_max` (records per scored
+  batch), `commit_ms_p50/_p99` (one commit: sends, and the transaction or the flush), `consumer_lag{partition}` (the
   partition's high watermark minus the offset committed for it).
 
 Counts are taken when a batch's outputs are committed, so they are what readers of the output saw. The endpoint
@@ -63,6 +64,7 @@ class WorkerMetrics:
         self.expired_keys = 0
         self.swept_keys = 0
         self.batches = 0
+        self.commits = 0
         self.dead_letters: dict[str, int] = {}
         self.decisions: dict[str, int] = {}
         self.latency_ms = RecentValues()
@@ -88,7 +90,8 @@ class WorkerMetrics:
                 extra = f",{labels}" if labels else ""
                 lines.append(f"streamscore_{name}{{{base}{extra}}} {_number(value)}")
 
-        for name in ("events_scored", "duplicate_events", "model_swaps", "expired_keys", "swept_keys", "batches"):
+        for name in ("events_scored", "duplicate_events", "model_swaps", "expired_keys", "swept_keys", "batches",
+                     "commits"):
             family(name, "counter", [("", getattr(self, name))])
         family("dead_letters", "counter", [(f'reason="{_escape(k)}"', v) for k, v in sorted(self.dead_letters.items())])
         family("decisions", "counter", [(f'decision="{_escape(k)}"', v) for k, v in sorted(self.decisions.items())])

@@ -10,8 +10,8 @@ from pipelines.exceptions import ConfigError, UsageError
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: Events per micro-batch (one Kafka transaction, one RocksDB write batch per partition) by default.
 DEFAULT_BATCH_SIZE = 500
-#: How long a partial micro-batch may keep growing while the commit it has to follow is still in flight (ms); a
-#: batch never waits when there is nothing to wait for.
+#: Kept for compatibility (ms): a micro-batch is what has been fetched and never waits to fill up; batches scored
+#: while a commit is in flight join the next transaction instead.
 DEFAULT_BATCH_WINDOW_MS = 100
 
 

@@ -4,15 +4,15 @@ One input partition `p` (of the scored topic: the input, or the repartition topi
 
 1. Its records are scored into the partition store's open write batch (`RocksVersionedStore.begin_batch`): reads
    see every batch scored so far, nothing is written to RocksDB yet.
-2. The batch's Kafka side (results, dead letters, changelog records and, exactly-once, the input offset in one
-   transaction of the producer `<prefix>-<p>`) is started as a task chained behind the previous batch's: commits
-   of `p` happen one after the other, in order, and a batch's transaction never begins unless every earlier one
-   committed (a failed one fails every later one).
-3. The next batch of `p` is scored while that commit runs (at most one commit in flight while scoring; the one
-   before it is awaited first).
-4. When the open write batch's commits are all done (at once when the partition is idle, or every
-   `MAX_OPEN_BATCH_S` under load), the write batch is written to RocksDB with `input-next` and `changelog-next` of
-   the last committed batch: the store is never ahead of Kafka (see `pipelines.runtimes.faust.worker`).
+2. Its outputs (results, dead letters, changelog records, the next input offset) are queued for `p`'s committer
+   task, which commits what is queued in one transaction of the producer `<prefix>-<p>` (with the input offset,
+   exactly-once) or one flush (at-least-once), then what was queued meanwhile, until nothing is left. One commit
+   of `p` at a time, in scoring order; a failed one stops every later one.
+3. The next batch of `p` is scored while that commit runs: scoring never waits for a commit.
+4. When the committer has committed everything (at once when the partition is idle, or every
+   `MAX_OPEN_BATCH_S` under load, when scoring waits for it), the write batch is written to RocksDB with
+   `input-next` and `changelog-next` of the last committed batch: the store is never ahead of Kafka (see
+   `pipelines.runtimes.faust.worker`).
 """
 
 from __future__ import annotations
@@ -46,18 +46,48 @@ MAX_OPEN_BATCH_S = 0.5
 
 @dataclass
 class Flight:
-    """A partition's batches between scoring and RocksDB: the commit tasks and the offsets they reach."""
+    """A partition's batches between scoring and RocksDB: what waits for a transaction, the committer, the
+    offsets the commits reached."""
 
     #: Offsets below this are scored (in the store's open write batch or written).
     scored_next: int
     #: The input and changelog offsets after the last batch whose Kafka side committed.
     committed_input: int
     committed_changelog: int
-    #: The commit of the batch before the last one, and the last one's (chained behind it).
-    previous: asyncio.Task[None] | None = None
-    last: asyncio.Task[None] | None = None
+    #: Outputs of the batches scored since the committer took the last ones (merged in order), or None.
+    queued: BatchOutputs | None = None
+    queued_events: int = 0
+    queued_stamps: list[int] = field(default_factory=list)
+    #: The task committing `queued` until nothing is left (None or done: idle).
+    committer: asyncio.Task[None] | None = None
+    #: The first commit that failed: nothing scored after it is committed or written.
+    failed: BaseException | None = None
     opened_at: float = 0.0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def queue(self, out: BatchOutputs, events: int, stamps: list[int]) -> None:
+        """Add one scored batch's outputs to what the next transaction carries."""
+        self.queued_events += events
+        self.queued_stamps.extend(stamps)
+        queued = self.queued
+        if queued is None:
+            self.queued = out
+            return
+        queued.results.extend(out.results)
+        queued.dead_letters.extend(out.dead_letters)
+        queued.changelog.extend(out.changelog)
+        queued.next_offset = out.next_offset
+        queued.duplicates += out.duplicates
+        queued.expired_keys += out.expired_keys
+        for decision, n in out.decisions.items():
+            queued.decisions[decision] = queued.decisions.get(decision, 0) + n
+        for reason, n in out.letter_reasons.items():
+            queued.letter_reasons[reason] = queued.letter_reasons.get(reason, 0) + n
+
+    def take(self) -> tuple[BatchOutputs | None, int, list[int]]:
+        """What the next transaction carries (and forget it here)."""
+        taken = (self.queued, self.queued_events, self.queued_stamps)
+        self.queued, self.queued_events, self.queued_stamps = None, 0, []
+        return taken
 
 
 class Runner:
@@ -89,7 +119,7 @@ class Runner:
         self.ends: dict[int, int] | None = None
         self.position: dict[int, int] = {}
         self.counts = {"events": 0, "results": 0, "dead_letters": 0, "duplicates": 0, "expired_keys": 0,
-                       "swept_keys": 0, "batches": 0}
+                       "swept_keys": 0, "batches": 0, "commits": 0}
         self._refresh_s = float(config.model_refresh_seconds)
         self._next_refresh = time.monotonic() + self._refresh_s
 
@@ -175,11 +205,6 @@ class Runner:
             await producer.stop()
 
     # ------------------------------------------------------------------------------------------- batches
-    def waiting_on(self, partitions: Sequence[int]) -> list[asyncio.Task[None]]:
-        """The commits the next batches of `partitions` would have to wait for before they can be scored."""
-        flights = [self.flights.get(p) for p in partitions]
-        return [f.previous for f in flights if f is not None and f.previous is not None and not f.previous.done()]
-
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[TopicPartition]:
         """Score one fetched batch (records of any assigned partitions, each partition's in offset order) and
         start its commits. Returns the partitions whose records were not taken because the partition is not
@@ -211,15 +236,14 @@ class Runner:
 
     async def _settle_finished(self) -> None:
         for partition, flight in self.flights.items():
-            if flight.last is not None and flight.last.done():
+            if flight.queued is None and flight.committer is not None and flight.committer.done():
                 await self._settle(self.parts[partition])
 
     async def _score(self, state: PartitionState, flight: Flight, messages: list[ConsumerRecord[Any, Any]]) -> None:
-        if flight.previous is not None:
-            await flight.previous  # at most one commit in flight while a batch is scored
-            flight.previous = None
+        if flight.failed is not None:
+            raise flight.failed
         store = state.store
-        if flight.last is not None and (flight.last.done() or time.monotonic() - flight.opened_at > MAX_OPEN_BATCH_S):
+        if store.in_batch and time.monotonic() - flight.opened_at > MAX_OPEN_BATCH_S:
             await self._settle(state)
         if not store.in_batch:
             store.begin_batch()
@@ -236,48 +260,49 @@ class Runner:
             self.counts["swept_keys"] += len(swept)
             self.metrics.swept_keys += len(swept)
         flight.scored_next = out.next_offset
-        stamps = [m.timestamp for m in messages[::LATENCY_SAMPLE] if m.timestamp is not None and m.timestamp > 0]
-        task = asyncio.create_task(self._commit(state.partition, flight, out, flight.last, stamps, len(records)))
-        flight.previous, flight.last = flight.last, task
-        flight.tasks.append(task)
+        self.counts["batches"] += 1
+        self.metrics.batches += 1
+        self.metrics.batch_size.add(len(records))
+        flight.queue(out, len(records),
+                     [m.timestamp for m in messages[::LATENCY_SAMPLE] if m.timestamp is not None and m.timestamp > 0])
+        if flight.committer is None or flight.committer.done():
+            flight.committer = asyncio.create_task(self._commit(state.partition, flight))
 
-    async def _commit(self, partition: int, flight: Flight, out: BatchOutputs, after: asyncio.Task[None] | None,
-                      stamps: list[int], events: int) -> None:
-        """The Kafka side of one batch, after the previous batch's (a failed predecessor fails this one)."""
-        if after is not None:
-            await after
-        started = time.perf_counter()
-        changelog_end = await self._deliver(partition, out)
-        if not self.options.exactly_once and self.consumer is not None:
-            try:  # at-least-once: offsets follow the flushed outputs (a failed commit only means a replay)
-                await self.consumer.commit({TopicPartition(self.topic, partition): out.next_offset})
-            except Exception as exc:  # e.g. a rebalance in progress; a later batch commits past it
-                _LOG.warning("partition %d: offset commit skipped (%s)", partition, type(exc).__name__)
-        committed_at = time.time()
-        assert out.next_offset is not None
-        flight.committed_input = out.next_offset
-        if changelog_end is not None:
-            flight.committed_changelog = changelog_end
-        self._count(out, events, stamps, (time.perf_counter() - started) * 1000, committed_at)
-        self.position[partition] = out.next_offset
-        self.check_done()
+    async def _commit(self, partition: int, flight: Flight) -> None:
+        """Commit what is queued, one transaction (or flush) at a time, until nothing is left; a failure stops
+        every later commit of the partition."""
+        while flight.queued is not None:
+            out, events, stamps = flight.take()
+            assert out is not None and out.next_offset is not None
+            started = time.perf_counter()
+            try:
+                changelog_end = await self._deliver(partition, out)
+            except BaseException as exc:
+                flight.failed = exc
+                raise
+            if not self.options.exactly_once and self.consumer is not None:
+                try:  # at-least-once: offsets follow the flushed outputs (a failed commit only means a replay)
+                    await self.consumer.commit({TopicPartition(self.topic, partition): out.next_offset})
+                except Exception as exc:  # e.g. a rebalance in progress; a later batch commits past it
+                    _LOG.warning("partition %d: offset commit skipped (%s)", partition, type(exc).__name__)
+            flight.committed_input = out.next_offset
+            if changelog_end is not None:
+                flight.committed_changelog = changelog_end
+            self._count(out, events, stamps, (time.perf_counter() - started) * 1000, time.time())
+            self.position[partition] = out.next_offset
+            self.check_done()
 
     async def _settle(self, state: PartitionState) -> None:
         """Await the partition's commits, then write its open write batch with the offsets they reached."""
         flight = self.flights.get(state.partition)
         if flight is None:
             return
-        tasks, flight.tasks = flight.tasks, []
-        flight.previous = flight.last = None
-        try:
-            for task in tasks:
-                await task
-        except BaseException:
+        committer = flight.committer
+        if committer is not None:
+            await asyncio.wait([committer])
+        if flight.failed is not None:
             state.store.discard_batch()  # scored on top of a batch that did not commit: none of it is kept
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            raise
+            raise flight.failed
         store = state.store
         if not store.in_batch:
             return
@@ -290,12 +315,12 @@ class Runner:
     def _count(self, out: BatchOutputs, events: int, stamps: list[int], commit_ms: float, now_s: float) -> None:
         counts, metrics = self.counts, self.metrics
         counts["events"] += events
-        counts["batches"] += 1
+        counts["commits"] += 1
         counts["results"] += len(out.results)
         counts["dead_letters"] += len(out.dead_letters)
         counts["duplicates"] += out.duplicates
         counts["expired_keys"] += out.expired_keys
-        metrics.batches += 1
+        metrics.commits += 1
         metrics.events_scored += len(out.results)
         metrics.duplicate_events += out.duplicates
         metrics.expired_keys += out.expired_keys
@@ -303,7 +328,6 @@ class Runner:
             metrics.count(metrics.decisions, decision, n)
         for reason, n in out.letter_reasons.items():
             metrics.count(metrics.dead_letters, reason, n)
-        metrics.batch_size.add(events, now_s)
         metrics.commit_ms.add(commit_ms, now_s)
         now_ms = now_s * 1000
         for stamp in stamps:

@@ -18,8 +18,9 @@ confluent-kafka client's transaction calls block the calling thread). faust stay
 client; faust's own exactly-once mode was never usable (below).
 
 Batches: `getmany` returns at once when records are already fetched (up to `--batch-size`); at low load an event
-is scored as soon as it arrives. A partial batch grows only while the commit it would have to follow anyway is in
-flight, for at most `--batch-window`.
+is scored as soon as it arrives, nothing waits for a batch to fill. Batches scored while a partition's commit is
+in flight join its next transaction (group commit), so transactions grow with the load without delaying scoring.
+`--batch-window` (kept for compatibility) is not waited for: there is no window left to wait in.
 
 Why it is exactly-once (and why faust's own exactly-once mode is not used)
 --------------------------------------------------------------------------
@@ -37,10 +38,11 @@ with exactly_once, #177 sends outside a transaction; all open). The runtime owns
    `<prefix>-<p>`. The transactional id is per input partition (KIP-98 fencing), so the next owner of `p` - after
    a crash, a restart or a rebalance - fences this producer and aborts what it left open before it rebuilds `p`'s
    state; a zombie cannot commit afterwards.
-3. Overlap: that commit runs as a task while the next batch of `p` is scored on top of the open write batch (it
-   reads the state the previous batch left). Commits of `p` are chained: batch k+1's transaction begins only
-   after batch k's committed, and a failed commit fails every later one, so the committed transactions are
-   always a prefix of the scored batches, each reading exactly the state its predecessors committed.
+3. Overlap: that commit runs in the partition's committer task while the next batches of `p` are scored on top
+   of the open write batch (they read the state the earlier batches left); their outputs queue, in order, for
+   the committer's next transaction. One transaction of `p` at a time, in scoring order, and a failed commit
+   stops every later one, so the committed transactions always cover a prefix of the scored batches, each batch
+   having read exactly the state its predecessors committed.
 4. Only when every batch in the write batch has committed is it written, with `input-next` and
    `changelog-next` of the last of them (when `p` goes idle, before a new batch if the last commit is done, and
    at least every `MAX_OPEN_BATCH_S` under load). A crash before that leaves the store behind Kafka; opening the
@@ -131,23 +133,11 @@ def _consumer(options: FaustOptions) -> AIOKafkaConsumer:
     )
 
 
-async def _fetch(consumer: AIOKafkaConsumer, runner: Runner, options: FaustOptions
-                 ) -> dict[TopicPartition, list[Any]]:
-    """What has been fetched (up to --batch-size records); a partial batch grows while the commits it would
-    follow are in flight, for at most --batch-window."""
+async def _fetch(consumer: AIOKafkaConsumer, options: FaustOptions) -> dict[TopicPartition, list[Any]]:
+    """What has been fetched, up to --batch-size records: at once if there is any, else the first records to
+    arrive within `IDLE_FETCH_MS` (an empty dict if none did)."""
     batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
         timeout_ms=IDLE_FETCH_MS, max_records=options.batch_size)
-    size = sum(len(records) for records in batch.values())
-    if not batch or size >= options.batch_size:
-        return batch
-    waiting = runner.waiting_on([tp.partition for tp in batch if tp.topic == runner.topic])
-    if not waiting:
-        return batch
-    await asyncio.wait(waiting, timeout=options.batch_window_ms / 1000)
-    more: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=0,
-                                                                   max_records=options.batch_size - size)
-    for tp, records in more.items():
-        batch.setdefault(tp, []).extend(records)
     return batch
 
 
@@ -176,7 +166,7 @@ async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, in
     await consumer.start()
     try:
         while not stop.is_set() and not runner.done.is_set():
-            batch = await _fetch(consumer, runner, options)
+            batch = await _fetch(consumer, options)
             untaken: list[tuple[TopicPartition, int]] = []
             if router is not None:
                 router.raise_failed()
