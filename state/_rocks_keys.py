@@ -203,6 +203,8 @@ class Pending:
         self.batch = WriteBatch(raw_mode=True)
         self.keys: dict[bytes, PendingKey] = {}
         self.meta: dict[bytes, bytes] = {}
+        #: (key, name) of side entries changed since `side_changes` last ran.
+        self.changed_sides: dict[tuple[bytes, str], None] = {}
 
     def entry(self, kb: bytes, head: Head | None, cache: KeyCache) -> PendingKey:
         """The pending entry of `kb`, created from its current `head` (and the cache's latest record)."""
@@ -251,6 +253,7 @@ class Pending:
     def set_side(self, kb: bytes, name: str, value: bytes | None, inline: bool) -> None:
         """Record a side entry change (an inline entry's value lives in the head; its separate entry goes)."""
         self.keys[kb].sides[name] = (value, inline)
+        self.changed_sides[kb, name] = None
 
     def side(self, kb: bytes, name: str) -> tuple[bool, bytes | None]:
         """(whether the batch decides the separate side entry, its bytes)."""
@@ -263,13 +266,22 @@ class Pending:
         return entry.wiped, None
 
     def side_changes(self) -> list[tuple[bytes, str, bytes | None, bool]]:
-        """(key, name, value, inline) of every side entry the batch changed, as the batch leaves it."""
+        """(key, name, value, inline) of every side entry changed since the previous call (the whole batch on
+        the first), as the batch leaves it, in the order of their first change."""
+        changed = self.changed_sides
+        if not changed:
+            return []
         changes = []
-        for kb, entry in self.keys.items():
-            for name, (value, inline) in entry.sides.items():
-                if inline:
-                    value = entry.head.inline.get(name) if entry.head is not None else None
-                changes.append((kb, name, value, inline))
+        for kb, name in changed:
+            entry = self.keys[kb]
+            change = entry.sides.get(name)
+            if change is None:  # the key was wiped after the change: its removal is published instead
+                continue
+            value, inline = change
+            if inline:
+                value = entry.head.inline.get(name) if entry.head is not None else None
+            changes.append((kb, name, value, inline))
+        self.changed_sides = {}
         return changes
 
     def finish(self, cache: KeyCache) -> WriteBatch:

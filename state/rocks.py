@@ -302,11 +302,39 @@ class RocksVersionedStore(Generic[T]):
         self._commit(pending)
 
     def pending_sides(self) -> list[tuple[str, str, bytes | None, bool]]:
-        """The side entries the open batch changed, once per (key, name) as the batch leaves them: (key, name,
-        value or None for removed, inline). What a changelog publishes for the batch."""
+        """The side entries the open batch changed since the previous call (all of them on the first), once per
+        (key, name) as the batch leaves them: (key, name, value or None for removed, inline). What a changelog
+        publishes for the batch, or for each of the steps a batch held open over several steps took."""
         if self._pending is None:
             return []
         return [(kb.decode("utf-8"), name, value, inline) for kb, name, value, inline in self._pending.side_changes()]
+
+    def begin_batch(self) -> None:
+        """Open a write batch that stays open across calls (and awaits) until `commit_batch` or `discard_batch`:
+        what `write_batch()` is for one block. Reads see its writes. Refused while a batch is open."""
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError(f"store at {self._path} is read-only; begin_batch() is not allowed")
+        if self._pending is not None:
+            raise StateError(f"begin_batch() on {self._path}: a write batch is already open")
+        self._pending = Pending()
+
+    @property
+    def in_batch(self) -> bool:
+        """Whether a write batch is open."""
+        return self._pending is not None
+
+    def commit_batch(self) -> None:
+        """Write the batch opened by `begin_batch` (one atomic RocksDB write) and close it."""
+        pending = self._pending
+        if pending is None:
+            raise StateError(f"commit_batch() on {self._path}: no write batch is open")
+        self._pending = None
+        self._commit(pending)
+
+    def discard_batch(self) -> None:
+        """Drop the open write batch (if any) without writing it; the cache stays as the committed data."""
+        self._pending = None
 
     def checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write a consistent copy of the committed state to the new directory `path` (RocksDB checkpoint).

@@ -107,7 +107,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobmanager", metavar="HOST:PORT",
                         help="the session cluster's REST address (default: the one `streamscore cluster up` runs)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
-                        help="serve the job's Flink and operator metrics for Prometheus on localhost:PORT/metrics")
+                        help="serve the job's metrics for Prometheus on localhost:PORT/metrics (Flink: the job's "
+                        "and the operator's; faust: the worker's, under the same names)")
     parser.add_argument("--attach", action="store_true",
                         help="--target remote: follow the job until it ends (default: return once it is submitted)")
     runtime = parser.add_argument_group("runtime")
@@ -118,7 +119,12 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--batch-size", type=int, default=500, metavar="N",
                          help="faust: events per micro-batch (one transaction per partition), default %(default)s")
     runtime.add_argument("--batch-window", type=int, default=100, metavar="MS",
-                         help="faust: how long a micro-batch may wait to fill up, default %(default)s ms")
+                         help="faust: kept for compatibility; a micro-batch is what has been fetched and never waits "
+                         "to fill up (batches scored during a commit join the next transaction)")
+    runtime.add_argument("--input-keyed", action="store_true",
+                         help="faust: the input is partitioned by the pipeline's key (e.g. `streamscore publish`): "
+                         "score it as it is; otherwise an input of several partitions is repartitioned through "
+                         "the internal topic GROUP-repartition")
     runtime.add_argument("--group-id", help="faust: the consumer group its workers share "
                          "(default: streamscore-faust-PIPELINE-INPUT-OUTPUT)")
     parser.add_argument("--allow-non-restored-state", action="store_true",
@@ -130,9 +136,9 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
     "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
-    "metrics_port": None,
 }
-_FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None}
+_FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None,
+                                  "input_keyed": False}
 
 
 def check_runtime_options(args: argparse.Namespace) -> None:

@@ -104,6 +104,7 @@ UNMAPPED_STATE = "Cannot map checkpoint/savepoint state for operator"
 def _faust_options(args: argparse.Namespace, **changes: Any) -> object:
     from pipelines.infra.home import subdir
     from pipelines.runtimes.faust.options import FaustOptions, default_changelog, default_group
+    from pipelines.runtimes.faust.routing import repartition_topic
 
     fields = job_fields(args, args.model)
     group = args.group_id or default_group(args.pipeline, fields["input_topic"], fields["output_topic"])
@@ -114,27 +115,37 @@ def _faust_options(args: argparse.Namespace, **changes: Any) -> object:
         changelog_topic=args.state_changelog or default_changelog(args.pipeline, fields["output_topic"]),
         group_id=group, config_path=fields["config_path"], model_ref=args.model, delivery=args.delivery,
         bounded=args.bounded, batch_size=args.batch_size, batch_window_ms=args.batch_window,
-        transactional_id_prefix=args.transactional_id_prefix,
+        transactional_id_prefix=args.transactional_id_prefix, metrics_port=args.metrics_port,
+        repartition_topic=None if getattr(args, "input_keyed", False) else repartition_topic(group),
     )
     import dataclasses
 
     return dataclasses.replace(options, **changes) if changes else options
 
 
-def _run_faust(options: object) -> int:
+def _run_faust(given: object) -> int:
+    import dataclasses
+
     from pipelines.kafka.clients import end_offsets, ensure_topics
     from pipelines.runtimes.faust import worker
     from pipelines.runtimes.faust.options import FaustOptions
 
-    assert isinstance(options, FaustOptions)
+    assert isinstance(given, FaustOptions)
+    options = given
     ensure_topics(options.bootstrap, [options.input_topic, options.output_topic, options.dlq_topic])
-    ensure_topics(options.bootstrap, [options.changelog_topic],
-                  partitions=len(end_offsets(options.bootstrap, options.input_topic)))
+    partitions = len(end_offsets(options.bootstrap, options.input_topic))
+    if options.repartition_topic is not None and partitions == 1:  # one partition: one state per key already
+        options = dataclasses.replace(options, repartition_topic=None)
+    if options.repartition_topic is not None:
+        ensure_topics(options.bootstrap, [options.repartition_topic], partitions=partitions)
+    ensure_topics(options.bootstrap, [options.changelog_topic], partitions=partitions)
     print(
         f"running {options.pipeline} on faust: {options.input_topic} -> {options.output_topic} "
         f"(dead letters: {options.dlq_topic}; state changelog: {options.changelog_topic}; "
         f"{'bounded' if options.bounded else 'unbounded'}, {options.delivery}, group {options.group_id}, "
-        f"batches of <= {options.batch_size} within {options.batch_window_ms} ms, state in {options.state_dir})",
+        f"batches of <= {options.batch_size}, state in {options.state_dir}"
+        + (f"; repartitioned by key through {options.repartition_topic}" if options.repartition_topic else "")
+        + ")",
         flush=True,
     )
     counts = worker.run(options)

@@ -211,11 +211,16 @@ def test_second_faust_worker_takes_over_a_killed_workers_partitions(
     events = synthetic_events("risk", 40_000, 53)
     _publish(bootstrap, topics.input, events[:20_000])
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    workers = [
-        _start(_faust_args(bootstrap, "risk", topics, tmp_path / name, "--batch-size", "200"), log)
-        for name, log in zip(("state-a", "state-b"), logs, strict=True)
-    ]
+    # a starts alone and owns state before b joins (a worker can score all 20k before a simultaneous peer has
+    # joined, and then there is nothing to take over); b joins mid-run, then a is killed.
+    workers = [_start(_faust_args(bootstrap, "risk", topics, tmp_path / "state-a", "--batch-size", "200"), logs[0])]
+    _wait_for(bootstrap, topics.output, 1, workers, logs[0])
+    workers.append(_start(_faust_args(bootstrap, "risk", topics, tmp_path / "state-b", "--batch-size", "200"), logs[1]))
     _wait_for(bootstrap, topics.output, 10_000, workers, logs[0])
+    deadline = time.monotonic() + 60
+    while "versions restored" not in logs[1].read_text():  # b has joined the group and opened its partitions
+        assert time.monotonic() < deadline, logs[1].read_text()[-3000:]
+        time.sleep(0.2)
     os.killpg(workers[0].pid, signal.SIGKILL)  # mid-run: its partitions move to worker b
     workers[0].wait(30)
     _publish(bootstrap, topics.input, events[20_000:])

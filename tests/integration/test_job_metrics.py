@@ -112,3 +112,67 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
     assert 0 < p50 <= p99 <= most <= (scraped_at - published_at) * 1000, (p50, p99, most)
     # Every metric the Grafana dashboard of the deployment files queries is one the job really exports.
     assert _dashboard_metric_names() <= exported, _dashboard_metric_names() - exported
+
+
+_FAUST_SAMPLE = re.compile(r"^streamscore_([a-z0-9_]+)\{([^}]*)\} ([0-9.eE+-]+)$", re.MULTILINE)
+
+
+def _scrape_faust(port: int) -> dict[tuple[str, str], float]:
+    samples: dict[tuple[str, str], float] = {}
+    for name, labels, value in _FAUST_SAMPLE.findall(_scrape_text(port)):
+        assert 'runtime="faust"' in labels and 'pipeline="risk"' in labels, labels
+        match = re.search(r'(?:reason|decision|model|partition)="([^"]+)"', labels)
+        samples[(name, match.group(1) if match else "")] = float(value)
+    return samples
+
+
+def test_the_faust_worker_serves_the_same_metrics_and_its_batches_commits_and_lag(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    published_at = time.time()
+    test_risk_job._publish(bootstrap, topics, tmp_path, events=EVENTS, seed=19)
+    port = _free_port()
+    log = tmp_path / "worker.log"
+    worker = start_job(bootstrap, topics, None, log, "--runtime", "faust", "--state-dir", str(tmp_path / "state"),
+                       "--metrics-port", str(port), "--batch-size", "300")
+    try:
+        deadline = time.monotonic() + 180
+        while sum(1 for _ in consume(bootstrap, topics.output, timeout_s=1)) < EVENTS:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        results = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.output, timeout_s=3)]
+        letters = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.dlq, timeout_s=3)]
+        samples = _scrape_faust(port)  # counted when a batch commits: the outputs above are all committed
+        while samples.get(("consumer_lag", "0"), 1) != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            samples = _scrape_faust(port)
+        scraped_at = time.time()
+        text = _scrape_text(port)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    assert len(results) == EVENTS
+    assert samples[("events_scored", "")] == EVENTS
+    assert samples[("duplicate_events", "")] == 10
+    by_reason = Counter(letter["reason"] for letter in letters)
+    assert {label: int(v) for (name, label), v in samples.items() if name == "dead_letters"} == dict(by_reason)
+    decisions = Counter(r["decision"] for r in results)
+    assert {label: int(v) for (name, label), v in samples.items() if name == "decisions"} == dict(decisions)
+    assert samples[("model_version", "risk")] == float(ModelRegistry(SHIPPED_ROOT).current("risk") or 0)
+    p50, p99, most = (samples[(f"send_to_scored_ms_{q}", "")] for q in ("p50", "p99", "max"))
+    assert 0 < p50 <= p99 <= most <= (scraped_at - published_at) * 1000, (p50, p99, most)
+    total = EVENTS + 10 + len(test_risk_job.MALFORMED)
+    assert samples[("batches", "")] >= total / 300 and 1 <= samples[("commits", "")] <= samples[("batches", "")]
+    assert 0 < samples[("batch_size_p50", "")] <= samples[("batch_size_max", "")] <= 300
+    assert 0 < samples[("commit_ms_p50", "")] <= samples[("commit_ms_p99", "")]
+    assert samples[("consumer_lag", "0")] == 0
+    # The dashboard's queries name the worker's series next to the Flink job's.
+    dashboard = (ROOT / "scripts/deploy/grafana/dashboards/streamscore.json").read_text()
+    queried = set(re.findall(r"\bstreamscore_[a-z0-9_]+", dashboard))
+    exported = set(re.findall(r"^(streamscore_[a-z0-9_]+)", text, re.MULTILINE))
+    assert queried and queried <= exported, queried - exported

@@ -10,7 +10,8 @@ from pipelines.exceptions import ConfigError, UsageError
 DELIVERY_GUARANTEES = ("exactly-once", "at-least-once")
 #: Events per micro-batch (one Kafka transaction, one RocksDB write batch per partition) by default.
 DEFAULT_BATCH_SIZE = 500
-#: How long a micro-batch waits to fill up before it is processed anyway (ms).
+#: Kept for compatibility (ms): a micro-batch is what has been fetched and never waits to fill up; batches scored
+#: while a commit is in flight join the next transaction instead.
 DEFAULT_BATCH_WINDOW_MS = 100
 
 
@@ -42,6 +43,11 @@ class FaustOptions:
     start_offsets: dict[int, int] | None = None
     start_timestamp_ms: int | None = None
     session_timeout_s: float = 10.0
+    #: Serve Prometheus metrics on this port (None: no endpoint).
+    metrics_port: int | None = None
+    #: The internal topic the input is repartitioned through, keyed by the pipeline's key (None: the input is
+    #: scored as it is partitioned; see `pipelines.runtimes.faust.routing`).
+    repartition_topic: str | None = None
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -51,13 +57,22 @@ class FaustOptions:
         if not 1 <= self.batch_window_ms <= 60_000:
             raise UsageError(f"--batch-window must be between 1 and 60000 ms, got {self.batch_window_ms}")
         topics = [self.input_topic, self.output_topic, self.dlq_topic, self.changelog_topic]
+        if self.repartition_topic is not None:
+            topics.append(self.repartition_topic)
         if len(set(topics)) != len(topics):
-            raise ConfigError(f"input, output, dead-letter and changelog topics must all differ, got {topics}")
+            raise ConfigError(
+                f"input, output, dead-letter, changelog (and repartition) topics must all differ, got {topics}"
+            )
 
     @property
     def exactly_once(self) -> bool:
         """Whether outputs, changelog and input offsets commit in one Kafka transaction per batch."""
         return self.delivery == "exactly-once"
+
+    @property
+    def scored_topic(self) -> str:
+        """The topic whose partitions the state is kept by: the repartition topic if there is one, else the input."""
+        return self.repartition_topic or self.input_topic
 
     @property
     def id_prefix(self) -> str:

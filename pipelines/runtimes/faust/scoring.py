@@ -58,6 +58,9 @@ class BatchOutputs:
     expired_keys: int = 0
     #: The newest event time of a version the batch wrote (None: it wrote none).
     newest_event_time: int | None = None
+    #: Results per decision (results without a `decision` are not counted) and dead letters per reason.
+    decisions: dict[str, int] = field(default_factory=dict)
+    letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class PartitionScorer:
@@ -71,6 +74,7 @@ class PartitionScorer:
         self._result_key = spec.result_key
         self._encode = spec.encode_result
         self._topic = topic
+        self._reasons: dict[str, int] = {}
 
     def score(
         self, store: RocksVersionedStore[Any], partition: int, records: list[tuple[int, bytes | None]],
@@ -80,6 +84,7 @@ class PartitionScorer:
         below `skip_below` are already applied and skipped. Writes go to `store` (inside the caller's write
         batch)."""
         out = BatchOutputs()
+        self._reasons = out.letter_reasons
         operator = self._operator
         before, expired_before = operator.duplicates, getattr(operator, "expired_keys", 0)
         slots: list[tuple[int, bytes, Rejection | BatchItem]] = []
@@ -104,20 +109,25 @@ class PartitionScorer:
             if isinstance(outcome, Failure):
                 out.dead_letters.append(self._letter(outcome.reason, outcome.error, raw, partition, offset))
                 continue
+            decisions = out.decisions
             for result in outcome:
                 out.results.append((self._result_key(result).encode(), self._encode(result)))
+                decision = getattr(result, "decision", None)
+                if decision is not None:
+                    decisions[decision] = decisions.get(decision, 0) + 1
             written = cast(_RecordingKeyState, entry.state)
             if outcome and written.record is not None:
                 out.changelog.append((entry.key.encode(), version_value(written.record)))
                 if out.newest_event_time is None or written.event_time > out.newest_event_time:
                     out.newest_event_time = written.event_time
-        for key, name, value, inline in store.pending_sides():  # once per changed entry of the batch
+        for key, name, value, inline in store.pending_sides():  # once per entry the batch changed
             out.changelog.append((key.encode(), side_value(name, value, inline=inline)))
         out.duplicates = operator.duplicates - before
         out.expired_keys = getattr(operator, "expired_keys", 0) - expired_before
         return out
 
     def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:
+        self._reasons[reason] = self._reasons.get(reason, 0) + 1
         letter = DeadLetter(
             pipeline=self._spec.name, reason=reason, error=error, raw=raw_as_text(raw), topic=self._topic,
             partition=partition, offset=offset, at=int(time.time() * 1000),

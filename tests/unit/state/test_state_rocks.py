@@ -219,3 +219,31 @@ def test_convert_all_and_read_only_conversion(tmp_path: Path) -> None:
     assert all(k[:1] in (b"\x00", b"\x03", b"\x05") for k in _raw_keys(path))
     with Rdict(str(path), Options(raw_mode=True)) as db:
         assert msgspec.msgpack.decode(db[META_KEY]) == {"format": ROCKS_FORMAT, "codec": "msgpack/1"}
+
+
+def test_a_batch_held_open_across_steps_is_written_once_or_not_at_all(tmp_path: Path) -> None:
+    """`begin_batch` keeps one write batch open over several steps (the faust runtime scores a batch while the
+    previous one commits): reads see every step, `pending_sides` gives each step's side changes once, nothing
+    reaches RocksDB before `commit_batch`, and `discard_batch` drops every step."""
+    store = RocksVersionedStore(tmp_path / "db")
+    store.begin_batch()
+    with pytest.raises(StateError):
+        store.begin_batch()
+    store.put("a", 1, event_time=1)
+    store.put_side("a", "ids", b"x")
+    assert [(k, n, v) for k, n, v, _ in store.pending_sides()] == [("a", "ids", b"x")]
+    store.put("a", 2, event_time=2)  # step two reads step one's head
+    store.put_side("b", "ids", b"y")
+    assert [(k, n, v) for k, n, v, _ in store.pending_sides()] == [("b", "ids", b"y")]
+    assert store.get("a") == StateVersion(2, 2, 2, None)
+    assert RocksVersionedStore(tmp_path / "db", read_only=True).get("a") is None  # not written yet
+    store.commit_batch()
+    assert not store.in_batch
+    store.begin_batch()
+    store.put("a", 3, event_time=3)
+    store.discard_batch()
+    assert store.get("a") == StateVersion(2, 2, 2, None)
+    store.close()
+    with RocksVersionedStore(tmp_path / "db") as reopened:
+        assert [v.version for v in reopened.history("a", 5)] == [2, 1]
+        assert reopened.side("b", "ids") == b"y"
