@@ -78,7 +78,8 @@ def _quix(t: RunTarget) -> list[str]:
 def _streamscore(pipeline: str, delivery: str, operator: str = "buffered") -> Callable[[RunTarget], list[str]]:
     def command(t: RunTarget) -> list[str]:
         cmd = [str(Path(sys.executable).parent / "streamscore"), "--bootstrap", t.bootstrap, "run", pipeline,
-               "--fresh", "--delivery", delivery, "--operator", operator, "--input-topic", t.input_topic, "--output-topic", t.output_topic,
+               "--fresh", "--delivery", delivery, "--operator", operator, "--input-topic", t.input_topic,
+               "--output-topic", t.output_topic,
                "--dlq-topic", f"{t.output_topic}.dlq", "--checkpoint-dir", str(t.workdir / "checkpoints")]
         return [*cmd, "--bounded"] if t.bounded else cmd
 
