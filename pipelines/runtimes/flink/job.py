@@ -108,7 +108,7 @@ def buffered_operator(keyed: KeyedStream, options: JobOptions, *, code_fingerpri
         config_path=str(options.config_path) if options.config_path else None, code_fingerprint=code_fingerprint,
     )
     j_operator = gateway.jvm.io.streamscore.flink.BufferedPythonOperator(
-        get_j_env_configuration(j_env), options.pipeline, arguments, options.buffer_size,
+        get_j_env_configuration(j_env), options.pipeline, arguments, options.buffer_size, options.prefetch,
         DEAD_LETTERS.get_java_output_tag(), STATE_CHANGELOG.get_java_output_tag() if changelog else None,
     )
     j_stream = keyed._j_data_stream.transform(

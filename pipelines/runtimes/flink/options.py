@@ -61,6 +61,9 @@ class JobOptions:
     #: The buffered operator's buffer: at most this many records, and at most `buffer_ms` ms of waiting.
     buffer_size: int = DEFAULT_BUFFER_SIZE
     buffer_ms: int = DEFAULT_BUFFER_MS
+    #: The buffered operator reads each buffer's heads and latest records in Java before calling Python (else
+    #: Python reads what its head cache misses, one call into Java per read).
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
