@@ -79,12 +79,17 @@ def build(
 
 def _side_output(scored: DataStream, tag: OutputTag, options: JobOptions) -> DataStream:
     """The side output `tag` of the keyed operator. PyFlink's `get_side_output` appends a Python identity map (a
-    Python call per row, e.g. per changelog row); the Java operator's rows are Flink `Row`s already."""
+    Python call per row, e.g. per changelog row); behind the Java operator a Java identity map (`SameRow`) takes its
+    place, so that both job graphs have the same shape, hence the same generated ids for the sinks behind the side
+    outputs (their transactional state), and savepoints move between the operators."""
     if options.operator != "buffered":
         return scored.get_side_output(tag)
     from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
 
-    return DataStream(scored._j_data_stream.getSideOutput(tag.get_java_output_tag()))
+    j_side = scored._j_data_stream.getSideOutput(tag.get_java_output_tag())
+    same_row = get_gateway().jvm.io.streamscore.flink.SameRow()
+    return DataStream(j_side.map(same_row, tag.type_info.get_java_type_info()))
 
 
 def buffered_operator(keyed: KeyedStream, options: JobOptions, *, code_fingerprint: str | None) -> DataStream:
@@ -98,6 +103,7 @@ def buffered_operator(keyed: KeyedStream, options: JobOptions, *, code_fingerpri
     from pipelines.infra.operator_jar import operator_jar
     from pipelines.runtimes.flink.buffered import step_arguments
     from pipelines.runtimes.flink.functions import DEAD_LETTERS, OUTPUT_ROW, STATE_CHANGELOG
+    from state.flink_state import DEFAULT_CACHE_KEYS
 
     add_jars_to_context_class_loader([operator_jar().resolve().as_uri()])
     gateway = get_gateway()
@@ -109,6 +115,7 @@ def buffered_operator(keyed: KeyedStream, options: JobOptions, *, code_fingerpri
     )
     j_operator = gateway.jvm.io.streamscore.flink.BufferedPythonOperator(
         get_j_env_configuration(j_env), options.pipeline, arguments, options.buffer_size, options.prefetch,
+        DEFAULT_CACHE_KEYS,
         DEAD_LETTERS.get_java_output_tag(), STATE_CHANGELOG.get_java_output_tag() if changelog else None,
     )
     j_stream = keyed._j_data_stream.transform(

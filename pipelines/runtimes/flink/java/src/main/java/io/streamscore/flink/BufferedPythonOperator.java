@@ -75,6 +75,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
     private final String stepArguments;
     private final int maxBuffer;
     private final boolean prefetch;
+    private final int cachedKeys;
     private final OutputTag<Row> deadLetterTag;
     private final OutputTag<Row> changelogTag;
 
@@ -95,6 +96,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
     private transient int size;
     private transient Map<String, Row> keyRows;
     private transient long nextMetricsFlush;
+    private transient PythonCacheMirror pythonCache;
     private transient StreamRecord<Row> reuse;
     private transient long buffers;
     private transient long records;
@@ -109,6 +111,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
      * @param maxBuffer the most records per Python call
      * @param prefetch whether to read the buffer's heads and latest records before the call (else Python asks
      *     for the keys its head cache misses, through {@link StateReader})
+     * @param cachedKeys the size of Python's head cache (first in, first out): keys it holds are not pre-read
      * @param deadLetterTag the dead-letter side output
      * @param changelogTag the state-changelog side output (null: no changelog)
      */
@@ -118,6 +121,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
             String stepArguments,
             int maxBuffer,
             boolean prefetch,
+            int cachedKeys,
             OutputTag<Row> deadLetterTag,
             OutputTag<Row> changelogTag) {
         super(config);
@@ -128,6 +132,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         this.stepArguments = stepArguments;
         this.maxBuffer = maxBuffer;
         this.prefetch = prefetch;
+        this.cachedKeys = cachedKeys;
         this.deadLetterTag = deadLetterTag;
         this.changelogTag = changelogTag;
     }
@@ -151,6 +156,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         stamps = new long[maxBuffer];
         keys = new String[maxBuffer];
         keyRows = new LinkedHashMap<>();
+        pythonCache = new PythonCacheMirror(cachedKeys);
         reuse = new StreamRecord<>(null);
         nextMetricsFlush = System.currentTimeMillis() + METRICS_FLUSH_MS;
         super.open();
@@ -209,18 +215,23 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         }
         int n = size;
         long started = System.nanoTime();
-        int d = prefetch ? keyRows.size() : 0;
+        List<String> wanted = new ArrayList<>();
+        if (prefetch) {
+            for (String key : keyRows.keySet()) {
+                if (!pythonCache.holds(key)) {
+                    wanted.add(key);
+                }
+            }
+        }
+        int d = wanted.size();
         String[] distinct = new String[d];
         byte[][] headBytes = new byte[d][];
         byte[][] latest = new byte[d][];
         int[] status = new int[d];
-        int j = 0;
-        for (Map.Entry<String, Row> entry : keyRows.entrySet()) {
-            if (j == d) {
-                break;
-            }
-            distinct[j] = entry.getKey();
-            setCurrentKey(entry.getValue());
+        for (int j = 0; j < d; j++) {
+            String key = wanted.get(j);
+            distinct[j] = key;
+            setCurrentKey(keyRows.get(key));
             byte[] head = heads.value();
             headBytes[j] = head;
             if (head != null) {
@@ -232,7 +243,9 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
             } else if (oldHeads.value() != null || oldBlobs.value() != null) {
                 status[j] = 2; // state of an earlier layout: Python converts it through the reader
             }
-            j++;
+        }
+        for (String key : keyRows.keySet()) {
+            pythonCache.touch(key);
         }
         long read = System.nanoTime();
         Object answer;
@@ -356,6 +369,34 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
             }
         } finally {
             super.close();
+        }
+    }
+
+    /**
+     * Which keys Python's head cache ({@code state.flink_state}, first in, first out) holds, as far as Java can
+     * tell: a key enters when a buffer carries it, the oldest leaves past the capacity. A key Python holds needs no
+     * pre-read; a wrong guess only costs Python one read through {@link StateReader} (never a wrong answer).
+     */
+    static final class PythonCacheMirror {
+        private final int capacity;
+        private final LinkedHashMap<String, Boolean> keys = new LinkedHashMap<>();
+
+        PythonCacheMirror(int capacity) {
+            this.capacity = capacity;
+        }
+
+        boolean holds(String key) {
+            return keys.containsKey(key);
+        }
+
+        void touch(String key) {
+            if (capacity <= 0 || keys.containsKey(key)) {
+                return;
+            }
+            if (keys.size() >= capacity) {
+                keys.remove(keys.keySet().iterator().next());
+            }
+            keys.put(key, Boolean.TRUE);
         }
     }
 
