@@ -8,6 +8,7 @@ recorded. The slope between two sizes, (cpu(N2) - cpu(N1)) / (N2 - N1), cancels 
 Runs alternate between operators. Prints one line per run and the slopes; `--json` writes them.
 
 Usage: python benchmarks/operator_cpu.py --port 19492 [--pipeline risk] [--sizes 10000,40000] [--reps 1]
+       [--operators buffered:64,buffered:512,per-record]
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ def _java_children(pid: int) -> list[int]:
 
 
 def run_once(bootstrap: str, pipeline: str, topic: str, operator: str, workdir: Path) -> tuple[float, float]:
-    """(JVM CPU seconds, wall seconds) of one bounded run."""
+    """(JVM CPU seconds, wall seconds) of one bounded run; `operator` is `per-record`, `buffered` or
+    `buffered:N` (a buffer of N records)."""
+    operator, _, size = operator.partition(":")
+    extra = ["--buffer-size", size] if size else []
     run = uuid.uuid4().hex[:8]
     command = [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", pipeline, "--bounded", "--fresh",
                "--delivery", "at-least-once", "--operator", operator, "--input-topic", topic,
                "--output-topic", f"{topic}.{run}.out", "--dlq-topic", f"{topic}.{run}.dlq",
-               "--checkpoint-dir", str(workdir / run)]
+               "--checkpoint-dir", str(workdir / run), *extra]
     started = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cpu: dict[int, float] = {}
@@ -68,7 +72,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pipeline", default="risk")
     parser.add_argument("--sizes", default="10000,40000")
-    parser.add_argument("--operators", default="buffered,per-record")
+    parser.add_argument("--operators", default="buffered,per-record",
+                        help="comma-separated: per-record, buffered, buffered:N (a buffer of N records)")
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
