@@ -416,7 +416,7 @@ class FlinkVersionedState(Generic[T]):
             head = deleted_head(0)  # a key with side entries and no versions yet (version counter 0)
         if inline or name in head.inline:
             head = with_inline(head, name, value if inline else None)
-        known_absent = entry.complete or (name in entry.sides and entry.sides[name] is None)
+        known_absent = entry.sides[name] is None if name in entry.sides else entry.complete
         try:
             if not inline and value is not None:
                 self._sides.put(name, value)

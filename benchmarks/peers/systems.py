@@ -75,10 +75,11 @@ def _quix(t: RunTarget) -> list[str]:
             "--state-dir", str(t.workdir / "state"), "--count", str(t.count)]
 
 
-def _streamscore(pipeline: str, delivery: str) -> Callable[[RunTarget], list[str]]:
+def _streamscore(pipeline: str, delivery: str, operator: str = "buffered") -> Callable[[RunTarget], list[str]]:
     def command(t: RunTarget) -> list[str]:
         cmd = [str(Path(sys.executable).parent / "streamscore"), "--bootstrap", t.bootstrap, "run", pipeline,
-               "--fresh", "--delivery", delivery, "--input-topic", t.input_topic, "--output-topic", t.output_topic,
+               "--fresh", "--delivery", delivery, "--operator", operator, "--input-topic", t.input_topic,
+               "--output-topic", t.output_topic,
                "--dlq-topic", f"{t.output_topic}.dlq", "--checkpoint-dir", str(t.workdir / "checkpoints")]
         return [*cmd, "--bounded"] if t.bounded else cmd
 
@@ -109,12 +110,22 @@ SYSTEMS: dict[str, System] = {
                (3_000, 15_000), (1_000, 4_000), _flink_module("peers.naive_pyflink")),
         System("quix", "risk", "risk as a Quix Streams 3.28 app (stateful apply, RocksDB state, at-least-once)",
                (15_000, 75_000), (2_000, 10_000), _quix, needs_quix=True),
-        System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once",
-               (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "at-least-once")),
-        System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once",
-               (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "exactly-once"), exactly_once=True),
-        System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks)",
-               (3_000, 15_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
+        System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once "
+               "(buffered Java operator, one Python call per buffer)",
+               (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "at-least-once")),
+        System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once (buffered)",
+               (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "exactly-once"), exactly_once=True),
+        System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks, "
+               "buffered)", (6_000, 30_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
+        System("streamscore-risk-alo-per-record", "risk", "streamscore run risk --bounded --delivery at-least-once "
+               "--operator per-record (PyFlink keyed function, one Python call per record)",
+               (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "at-least-once", "per-record")),
+        System("streamscore-risk-eos-per-record", "risk", "streamscore run risk --bounded --delivery exactly-once "
+               "--operator per-record", (5_000, 25_000), (1_000, 4_000),
+               _streamscore("risk", "exactly-once", "per-record"), exactly_once=True),
+        System("streamscore-reco-per-record", "reco", "streamscore run reco --bounded --delivery at-least-once "
+               "--operator per-record (clicks)", (3_000, 15_000), (1_000, 4_000),
+               _streamscore("reco", "at-least-once", "per-record")),
         System("faust-risk-alo", "risk", "streamscore run risk --runtime faust --delivery at-least-once "
                "(micro-batches of <= 500)", (5_000, 25_000), (1_000, 4_000), _faust("risk", "at-least-once", 500)),
         System("faust-risk-eos", "risk", "streamscore run risk --runtime faust --delivery exactly-once "

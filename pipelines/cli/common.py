@@ -9,7 +9,12 @@ from typing import Any
 
 from pipelines.exceptions import ConfigError, UsageError
 from pipelines.registry import pipeline_names
-from pipelines.runtimes.flink.options import DEFAULT_MANAGED_MEMORY
+from pipelines.runtimes.flink.options import (
+    DEFAULT_BUFFER_MS,
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_MANAGED_MEMORY,
+    DEFAULT_OPERATOR,
+)
 
 DEFAULT_BOOTSTRAP = os.environ.get("STREAMSCORE_BOOTSTRAP", "127.0.0.1:9092")
 #: Exit codes of every command: done; failed (the message says why and what to do); the command line is wrong
@@ -60,6 +65,9 @@ def job_fields(args: argparse.Namespace, model_ref: str | None) -> dict[str, Any
         "allow_non_restored_state": getattr(args, "allow_non_restored_state", False),
         "jobmanager": _jobmanager(args),
         "metrics_port": getattr(args, "metrics_port", None),
+        "operator": getattr(args, "operator", DEFAULT_OPERATOR),
+        "buffer_size": getattr(args, "buffer_size", DEFAULT_BUFFER_SIZE),
+        "buffer_ms": getattr(args, "buffer_ms", DEFAULT_BUFFER_MS),
     }
 
 
@@ -114,6 +122,13 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--runtime", choices=["flink", "faust"], default="flink",
                          help="flink: the PyFlink job (default); faust: the Python-only faust-streaming worker")
+    runtime.add_argument("--operator", choices=["buffered", "per-record"], default=DEFAULT_OPERATOR,
+                         help="flink: the keyed operator; buffered: a Java operator calling Python once per buffer "
+                         "of records (default); per-record: PyFlink's keyed function, once per record")
+    runtime.add_argument("--buffer-size", type=int, default=DEFAULT_BUFFER_SIZE, metavar="N",
+                         help="flink, buffered: most records per Python call, default %(default)s")
+    runtime.add_argument("--buffer-ms", type=int, default=DEFAULT_BUFFER_MS, metavar="MS",
+                         help="flink, buffered: longest wait for a buffer to fill (1-5), default %(default)s ms")
     runtime.add_argument("--state-dir", help="faust: the partitions' RocksDB stores "
                          "(default: $STREAMSCORE_HOME/faust/PIPELINE)")
     runtime.add_argument("--batch-size", type=int, default=500, metavar="N",
@@ -136,6 +151,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 _FLINK_ONLY: dict[str, object] = {
     "checkpoint_dir": None, "checkpoint_interval": 1000, "parallelism": 1, "managed_memory": DEFAULT_MANAGED_MEMORY,
     "allow_non_restored_state": False, "fresh": False, "target": "local", "jobmanager": None, "attach": False,
+    "operator": DEFAULT_OPERATOR, "buffer_size": DEFAULT_BUFFER_SIZE, "buffer_ms": DEFAULT_BUFFER_MS,
 }
 _FAUST_ONLY: dict[str, object] = {"state_dir": None, "batch_size": 500, "batch_window": 100, "group_id": None,
                                   "input_keyed": False}

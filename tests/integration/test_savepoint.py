@@ -52,3 +52,29 @@ def test_savepoint_and_stop_with_savepoint_then_restore_continues_exactly_once(
                 "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
                 "--checkpoint-dir", str(checkpoints))
     _same_as_offline(_results(bootstrap, topics.output), _offline(stream))
+
+
+@pytest.mark.parametrize(("before", "after"), [("per-record", "buffered"), ("buffered", "per-record")])
+def test_a_savepoint_of_one_keyed_operator_restores_into_the_other(
+    bootstrap: str, topics: Topics, tmp_path: Path, before: str, after: str
+) -> None:
+    """The two operators keep the same keyed states (names, types, layout) and timers under the same uid: a
+    stop-with-savepoint of one continues in the other, every key's versions going on where they stopped."""
+    stream = synthetic_events("risk", 9_000, 53)
+    first_part, second_part = stream[:5_000], stream[5_000:]
+    _publish(bootstrap, topics.input, first_part)
+    checkpoints = tmp_path / "checkpoints"
+    log = tmp_path / "job.log"
+    job = start_job(bootstrap, topics, checkpoints, log, "--operator", before)
+    try:
+        _wait_for_results(bootstrap, topics.output, 2_000, job, log)
+        stopped = _savepoint(bootstrap, checkpoints, "--stop")
+        assert job.wait(180) == 0, f"the run process did not exit 0 after --stop:\n{log.read_text()[-3000:]}"
+    finally:
+        if job.poll() is None:
+            _kill(job, signal.SIGKILL)
+    _publish(bootstrap, topics.input, second_part)
+    streamscore("--bootstrap", bootstrap, "replay", "risk", "--from-savepoint", str(stopped), "--bounded",
+                "--operator", after, "--input-topic", topics.input, "--output-topic", topics.output,
+                "--dlq-topic", topics.dlq, "--checkpoint-dir", str(checkpoints))
+    _same_as_offline(_results(bootstrap, topics.output), _offline(stream))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pipelines.infra.cluster import MAX_PARALLELISM
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
+from pipelines.infra.operator_jar import operator_jar
 from pipelines.infra.python_env import flink_python_environment
 from pipelines.runtimes.flink.options import JobOptions
 
@@ -50,6 +51,12 @@ def rest_configuration(port: int) -> dict[str, str]:
     }
 
 
+def job_jars(options: JobOptions) -> list[Path]:
+    """The jars shipped with the job: the Kafka connector, and the buffered operator's when it runs."""
+    jars = jar_paths(FLINK_CONNECTORS)
+    return [*jars, operator_jar()] if options.operator == "buffered" else jars
+
+
 def flink_configuration(
     options: JobOptions, *, restore_path: str | None = None, rest_port: int | None = None
 ) -> dict[str, str]:
@@ -74,12 +81,12 @@ def flink_configuration(
         "restart-strategy.exponential-delay.attempts-before-reset-backoff": "10",
         "parallelism.default": str(options.parallelism),
         "pipeline.max-parallelism": str(MAX_PARALLELISM),
-        "pipeline.jars": ";".join(p.resolve().as_uri() for p in jar_paths(FLINK_CONNECTORS)),
+        "pipeline.jars": ";".join(p.resolve().as_uri() for p in job_jars(options)),
         "pipeline.name": f"streamscore-{options.pipeline}",
         "taskmanager.memory.managed.size": options.managed_memory,
         # Latency: flush network buffers and Python bundles quickly (defaults are 100 ms and 1 s).
         "execution.buffer-timeout.interval": "10 ms",
-        "python.fn-execution.bundle.time": "10",
+        "python.fn-execution.bundle.time": "10" if options.operator == "per-record" else str(options.buffer_ms),
         # No defensive copies between chained operators: the SQL operators and the Python operator's
         # converters never keep a record after passing it on.
         "pipeline.object-reuse": "true",
@@ -132,7 +139,7 @@ def create_environment(
 
     gateway = get_gateway()
     host, _, port = options.jobmanager.rpartition(":")
-    jars = [str(p.resolve()) for p in jar_paths(FLINK_CONNECTORS)]
+    jars = [str(p.resolve()) for p in job_jars(options)]
     j_jars = gateway.new_array(gateway.jvm.String, len(jars))
     for i, jar in enumerate(jars):
         j_jars[i] = jar

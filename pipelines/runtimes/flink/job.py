@@ -27,7 +27,7 @@ from pipelines.runtimes.flink.runinfo import RunInfo, remove_run_info, write_run
 
 if TYPE_CHECKING:
     from pyflink.common import JobClient
-    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.datastream import DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment
 
 
 def build(
@@ -45,23 +45,25 @@ def build(
     t_env.execute_sql(sink_ddl("results", options.output_topic, options, id_suffix="results"))
     t_env.execute_sql(sink_ddl("dead_letters", options.dlq_topic, options, id_suffix="dlq"))
 
-    keyed_rows = t_env.sql_query(keyed_source_query("source", get(options.pipeline).key_field))
-    scored = (
-        key_by_sql_key(t_env.to_data_stream(keyed_rows))
-        .process(
+    keyed = key_by_sql_key(t_env.to_data_stream(t_env.sql_query(
+        keyed_source_query("source", get(options.pipeline).key_field)
+    )))
+    code = fingerprint() if options.jobmanager is not None else None
+    if options.operator == "buffered":
+        scored = buffered_operator(keyed, options, code_fingerprint=code)
+    else:
+        scored = keyed.process(
             KeyedOperatorFunction(
                 options.pipeline,
                 options.model_ref,
                 changelog=options.state_changelog is not None,
                 config_path=str(options.config_path) if options.config_path else None,
-                code_fingerprint=fingerprint() if options.jobmanager is not None else None,
+                code_fingerprint=code,
             ),
             output_type=OUTPUT_ROW,
         )
-        .name(f"{options.pipeline}-operator")
-        .uid(f"{options.pipeline}-operator")
-    )
-    dead = scored.get_side_output(DEAD_LETTERS)
+    scored = scored.name(f"{options.pipeline}-operator").uid(f"{options.pipeline}-operator")
+    dead = _side_output(scored, DEAD_LETTERS, options)
 
     statements = t_env.create_statement_set()
     statements.add_insert("results", t_env.from_data_stream(scored))
@@ -70,9 +72,56 @@ def build(
         t_env.execute_sql(sink_ddl(
             "state_changelog", options.state_changelog, options, id_suffix="changelog", value_type="BYTES"
         ))
-        statements.add_insert("state_changelog", t_env.from_data_stream(scored.get_side_output(STATE_CHANGELOG)))
+        statements.add_insert("state_changelog", t_env.from_data_stream(_side_output(scored, STATE_CHANGELOG, options)))
     statements.attach_as_datastream()
     return env
+
+
+def _side_output(scored: DataStream, tag: OutputTag, options: JobOptions) -> DataStream:
+    """The side output `tag` of the keyed operator. PyFlink's `get_side_output` appends a Python identity map (a
+    Python call per row, e.g. per changelog row); behind the Java operator a Java identity map (`SameRow`) takes its
+    place, so that both job graphs have the same shape, hence the same generated ids for the sinks behind the side
+    outputs (their transactional state), and savepoints move between the operators."""
+    if options.operator != "buffered":
+        return scored.get_side_output(tag)
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    j_side = scored._j_data_stream.getSideOutput(tag.get_java_output_tag())
+    same_row = get_gateway().jvm.io.streamscore.flink.SameRow()
+    return DataStream(j_side.map(same_row, tag.type_info.get_java_type_info()))
+
+
+def buffered_operator(keyed: KeyedStream, options: JobOptions, *, code_fingerprint: str | None) -> DataStream:
+    """The buffering Java operator (`pipelines.runtimes.flink.buffered`) on `keyed`, in the job graph where the
+    per-record keyed function goes (same uid, keyed states and timers): results out, dead letters and the state
+    changelog as the same side outputs."""
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
+
+    from pipelines.infra.operator_jar import operator_jar
+    from pipelines.runtimes.flink.buffered import step_arguments
+    from pipelines.runtimes.flink.functions import DEAD_LETTERS, OUTPUT_ROW, STATE_CHANGELOG
+    from state.flink_state import DEFAULT_CACHE_KEYS
+
+    add_jars_to_context_class_loader([operator_jar().resolve().as_uri()])
+    gateway = get_gateway()
+    j_env = keyed._j_data_stream.getExecutionEnvironment()
+    changelog = options.state_changelog is not None
+    arguments = step_arguments(
+        options.pipeline, options.model_ref, changelog=changelog,
+        config_path=str(options.config_path) if options.config_path else None, code_fingerprint=code_fingerprint,
+    )
+    j_operator = gateway.jvm.io.streamscore.flink.BufferedPythonOperator(
+        get_j_env_configuration(j_env), options.pipeline, arguments, options.buffer_size, options.prefetch,
+        DEFAULT_CACHE_KEYS,
+        DEAD_LETTERS.get_java_output_tag(), STATE_CHANGELOG.get_java_output_tag() if changelog else None,
+    )
+    j_stream = keyed._j_data_stream.transform(
+        f"{options.pipeline}-operator", OUTPUT_ROW.get_java_type_info(), j_operator
+    )
+    return DataStream(j_stream)
 
 
 def run(

@@ -16,6 +16,13 @@ DEFAULT_MANAGED_MEMORY = "512m"
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*\s*(b|k|kb|m|mb|g|gb)?\Z", re.IGNORECASE)
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}\Z")
 START_MODES = ("group-offsets", "earliest-offset", "timestamp", "specific-offsets")
+#: The keyed operator of the Flink job: `buffered` (a Java operator, one Python call per buffer of records,
+#: `pipelines.runtimes.flink.buffered`) or `per-record` (PyFlink's keyed function, one Python call per record).
+OPERATORS = ("buffered", "per-record")
+DEFAULT_OPERATOR = "buffered"
+#: The buffered operator's most records per Python call, and the longest a record waits for its buffer to fill.
+DEFAULT_BUFFER_SIZE = 512
+DEFAULT_BUFFER_MS = 5
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,14 @@ class JobOptions:
     jobmanager: str | None = None
     #: Serve the mini-cluster's metrics (the operators' included) on http://localhost:PORT/metrics (Prometheus).
     metrics_port: int | None = None
+    #: The keyed operator (`OPERATORS`).
+    operator: str = DEFAULT_OPERATOR
+    #: The buffered operator's buffer: at most this many records, and at most `buffer_ms` ms of waiting.
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    buffer_ms: int = DEFAULT_BUFFER_MS
+    #: The buffered operator reads each buffer's heads and latest records in Java before calling Python (else
+    #: Python reads what its head cache misses, one call into Java per read).
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_GUARANTEES:
@@ -60,6 +75,12 @@ class JobOptions:
         if not 1 <= self.parallelism <= MAX_PARALLELISM:
             raise UsageError(f"--parallelism must be between 1 and the jobs' max parallelism {MAX_PARALLELISM} "
                               f"(the number of key groups of their state), got {self.parallelism}")
+        if self.operator not in OPERATORS:
+            raise UsageError(f"--operator must be one of {OPERATORS}, got {self.operator!r}")
+        if not 1 <= self.buffer_size <= 100_000:
+            raise UsageError(f"--buffer-size must be between 1 and 100000 records, got {self.buffer_size}")
+        if not 1 <= self.buffer_ms <= 5:
+            raise UsageError(f"--buffer-ms must be between 1 and 5 ms, got {self.buffer_ms}")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise UsageError(f"--metrics-port must be a TCP port, got {self.metrics_port}")
         if self.metrics_port is not None and self.jobmanager is not None:
