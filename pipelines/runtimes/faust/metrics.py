@@ -4,6 +4,7 @@ Every series is named `streamscore_<the Flink job's metric name>` and labelled `
 `pipeline`, so one dashboard query covers both runtimes (`scripts/deploy/grafana`):
 
 - counters `events_scored`, `dead_letters{reason}`, `decisions{decision}`, `duplicate_events`, `model_swaps`,
+  `model_swap_failures`,
   `expired_keys`, `swept_keys`, `batches` (scored), `commits` (transactions, or flushes at-least-once: batches
   scored while one commits share the next);
 - gauges `model_version{model}`, `send_to_scored_ms_p50/_p99/_max` (Kafka record timestamp to the commit that
@@ -61,6 +62,7 @@ class WorkerMetrics:
         self.events_scored = 0
         self.duplicate_events = 0
         self.model_swaps = 0
+        self.model_swap_failures = 0
         self.expired_keys = 0
         self.swept_keys = 0
         self.batches = 0
@@ -90,8 +92,8 @@ class WorkerMetrics:
                 extra = f",{labels}" if labels else ""
                 lines.append(f"streamscore_{name}{{{base}{extra}}} {_number(value)}")
 
-        for name in ("events_scored", "duplicate_events", "model_swaps", "expired_keys", "swept_keys", "batches",
-                     "commits"):
+        for name in ("events_scored", "duplicate_events", "model_swaps", "model_swap_failures", "expired_keys",
+                     "swept_keys", "batches", "commits"):
             family(name, "counter", [("", getattr(self, name))])
         family("dead_letters", "counter", [(f'reason="{_escape(k)}"', v) for k, v in sorted(self.dead_letters.items())])
         family("decisions", "counter", [(f'decision="{_escape(k)}"', v) for k, v in sorted(self.decisions.items())])

@@ -36,6 +36,7 @@ from pipelines.runtimes.faust.metrics import LATENCY_SAMPLE, WorkerMetrics
 from pipelines.runtimes.faust.options import FaustOptions
 from pipelines.runtimes.faust.partitions import CHANGELOG_NEXT, INPUT_NEXT, PartitionState, open_partition
 from pipelines.runtimes.faust.scoring import BatchOutputs, PartitionScorer
+from pipelines.runtimes.hot_swap import report_swaps
 
 _LOG = logging.getLogger("streamscore.faust")
 
@@ -364,13 +365,9 @@ class Runner:
 
     def _refresh_models(self) -> None:
         self._next_refresh = time.monotonic() + self._refresh_s
-        for swap in self.operator.refresh_models():
-            if swap.error is None:
-                self.metrics.model_swaps += 1
-                _LOG.warning("%s: model %s swapped %s -> %s", self.spec.name, swap.reference, swap.old, swap.new)
-            else:
-                _LOG.error("%s: model %s stays %s; %s refused: %s", self.spec.name, swap.reference, swap.old,
-                           swap.new, swap.error)
+        counts = report_swaps(self.spec.name, self.operator.refresh_models())
+        self.metrics.model_swaps += counts.swapped
+        self.metrics.model_swap_failures += counts.failed
 
     def _model_versions(self) -> dict[str, int]:
         model = getattr(self.operator, "model", None)

@@ -20,7 +20,6 @@ a buffer, or when the operator is idle, from Java). TTL sweeps use the same per-
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,9 +35,8 @@ from pipelines.runtimes.flink.functions import (
     _import_native_extensions,
     _run_in_python_thread,
 )
+from pipelines.runtimes.hot_swap import report_swaps
 from state.contract import SourceCoordinates, StateVersion
-
-_LOG = logging.getLogger("streamscore.models")
 
 #: Output row tags of the Java operator.
 RESULT, DEAD_LETTER, CHANGELOG = 0, 1, 2
@@ -225,13 +223,9 @@ class BufferedStep:
         self._next_refresh = time.monotonic() + self._refresh_s
         swaps: list[Any] = []
         _run_in_python_thread(lambda: swaps.extend(self._operator.refresh_models()))
-        for swap in swaps:
-            if swap.error is None:
-                self._counters.swaps += 1
-                _LOG.warning("%s: model %s swapped %s -> %s", self.pipeline, swap.reference, swap.old, swap.new)
-            else:
-                _LOG.error("%s: model %s stays %s; %s refused: %s", self.pipeline, swap.reference, swap.old,
-                           swap.new, swap.error)
+        counts = report_swaps(self.pipeline, swaps)
+        self._counters.swaps += counts.swapped
+        self._counters.swap_failures += counts.failed
 
     # -- the calls from Java -----------------------------------------------------------------------------------
 

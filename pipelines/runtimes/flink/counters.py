@@ -3,7 +3,8 @@
 Every `Counter.inc` of PyFlink's thread mode is a call into the JVM; counting per event in Python ints and
 flushing the sums (at most once a second, see `pipelines.runtimes.flink.functions`) turns a few JVM calls per
 event into a few per second. The metric names and groups are those the job always exported: `events_scored`,
-`decisions{decision}`, `dead_letters{reason}`, `duplicate_events`, `expired_keys`, `swept_keys`, `model_swaps`.
+`decisions{decision}`, `dead_letters{reason}`, `duplicate_events`, `expired_keys`, `swept_keys`, `model_swaps`,
+`model_swap_failures`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class OperatorCounters:
         self._expired_counter = group.counter("expired_keys")
         self._swept_counter = group.counter("swept_keys")
         self._swaps_counter = group.counter("model_swaps")
+        self._swap_failures_counter = group.counter("model_swap_failures")
         self._decision_counters: dict[str, Any] = {}
         self._dead_letter_counters: dict[str, Any] = {}
         self._duplicates_seen = 0
@@ -33,6 +35,7 @@ class OperatorCounters:
         self.scored = 0
         self.swept = 0
         self.swaps = 0
+        self.swap_failures = 0
         self.decisions: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
 
@@ -55,6 +58,9 @@ class OperatorCounters:
         if self.swaps:
             self._swaps_counter.inc(self.swaps)
             self.swaps = 0
+        if self.swap_failures:
+            self._swap_failures_counter.inc(self.swap_failures)
+            self.swap_failures = 0
         duplicates = self._operator.duplicates
         if duplicates != self._duplicates_seen:
             self._duplicates_counter.inc(duplicates - self._duplicates_seen)

@@ -21,7 +21,6 @@ purpose, and at close), so a scrape may lag the job by up to a second.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -34,13 +33,13 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
 from operators.dead_letter import DeadLetter, raw_as_text
+from pipelines.runtimes.hot_swap import report_swaps
 
 if TYPE_CHECKING:
     from pipelines.registry import PipelineDefinition
     from pipelines.runtimes.expiry import EventClock
 
 _HEAVY_IMPORTS = threading.Lock()
-_LOG = logging.getLogger("streamscore.models")
 
 
 def _import_native_extensions() -> None:
@@ -188,13 +187,9 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._next_refresh = time.monotonic() + self._refresh_s
         swaps: list[Any] = []
         _run_in_python_thread(lambda: swaps.extend(self._operator.refresh_models()))
-        for swap in swaps:
-            if swap.error is None:
-                self._counters.swaps += 1
-                _LOG.warning("%s: model %s swapped %s -> %s", self.pipeline, swap.reference, swap.old, swap.new)
-            else:
-                _LOG.error("%s: model %s stays %s; %s refused: %s", self.pipeline, swap.reference, swap.old,
-                           swap.new, swap.error)
+        counts = report_swaps(self.pipeline, swaps)
+        self._counters.swaps += counts.swapped
+        self._counters.swap_failures += counts.failed
 
     def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         """`row` is (value, topic, partition, offset, timestamp ms, key) of one Kafka record, keyed by the JVM on
