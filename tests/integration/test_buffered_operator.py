@@ -27,6 +27,7 @@ def _as(topics: Topics, suffix: str) -> Topics:
     return Topics(topics.input, f"{topics.output}.{suffix}", f"{topics.dlq}.{suffix}")
 
 
+@pytest.mark.slow  # seven jobs over 30k events (~6 min with the reco one): `make test-slow`
 def test_buffered_per_record_faust_and_offline_give_the_same_risk_results(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
@@ -46,6 +47,7 @@ def test_buffered_per_record_faust_and_offline_give_the_same_risk_results(
     assert sorted(reason for reason, _, _ in letters) == sorted(reason for _, reason in test_risk_job.MALFORMED)
 
 
+@pytest.mark.slow
 def test_buffered_and_per_record_give_the_same_reco_results(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
     streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", "10000", "--seed", "43",
                 "--topic", topics.input)

@@ -54,6 +54,7 @@ def test_savepoint_and_stop_with_savepoint_then_restore_continues_exactly_once(
     _same_as_offline(_results(bootstrap, topics.output), _offline(stream))
 
 
+@pytest.mark.slow  # four jobs with savepoints: `make test-slow`
 @pytest.mark.parametrize(("before", "after"), [("per-record", "buffered"), ("buffered", "per-record")])
 def test_a_savepoint_of_one_keyed_operator_restores_into_the_other(
     bootstrap: str, topics: Topics, tmp_path: Path, before: str, after: str
