@@ -61,23 +61,29 @@ def events_of(pipeline: str, n: int, seed: int = SEED) -> list[bytes]:
     return [value for _, value in synthetic_records(pipeline, n, seed)]
 
 
-def run_once(pipeline: str, events: list[bytes], batch: int = 1) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) for one pass of the offline chain over `events` (fresh
-    operator and store), one event at a time (`batch` 1) or in micro-batches of `batch` events."""
-    if batch > 1:
-        return _run_batched(pipeline, events, batch)
+def _opened_chain(pipeline: str) -> tuple[Any, Callable[[bytes], Any], Callable[[Any], str], Callable[[str], Any]]:
+    """A freshly opened operator of `pipeline`, its decoder's decode, its key function and the state handle of a
+    key in a new memory store with the pipeline's retention."""
     from operators.contract import OperatorContext
-    from operators.decoding import Rejection
     from state.memory import MemoryVersionedStore
 
     make, decoder, key_of, codec, retention = _chain(pipeline)
     operator = make()
     operator.open(OperatorContext())
     store: MemoryVersionedStore[Any] = MemoryVersionedStore(codec, retention=retention)
+    return operator, decoder.decode, key_of, store.key
+
+
+def run_once(pipeline: str, events: list[bytes], batch: int = 1) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for one pass of the offline chain over `events` (fresh
+    operator and store), one event at a time (`batch` 1) or in micro-batches of `batch` events."""
+    if batch > 1:
+        return _run_batched(pipeline, events, batch)
+    from operators.decoding import Rejection
+
+    operator, decode, key_of, state_of = _opened_chain(pipeline)
     encode = msgspec.json.encode
-    decode = decoder.decode
     process = operator.process
-    state_of = store.key
     start, cpu_start = time.perf_counter(), time.process_time()
     for raw in events:
         event = decode(raw)
@@ -93,18 +99,11 @@ def run_once(pipeline: str, events: list[bytes], batch: int = 1) -> tuple[float,
 def _run_batched(pipeline: str, events: list[bytes], batch: int) -> tuple[float, float]:
     """`run_once` through `apply_operator_batch` in micro-batches of `batch` events."""
     from operators.batching import BatchItem, apply_operator_batch
-    from operators.contract import OperatorContext
     from operators.core import Failure
     from operators.decoding import Rejection
-    from state.memory import MemoryVersionedStore
 
-    make, decoder, key_of, codec, retention = _chain(pipeline)
-    operator = make()
-    operator.open(OperatorContext())
-    store: MemoryVersionedStore[Any] = MemoryVersionedStore(codec, retention=retention)
+    operator, decode, key_of, state_of = _opened_chain(pipeline)
     encode = msgspec.json.encode
-    decode = decoder.decode
-    state_of = store.key
     start, cpu_start = time.perf_counter(), time.process_time()
     for first in range(0, len(events), batch):
         items = []

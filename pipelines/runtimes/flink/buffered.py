@@ -25,15 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from operators.dead_letter import DeadLetter, raw_as_text
 from pipelines.runtimes.flink.buffer_state import BufferStates
 from pipelines.runtimes.flink.functions import (
     _HEAVY_IMPORTS,
     METRICS_FLUSH_MS,
     _import_native_extensions,
     _run_in_python_thread,
+    dead_letter_json,
 )
 from pipelines.runtimes.hot_swap import report_swaps
 from state.contract import SourceCoordinates, StateVersion
@@ -51,18 +49,6 @@ def step_arguments(
         "pipeline": pipeline, "model_ref": model_ref, "changelog": changelog, "config_path": config_path,
         "code_fingerprint": code_fingerprint,
     })
-
-
-def dead_letter_json(
-    pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
-    offset: int | None,
-) -> str:
-    """A dead letter's JSON for `raw` (the same document as the per-record job's)."""
-    letter = DeadLetter(
-        pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
-        partition=partition, offset=offset, at=int(time.time() * 1000),
-    )
-    return msgspec.json.encode(letter).decode()
 
 
 class _BufferKeyStore:

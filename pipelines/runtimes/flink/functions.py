@@ -78,16 +78,24 @@ STATE_CHANGELOG = OutputTag("state-changelog", CHANGELOG_ROW)
 METRICS_FLUSH_MS = 1000
 
 
+def dead_letter_json(
+    pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
+    offset: int | None,
+) -> str:
+    """A dead letter's JSON document for `raw` (both keyed operators write this one)."""
+    letter = DeadLetter(
+        pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
+        partition=partition, offset=offset, at=int(time.time() * 1000),
+    )
+    return msgspec.json.encode(letter).decode()
+
+
 def dead_letter_row(
     pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
     offset: int | None,
 ) -> Row:
     """A dead-letter output row (no key) for `raw`."""
-    letter = DeadLetter(
-        pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
-        partition=partition, offset=offset, at=int(time.time() * 1000),
-    )
-    return Row(None, msgspec.json.encode(letter).decode())
+    return Row(None, dead_letter_json(pipeline, reason, error, raw, topic, partition, offset))
 
 
 class KeyedOperatorFunction(KeyedProcessFunction):
