@@ -65,11 +65,13 @@ def _opened_chain(pipeline: str) -> tuple[Any, Callable[[bytes], Any], Callable[
     """A freshly opened operator of `pipeline`, its decoder's decode, its key function and the state handle of a
     key in a new memory store with the pipeline's retention."""
     from operators.contract import OperatorContext
+    from pipelines.runtimes.gc_tuning import tune_for_scoring
     from state.memory import MemoryVersionedStore
 
     make, decoder, key_of, codec, retention = _chain(pipeline)
     operator = make()
     operator.open(OperatorContext())
+    tune_for_scoring()  # as every runtime does once its operator is open (`pipelines.runtimes.gc_tuning`)
     store: MemoryVersionedStore[Any] = MemoryVersionedStore(codec, retention=retention)
     return operator, decoder.decode, key_of, store.key
 

@@ -36,6 +36,7 @@ from pipelines.runtimes.faust.metrics import LATENCY_SAMPLE, WorkerMetrics
 from pipelines.runtimes.faust.options import FaustOptions
 from pipelines.runtimes.faust.partitions import CHANGELOG_NEXT, INPUT_NEXT, PartitionState, open_partition
 from pipelines.runtimes.faust.scoring import BatchOutputs, PartitionScorer
+from pipelines.runtimes.gc_tuning import tune_for_scoring
 from pipelines.runtimes.hot_swap import report_swaps
 
 _LOG = logging.getLogger("streamscore.faust")
@@ -103,6 +104,7 @@ class Runner:
         self.retention = config.state.retention_policy()  # the config's `state.retention_versions`
         self.state_config = config.state  # `ttl_hours`: partitions sweep expired keys
         self.operator.open(OperatorContext(model_ref=options.model_ref))
+        tune_for_scoring()  # the start-up heap (faust, the clients, the model) frozen out of every collection
         self.scorer = PartitionScorer(spec, self.operator, self.topic)
         self.codec = spec.state_codec()
         self.parts: dict[int, PartitionState] = {}

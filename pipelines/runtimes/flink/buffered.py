@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.runtimes.flink.buffer_state import BufferStates
+from pipelines.runtimes.flink.buffer_wire import CHANGELOG, DEAD_LETTER, RESULT, RowWriter, pack_writes
 from pipelines.runtimes.flink.functions import (
     _HEAVY_IMPORTS,
     METRICS_FLUSH_MS,
@@ -35,9 +36,6 @@ from pipelines.runtimes.flink.functions import (
 )
 from pipelines.runtimes.hot_swap import report_swaps
 from state.contract import SourceCoordinates, StateVersion
-
-#: Output row tags of the Java operator.
-RESULT, DEAD_LETTER, CHANGELOG = 0, 1, 2
 
 
 def step_arguments(
@@ -140,6 +138,7 @@ class BufferedStep:
         self._code_fingerprint: str | None = args["code_fingerprint"]
         self._j_metrics = metrics
         self._states = BufferStates(reader)
+        self._rows = RowWriter()
         self._operator: Any = None
 
     # -- opening --------------------------------------------------------------------------------------------
@@ -200,6 +199,9 @@ class BufferedStep:
         model = getattr(operator, "model", None)
         if model is not None:
             group.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
+        from pipelines.runtimes.gc_tuning import tune_for_scoring
+
+        tune_for_scoring()  # PyFlink, the model and the operator, frozen out of every collection
 
     def _model_version(self) -> int:
         version = str(self._operator.model.ref).rpartition("@")[2]
@@ -219,11 +221,11 @@ class BufferedStep:
         self, values: Sequence[bytes | None], topics: Sequence[str], partitions: Sequence[int],
         offsets: Sequence[int], stamps: Sequence[int], keys: Sequence[str], heads_of: Sequence[str],
         heads: Sequence[bytes | None], latest: Sequence[bytes | None], status: Sequence[int],
-    ) -> tuple[list[Any], list[Any]]:
+    ) -> tuple[bytes, bytes]:
         """One buffer: records i = (values[i], topics[i], partitions[i], offsets[i], stamps[i] (Kafka timestamp
         ms of a latency sample, else -1), keys[i] (the Flink key)); `heads_of` the buffer's distinct keys with
-        their pre-read `heads`, `latest` records and `status`. Returns (output rows as flat (tag, key, value)
-        triples, state writes as flat (key, code, a, b) quadruples)."""
+        their pre-read `heads`, `latest` records and `status`. Returns (output rows, state writes), packed as
+        `buffer_wire` describes."""
         if self._operator is None:
             self._open()
         now = time.monotonic()
@@ -252,7 +254,7 @@ class BufferedStep:
             items.append(item)
         outcomes = iter(self._apply_batch(self._operator, items))
         store.finish()
-        rows: list[Any] = []
+        rows = self._rows
         counters, failure, encode, result_key = self._counters, self._failure, self._encode, self._result_key
         for i, slot in enumerate(slots):
             if type(slot) is tuple:  # (reason, error); a BatchItem is a NamedTuple, never exactly a tuple
@@ -270,39 +272,40 @@ class BufferedStep:
                 decision = getattr(result, "decision", None)
                 if decision is not None:
                     counters.count_decision(decision)
-                rows += (RESULT, result_key(result), encode(result).decode())
+                rows.add(RESULT, result_key(result), encode(result))
         self._changelog_rows(rows)
-        return rows, self._states.take_writes()
+        return rows.take(), pack_writes(self._states.take_writes())
 
     def _dead_letter(
-        self, rows: list[Any], reason: str, error: str, value: bytes | None, topic: str, partition: int,
+        self, rows: RowWriter, reason: str, error: str, value: bytes | None, topic: str, partition: int,
         offset: int,
     ) -> None:
         self._counters.count_dead_letter(reason)
         raw = b"" if value is None else value
-        rows += (DEAD_LETTER, None, dead_letter_json(self.pipeline, reason, error, raw, topic, partition, offset))
+        letter = dead_letter_json(self.pipeline, reason, error, raw, topic, partition, offset)
+        rows.add(DEAD_LETTER, None, letter.encode())
 
-    def _changelog_rows(self, rows: list[Any]) -> None:
+    def _changelog_rows(self, rows: RowWriter) -> None:
         store = self._store
         if not self._changelog:
             return
         for key, record in store.versions:
-            rows += (CHANGELOG, key, self._version_value(record))
+            rows.add(CHANGELOG, key, self._version_value(record))
         for (key, name), (value, inline) in store.sides.items():
-            rows += (CHANGELOG, key, self._side_value(name, value, inline=inline))
+            rows.add(CHANGELOG, key, self._side_value(name, value, inline=inline))
         store.versions.clear()
         store.sides.clear()
 
-    def on_timer(self, key: str, timestamp: int) -> tuple[list[Any], list[Any]]:
+    def on_timer(self, key: str, timestamp: int) -> tuple[bytes, bytes]:
         """A key's sweep timer (or a per-record job's metrics timer, restored): remove the key's state if its
         event clock is two TTLs past the key's newest event (a tombstone goes to the changelog), else check
         again when it will be."""
         if self._operator is None:
             self._open()
-        rows: list[Any] = []
+        rows = self._rows
         self._states.begin((), (), (), ())
         if self._clock is None:
-            return rows, []
+            return rows.take(), b""
         state = self._store.use(key)
         newest = state.newest_event_time()
         if newest is not None:
@@ -310,13 +313,13 @@ class BufferedStep:
                 state.forget()
                 self._counters.swept += 1
                 if self._changelog:
-                    rows += (CHANGELOG, key, None)
+                    rows.add(CHANGELOG, key, None)
             else:
                 self._states.register_timer(key, self._clock.next_check_ms(newest, timestamp))
         self._store.finish()
         self._store.versions.clear()
         self._store.sides.clear()
-        return rows, self._states.take_writes()
+        return rows.take(), pack_writes(self._states.take_writes())
 
     def flush_metrics(self) -> None:
         """Add the pending counts to Flink's counters (at most once a second; Java calls it when idle)."""

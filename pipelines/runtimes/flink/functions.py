@@ -170,6 +170,9 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         model = getattr(operator, "model", None)
         if model is not None:  # the default model's version in use (changes on a hot-swap)
             metrics.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
+        from pipelines.runtimes.gc_tuning import tune_for_scoring
+
+        tune_for_scoring()
 
     def _model_version(self) -> int:
         version = str(self._operator.model.ref).rpartition("@")[2]

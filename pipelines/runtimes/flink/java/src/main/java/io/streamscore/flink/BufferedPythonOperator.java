@@ -21,6 +21,10 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.OutputTag;
 
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -54,6 +58,8 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
 
     private static final String STEP = "streamscore_step";
     private static final long METRICS_FLUSH_MS = 1000;
+    private static final long STATS_LOG_MS = 10_000;
+    private static final ThreadMXBean THREADS = ManagementFactory.getThreadMXBean();
 
     // Write operations returned by Python: (key, code, a, b) quadruples.
     static final int HEAD_PUT = 1;
@@ -103,6 +109,9 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
     private transient long readNanos;
     private transient long pythonNanos;
     private transient long applyNanos;
+    private transient long pythonCpuNanos;
+    private transient long[] logged;
+    private transient long nextStatsLog;
 
     /**
      * @param config the job's configuration (Python settings: executable, paths, bundle time)
@@ -159,6 +168,8 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         pythonCache = new PythonCacheMirror(cachedKeys);
         reuse = new StreamRecord<>(null);
         nextMetricsFlush = System.currentTimeMillis() + METRICS_FLUSH_MS;
+        logged = new long[6];
+        nextStatsLog = nextMetricsFlush + STATS_LOG_MS;
         super.open();
     }
 
@@ -248,6 +259,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
             pythonCache.touch(key);
         }
         long read = System.nanoTime();
+        long cpuBefore = THREADS.getCurrentThreadCpuTime();
         Object answer;
         try {
             answer = interpreter.invokeMethod(
@@ -262,6 +274,7 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
             lastFinishBundleTime = getProcessingTimeService().getCurrentProcessingTime();
         }
         long called = System.nanoTime();
+        pythonCpuNanos += THREADS.getCurrentThreadCpuTime() - cpuBefore;
         apply(answer, keyRows);
         keyRows.clear();
         long applied = System.nanoTime();
@@ -270,11 +283,31 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         readNanos += read - started;
         pythonNanos += called - read;
         applyNanos += applied - called;
-        nextMetricsFlush = System.currentTimeMillis() + METRICS_FLUSH_MS;
+        long now = System.currentTimeMillis();
+        nextMetricsFlush = now + METRICS_FLUSH_MS;
+        if (now >= nextStatsLog) {
+            logStats(now);
+        }
         if (bundleFinishedCallback != null) {
             bundleFinishedCallback.run();
             bundleFinishedCallback = null;
         }
+    }
+
+    /** Logs the buffers of the last interval: how many, their mean size, and the time per record of each phase. */
+    private void logStats(long now) {
+        long b = buffers - logged[0];
+        long r = records - logged[1];
+        if (b > 0 && r > 0) {
+            LOG.info(
+                    "last {} s: {} buffers, {} records ({} per buffer); per record: state reads {} us, Python {} us "
+                            + "({} us of this thread's CPU), writes and output {} us",
+                    (now - nextStatsLog + STATS_LOG_MS) / 1000, b, r, r / b, (readNanos - logged[2]) / 1000 / r,
+                    (pythonNanos - logged[3]) / 1000 / r, (pythonCpuNanos - logged[5]) / 1000 / r,
+                    (applyNanos - logged[4]) / 1000 / r);
+        }
+        logged = new long[] {buffers, records, readNanos, pythonNanos, applyNanos, pythonCpuNanos};
+        nextStatsLog = now + STATS_LOG_MS;
     }
 
     /** The slot of the head's latest version record, or -1 (a deleted key, or a head this code cannot read). */
@@ -310,58 +343,89 @@ public final class BufferedPythonOperator extends AbstractEmbeddedPythonFunction
         // streamscore registers processing-time timers only
     }
 
-    @SuppressWarnings("unchecked")
+    /**
+     * Applies what Python returned: {@code Object[] {rows, writes}}, two byte strings packed as
+     * {@code pipelines/runtimes/flink/buffer_wire.py} describes: the state writes first (in order), then the rows.
+     */
     private void apply(Object answer, Map<String, Row> known) throws Exception {
         Object[] parts = (Object[]) answer;
-        List<Object> rows = (List<Object>) parts[0];
-        List<Object> ops = (List<Object>) parts[1];
+        applyWrites(ByteBuffer.wrap((byte[]) parts[1]), known);
+        applyRows(ByteBuffer.wrap((byte[]) parts[0]));
+    }
+
+    private void applyWrites(ByteBuffer ops, Map<String, Row> known) throws Exception {
         String current = null;
-        for (int i = 0; i + 3 < ops.size(); i += 4) {
-            String key = (String) ops.get(i);
-            int code = ((Number) ops.get(i + 1)).intValue();
-            Object a = ops.get(i + 2);
-            Object b = ops.get(i + 3);
+        while (ops.hasRemaining()) {
+            int keyLength = ops.getInt();
+            int code = ops.get();
+            String key = utf8(ops, keyLength);
             if (!key.equals(current)) {
                 Row keyRow = known.get(key);
                 setCurrentKey(keyRow != null ? keyRow : Row.of(key));
                 current = key;
             }
             switch (code) {
-                case HEAD_PUT: heads.update((byte[]) a); break;
+                case HEAD_PUT: heads.update(bytes(ops, ops.getInt())); break;
                 case HEAD_CLEAR: heads.clear(); break;
                 case SLOTS_CLEAR: slots.clear(); break;
-                case SLOT_PUT: slots.put(((Number) a).longValue(), (byte[]) b); break;
+                case SLOT_PUT: {
+                    long slot = ops.getLong();
+                    slots.put(slot, bytes(ops, ops.getInt()));
+                    break;
+                }
                 case SIDES_CLEAR: sides.clear(); break;
-                case SIDE_PUT: sides.put((String) a, (byte[]) b); break;
-                case SIDE_REMOVE: sides.remove((String) a); break;
+                case SIDE_PUT: {
+                    String name = utf8(ops, ops.getInt());
+                    sides.put(name, bytes(ops, ops.getInt()));
+                    break;
+                }
+                case SIDE_REMOVE: sides.remove(utf8(ops, ops.getInt())); break;
                 case OLD_CLEAR: oldHeads.clear(); oldHistories.clear(); oldBlobs.clear(); break;
                 case TIMER:
-                    timers.registerProcessingTimeTimer(VoidNamespace.INSTANCE, ((Number) a).longValue());
+                    timers.registerProcessingTimeTimer(VoidNamespace.INSTANCE, ops.getLong());
                     break;
                 default: throw new IllegalStateException("unknown state operation " + code + " from Python");
             }
         }
-        for (int i = 0; i + 2 < rows.size(); i += 3) {
-            int tag = ((Number) rows.get(i)).intValue();
-            Row out = Row.of(rows.get(i + 1), rows.get(i + 2));
+    }
+
+    private void applyRows(ByteBuffer rows) {
+        while (rows.hasRemaining()) {
+            int tag = rows.get();
+            int keyLength = rows.getInt();
+            int valueLength = rows.getInt();
+            String key = keyLength < 0 ? null : utf8(rows, keyLength);
+            byte[] value = valueLength < 0 ? null : bytes(rows, valueLength);
             if (tag == RESULT) {
-                output.collect(reuse.replace(out));
+                output.collect(reuse.replace(Row.of(key, new String(value, StandardCharsets.UTF_8))));
             } else if (tag == DEAD_LETTER) {
-                output.collect(deadLetterTag, new StreamRecord<>(out));
+                output.collect(deadLetterTag, new StreamRecord<>(Row.of(key, new String(value, StandardCharsets.UTF_8))));
             } else if (changelogTag != null) {
-                output.collect(changelogTag, new StreamRecord<>(out));
+                output.collect(changelogTag, new StreamRecord<>(Row.of(key, value)));
             }
         }
+    }
+
+    private static String utf8(ByteBuffer buffer, int length) {
+        String found = new String(buffer.array(), buffer.arrayOffset() + buffer.position(), length, StandardCharsets.UTF_8);
+        buffer.position(buffer.position() + length);
+        return found;
+    }
+
+    private static byte[] bytes(ByteBuffer buffer, int length) {
+        byte[] found = new byte[length];
+        buffer.get(found);
+        return found;
     }
 
     @Override
     public void close() throws Exception {
         if (buffers > 0) {
             LOG.info(
-                    "{} buffers, {} records ({} per buffer); per record: state reads {} us, Python {} us, "
-                            + "writes and output {} us",
-                    buffers, records, records / buffers, readNanos / 1000.0 / records,
-                    pythonNanos / 1000.0 / records, applyNanos / 1000.0 / records);
+                    "{} buffers, {} records ({} per buffer); per record: state reads {} us, Python {} us ({} us of "
+                            + "this thread's CPU), writes and output {} us",
+                    buffers, records, records / buffers, readNanos / 1000 / records, pythonNanos / 1000 / records,
+                    pythonCpuNanos / 1000 / records, applyNanos / 1000 / records);
         }
         try {
             if (interpreter != null) {
