@@ -1,0 +1,157 @@
+"""A remote route through the runtimes on the real broker, against a real model server process (MLServer).
+
+The risk config routes every transaction to the current `risk` version served by `streamscore models serve`
+(the same file as in-process, so the results must equal the offline scorer's apart from `backend`/`fallback`).
+Events go in three phases: the server up (every result `backend: server`), the server SIGKILLed (every result a
+fallback to the route's model in-process, the breaker open), the server restarted on the same ports (remote
+scoring resumes). The read_committed output holds exactly one result per event, and the scraped metrics count
+the fallbacks and the breaker's opening.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+
+from models.registry import ModelRegistry
+from operators.risk.schemas import RiskResult
+from pipelines.infra.model_server import ModelServer
+from pipelines.kafka.clients import consume
+from pipelines.kafka.publishing import synthetic_events
+
+from . import test_faust_runtime
+from .conftest import Topics
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Model-server and metrics ports of this module (the shared machine's tests keep to their own ranges).
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 20311, 20312, 20313
+
+
+@pytest.fixture
+def server() -> Iterator[ModelServer]:
+    """The registry's current `risk`, served over v2 HTTP and gRPC on this module's ports."""
+    running = ModelServer(["risk"], http_port=HTTP_PORT, grpc_port=GRPC_PORT).start()
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def remote_config(out: Path, protocol: str = "http") -> Path:
+    """The shipped risk YAML with every transaction routed to the current `risk` on this module's server."""
+    config = yaml.safe_load((ROOT / "pipelines/configs/risk.yaml").read_text(encoding="utf-8"))
+    url = f"http://127.0.0.1:{HTTP_PORT}" if protocol == "http" else f"127.0.0.1:{GRPC_PORT}"
+    config["backends"] = {"server": {"url": url, "protocol": protocol, "deadline_ms": 2000, "retries": 0,
+                                     "max_in_flight": 2, "breaker_failures": 2, "breaker_reset_ms": 300}}
+    version = ModelRegistry().current("risk")
+    config["routes"] = [{"code": "remote_all", "when": {"amount": {"at_least": 0.0}}, "model": f"risk@{version}",
+                         "backend": "server"}]
+    out.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return out
+
+
+def results(bootstrap: str, topic: str) -> list[RiskResult]:
+    """Every committed result of `topic` (read_committed)."""
+    return [msgspec.json.decode(r.value, type=RiskResult) for r in consume(bootstrap, topic, timeout_s=3)]
+
+
+def wait_for(bootstrap: str, topic: str, count: int, job: subprocess.Popen[bytes], log: Path,
+             timeout_s: float = 240) -> None:
+    """Until `topic` holds `count` committed results (the job must stay up meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while sum(1 for _ in consume(bootstrap, topic, timeout_s=0.5)) < count:
+        assert job.poll() is None, f"the job exited early:\n{log.read_text(errors='replace')[-4000:]}"
+        assert time.monotonic() < deadline, f"< {count} results after {timeout_s} s:\n" \
+            f"{log.read_text(errors='replace')[-4000:]}"
+        time.sleep(0.5)
+
+
+def assert_one_local_equal_result_per_event(got: list[RiskResult], events: list[dict[str, object]]) -> None:
+    """One result per event id, each equal to the offline scorer's except `scored_at`, `backend`, `fallback`."""
+    counts = Counter(r.event_id for r in got)
+    assert len(counts) == len(events) and max(counts.values()) == 1, [k for k, v in counts.items() if v > 1][:5]
+    expected = test_faust_runtime._offline(events)
+    for result in got:
+        local = msgspec.structs.replace(result, backend="", fallback=False)
+        want = msgspec.structs.replace(expected[result.event_id], scored_at=result.scored_at)
+        assert msgspec.json.encode(local) == msgspec.json.encode(want)
+
+
+def scrape_remote(port: int, prefix: str) -> dict[str, float]:
+    """The `remote_*` samples of the endpoint, summed per metric name (one remote model here)."""
+    with urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for name, value in re.findall(rf"^{prefix}(remote_[a-z0-9_]+)\{{[^}}]*\}} ([0-9.eE+-]+)$", text, re.MULTILINE):
+        found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+def run_three_phases(bootstrap: str, topics: Topics, server: ModelServer, job: subprocess.Popen[bytes],
+                     log: Path, phases: tuple[int, int, int], seed: int) -> tuple[list[dict[str, object]],
+                                                                                    list[RiskResult]]:
+    """Publish the phases' events (server up, killed, restarted), waiting for each phase's results; returns the
+    events and the committed results."""
+    events = synthetic_events("risk", sum(phases), seed)
+    first, second = phases[0], phases[0] + phases[1]
+    test_faust_runtime._publish(bootstrap, topics.input, events[:first])
+    wait_for(bootstrap, topics.output, first, job, log)
+    server.kill()
+    test_faust_runtime._publish(bootstrap, topics.input, events[first:second])
+    wait_for(bootstrap, topics.output, second, job, log)
+    restarted = ModelServer(["risk"], http_port=HTTP_PORT, grpc_port=GRPC_PORT).start()
+    server.process = restarted.process  # the fixture stops whichever process runs now
+    restarted.wait_ready()
+    time.sleep(0.5)  # past the breaker's pause: the next batch is its probe
+    test_faust_runtime._publish(bootstrap, topics.input, events[second:])
+    wait_for(bootstrap, topics.output, len(events), job, log)
+    got = results(bootstrap, topics.output)
+    by_id = {r.event_id: r for r in got}
+    assert all(by_id[str(e["event_id"])].backend == "server" for e in events[:first])
+    assert all(by_id[str(e["event_id"])].fallback for e in events[first:second])
+    assert all(by_id[str(e["event_id"])].backend == "server" for e in events[second:])
+    return events, got
+
+
+def stop(job: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the job's process group, SIGKILL if it does not end."""
+    if job.poll() is None:
+        job.send_signal(signal.SIGTERM)
+    try:
+        job.wait(60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        job.wait(10)
+
+
+def test_faust_worker_scores_a_remote_route_falls_back_while_the_server_is_down_exactly_once(
+    bootstrap: str, topics: Topics, server: ModelServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    config = remote_config(tmp_path / "risk.yaml")
+    job = test_faust_runtime._start(test_faust_runtime._faust_args(
+        bootstrap, "risk", topics, tmp_path / "state", "--config", str(config), "--batch-size", "200",
+        "--metrics-port", str(METRICS_PORT)), log)
+    try:
+        events, got = run_three_phases(bootstrap, topics, server, job, log, (2000, 2000, 1000), seed=53)
+        metrics = scrape_remote(METRICS_PORT, "streamscore_")
+    finally:
+        stop(job)
+    assert_one_local_equal_result_per_event(got, events)
+    assert metrics["remote_fallbacks"] == 2000 and metrics["remote_dead_letters"] == 0
+    assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0
+    assert metrics["remote_errors"] + metrics["remote_timeouts"] >= 2
+    assert metrics["remote_successes"] >= 3000 / 200 and metrics["remote_latency_ms_p50"] > 0
