@@ -8,8 +8,10 @@
   limit or open breaker), `remote_fallbacks` (rows scored by the route's model in-process instead),
   `remote_dead_letters` (rows sent to the dead letters with reason `model_unavailable`),
   `remote_breaker_openings`;
-- gauges `remote_latency_ms_p50`, `remote_latency_ms_p99` (successful requests, the last 2,048) and
-  `remote_breaker_open` (0 closed, 1 open or half-open: only a probe goes through).
+- gauges `remote_latency_us_p50`, `remote_latency_us_p99` (successful requests, the last 2,048; microseconds,
+  integers, because PyFlink's thread-mode gauge is a `Gauge<Long>` whose reader casts to `Long`: a Python float
+  makes every Prometheus scrape of the job fail) and `remote_breaker_open` (0 closed, 1 open or half-open: only a
+  probe goes through).
 
 The counts are taken when the operator scores a batch (the faust worker's own counters are taken at commit):
 a batch scored and then rolled back by a crash counted its request and its fallbacks once more on the rerun.
@@ -32,8 +34,8 @@ REMOTE_COUNTERS = {
     "dead_letter_rows": "remote_dead_letters",
     "breaker_opened": "remote_breaker_openings",
 }
-#: `remote_metrics()` gauge field -> exported gauge name.
-REMOTE_GAUGES = {"latency_p50_ms": "remote_latency_ms_p50", "latency_p99_ms": "remote_latency_ms_p99"}
+#: `remote_metrics()` gauge field (ms) -> exported gauge name (integer µs).
+REMOTE_GAUGES = {"latency_p50_ms": "remote_latency_us_p50", "latency_p99_ms": "remote_latency_us_p99"}
 BREAKER_GAUGE = "remote_breaker_open"
 
 
@@ -55,6 +57,11 @@ def split_key(key: str) -> tuple[str, str]:
     return backend, model
 
 
+def latency_us(milliseconds: Any) -> int:
+    """A latency gauge's value: milliseconds as integer microseconds."""
+    return round(float(milliseconds) * 1000)
+
+
 def breaker_open(state: str) -> int:
     """The `remote_breaker_open` gauge's value for a breaker state (`closed` 0, `open`/`half_open` 1)."""
     return 0 if state == "closed" else 1
@@ -68,7 +75,7 @@ def remote_samples(metrics: Mapping[str, Mapping[str, Any]]) -> list[RemoteSampl
         for field, name in REMOTE_COUNTERS.items():
             samples.append(RemoteSample(name, "counter", backend, model, float(values.get(field, 0))))
         for field, name in REMOTE_GAUGES.items():
-            samples.append(RemoteSample(name, "gauge", backend, model, float(values.get(field, 0.0))))
+            samples.append(RemoteSample(name, "gauge", backend, model, latency_us(values.get(field, 0.0))))
         samples.append(RemoteSample(BREAKER_GAUGE, "gauge", backend, model,
                                     float(breaker_open(str(values.get("breaker", "closed"))))))
     return samples

@@ -154,4 +154,34 @@ def test_faust_worker_scores_a_remote_route_falls_back_while_the_server_is_down_
     assert metrics["remote_fallbacks"] == 2000 and metrics["remote_dead_letters"] == 0
     assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0
     assert metrics["remote_errors"] + metrics["remote_timeouts"] >= 2
-    assert metrics["remote_successes"] >= 3000 / 200 and metrics["remote_latency_ms_p50"] > 0
+    assert metrics["remote_successes"] >= 3000 / 200 and metrics["remote_latency_us_p50"] > 0
+
+
+#: The remote series as Flink's Prometheus reporter names them (the groups `backend`, `model` join the name).
+FLINK_PREFIX = "flink_taskmanager_job_task_operator_backend_model_"
+
+
+@pytest.mark.slow  # a Flink job through three phases and a server restart: `make test-slow`
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_flink_buffered_job_scores_a_remote_route_falls_back_while_the_server_is_down_exactly_once(
+    bootstrap: str, topics: Topics, server: ModelServer, tmp_path: Path, protocol: str
+) -> None:
+    from .conftest import start_job
+
+    log = tmp_path / "job.log"
+    config = remote_config(tmp_path / "risk.yaml", protocol)
+    job = start_job(bootstrap, topics, tmp_path / "checkpoints", log, "--config", str(config), "--operator",
+                    "buffered", "--metrics-port", str(METRICS_PORT))
+    try:
+        events, got = run_three_phases(bootstrap, topics, server, job, log, (2000, 2000, 1000), seed=59)
+        deadline = time.monotonic() + 30  # the function adds its counts to Flink's at most once a second
+        metrics = scrape_remote(METRICS_PORT, FLINK_PREFIX)
+        while metrics.get("remote_fallbacks") != 2000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            metrics = scrape_remote(METRICS_PORT, FLINK_PREFIX)
+    finally:
+        stop(job)
+    assert_one_local_equal_result_per_event(got, events)
+    assert metrics["remote_fallbacks"] == 2000 and metrics["remote_dead_letters"] == 0, metrics
+    assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0, metrics
+    assert metrics["remote_successes"] >= 2 and metrics["remote_latency_us_p50"] > 0, metrics

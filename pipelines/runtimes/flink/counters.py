@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.runtimes.remote_export import BREAKER_GAUGE, REMOTE_COUNTERS, REMOTE_GAUGES, breaker_open, split_key
+from pipelines.runtimes import remote_export as rx
 
 
 class OperatorCounters:
@@ -98,17 +98,18 @@ class OperatorCounters:
             if counters is None:
                 counters = self._remote_counters[key] = self._register_remote(key)
             seen = self._remote_seen.get(key, {})
-            for field in REMOTE_COUNTERS:
+            for field in rx.REMOTE_COUNTERS:
                 delta = int(snapshot.get(field, 0)) - int(seen.get(field, 0))
                 if delta:
                     counters[field].inc(delta)
             self._remote_seen[key] = dict(snapshot)
 
     def _register_remote(self, key: str) -> dict[str, Any]:
-        backend, model = split_key(key)
+        backend, model = rx.split_key(key)
         group = self._group.add_group("backend", backend).add_group("model", model)
-        for field, name in REMOTE_GAUGES.items():
-            group.gauge(name, lambda key=key, field=field: float(self._remote_seen.get(key, {}).get(field, 0.0)))
-        group.gauge(BREAKER_GAUGE,
-                    lambda key=key: breaker_open(str(self._remote_seen.get(key, {}).get("breaker", "closed"))))
-        return {field: group.counter(name) for field, name in REMOTE_COUNTERS.items()}
+        for field, name in rx.REMOTE_GAUGES.items():
+            group.gauge(name,
+                        lambda key=key, field=field: rx.latency_us(self._remote_seen.get(key, {}).get(field, 0.0)))
+        group.gauge(rx.BREAKER_GAUGE,
+                    lambda key=key: rx.breaker_open(str(self._remote_seen.get(key, {}).get("breaker", "closed"))))
+        return {field: group.counter(name) for field, name in rx.REMOTE_COUNTERS.items()}

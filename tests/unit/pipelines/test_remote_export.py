@@ -42,7 +42,7 @@ def test_the_faust_endpoint_renders_remote_series_per_backend_and_model() -> Non
                             r'backend="server",model="risk-large@1"\} (\S+)$', text, re.MULTILINE))
     assert found["remote_requests"] == "7" and found["remote_errors"] == "2" and found["remote_timeouts"] == "1"
     assert found["remote_fallbacks"] == "300" and found["remote_breaker_open"] == "1"
-    assert found["remote_breaker_openings"] == "1" and found["remote_latency_ms_p50"] == "12"
+    assert found["remote_breaker_openings"] == "1" and found["remote_latency_us_p50"] == "12000"
     assert "# TYPE streamscore_remote_requests counter" in text
     assert "# TYPE streamscore_remote_breaker_open gauge" in text
     assert len(found) == len(remote_samples({"k/m": model.state()}))
