@@ -4,8 +4,9 @@ The risk config routes every transaction to the current `risk` version served by
 (the same file as in-process, so the results must equal the offline scorer's apart from `backend`/`fallback`).
 Events go in three phases: the server up (every result `backend: server`), the server SIGKILLed (every result a
 fallback to the route's model in-process, the breaker open), the server restarted on the same ports (remote
-scoring resumes). The read_committed output holds exactly one result per event, and the scraped metrics count
-the fallbacks and the breaker's opening.
+scoring resumes: the second half of the phase, sent 1.5 s after the first, is scored remotely throughout).
+The read_committed output holds exactly one result per event, and the scraped metrics count the fallbacks and
+the breaker's opening.
 """
 
 from __future__ import annotations
@@ -115,14 +116,19 @@ def run_three_phases(bootstrap: str, topics: Topics, server: ModelServer, job: s
     restarted = ModelServer(["risk"], http_port=HTTP_PORT, grpc_port=GRPC_PORT).start()
     server.process = restarted.process  # the fixture stops whichever process runs now
     restarted.wait_ready()
-    time.sleep(0.5)  # past the breaker's pause: the next batch is its probe
-    test_faust_runtime._publish(bootstrap, topics.input, events[second:])
+    # The first events after the restart may still fall back (the breaker probes every 300 ms; a gRPC channel
+    # reconnects within its backoff); after a pause every event is scored remotely again.
+    third = second + phases[2] // 2
+    test_faust_runtime._publish(bootstrap, topics.input, events[second:third])
+    wait_for(bootstrap, topics.output, third, job, log)
+    time.sleep(1.5)
+    test_faust_runtime._publish(bootstrap, topics.input, events[third:])
     wait_for(bootstrap, topics.output, len(events), job, log)
     got = results(bootstrap, topics.output)
     by_id = {r.event_id: r for r in got}
     assert all(by_id[str(e["event_id"])].backend == "server" for e in events[:first])
     assert all(by_id[str(e["event_id"])].fallback for e in events[first:second])
-    assert all(by_id[str(e["event_id"])].backend == "server" for e in events[second:])
+    assert all(by_id[str(e["event_id"])].backend == "server" for e in events[third:])
     return events, got
 
 
