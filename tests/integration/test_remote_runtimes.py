@@ -6,7 +6,8 @@ Events go in three phases: the server up (every result `backend: server`), the s
 fallback to the route's model in-process, the breaker open), the server restarted on the same ports (remote
 scoring resumes: the second half of the phase, sent 1.5 s after the first, is scored remotely throughout).
 The read_committed output holds exactly one result per event, and the scraped metrics count the fallbacks and
-the breaker's opening.
+the breaker's opening. Reco through the faust worker: sessions stepped on the server (gRPC) give the in-process
+run's results (scores within 1e-6).
 """
 
 from __future__ import annotations
@@ -143,24 +144,30 @@ def stop(job: subprocess.Popen[bytes]) -> None:
         job.wait(10)
 
 
+@pytest.mark.parametrize(("protocol", "phases"), [
+    ("http", (2000, 2000, 1000)),
+    pytest.param("grpc", (8000, 8000, 4000), marks=pytest.mark.slow),  # 20k events: `make test-slow`
+])
 def test_faust_worker_scores_a_remote_route_falls_back_while_the_server_is_down_exactly_once(
-    bootstrap: str, topics: Topics, server: ModelServer, tmp_path: Path
+    bootstrap: str, topics: Topics, server: ModelServer, tmp_path: Path, protocol: str,
+    phases: tuple[int, int, int]
 ) -> None:
     log = tmp_path / "worker.log"
-    config = remote_config(tmp_path / "risk.yaml")
+    config = remote_config(tmp_path / "risk.yaml", protocol)
     job = test_faust_runtime._start(test_faust_runtime._faust_args(
         bootstrap, "risk", topics, tmp_path / "state", "--config", str(config), "--batch-size", "200",
         "--metrics-port", str(METRICS_PORT)), log)
     try:
-        events, got = run_three_phases(bootstrap, topics, server, job, log, (2000, 2000, 1000), seed=53)
+        events, got = run_three_phases(bootstrap, topics, server, job, log, phases, seed=53)
         metrics = scrape_remote(METRICS_PORT, "streamscore_")
     finally:
         stop(job)
     assert_one_local_equal_result_per_event(got, events)
-    assert metrics["remote_fallbacks"] == 2000 and metrics["remote_dead_letters"] == 0
-    assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0
-    assert metrics["remote_errors"] + metrics["remote_timeouts"] >= 2
-    assert metrics["remote_successes"] >= 3000 / 200 and metrics["remote_latency_us_p50"] > 0
+    assert metrics["remote_fallbacks"] == phases[1] and metrics["remote_dead_letters"] == 0, metrics
+    assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0, metrics
+    assert metrics["remote_errors"] + metrics["remote_timeouts"] >= 2, metrics
+    assert metrics["remote_successes"] >= (phases[0] + phases[2] // 2) / 200, metrics
+    assert metrics["remote_latency_us_p50"] > 0, metrics
 
 
 #: The remote series as Flink's Prometheus reporter names them (the groups `backend`, `model` join the name).
@@ -191,3 +198,37 @@ def test_flink_buffered_job_scores_a_remote_route_falls_back_while_the_server_is
     assert metrics["remote_fallbacks"] == 2000 and metrics["remote_dead_letters"] == 0, metrics
     assert metrics["remote_breaker_openings"] >= 1 and metrics["remote_breaker_open"] == 0, metrics
     assert metrics["remote_successes"] >= 2 and metrics["remote_latency_us_p50"] > 0, metrics
+
+
+@pytest.mark.slow  # two bounded workers and a second server (64 s on a loaded machine): `make test-slow`
+def test_faust_worker_steps_reco_sessions_on_the_server_as_in_process(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    from .conftest import streamscore
+
+    reco = ModelServer(["reco"], http_port=HTTP_PORT + 10, grpc_port=GRPC_PORT + 10).start()
+    try:
+        reco.wait_ready()
+        config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
+        config["backends"] = {"server": {"url": reco.grpc_target, "protocol": "grpc", "deadline_ms": 10_000}}
+        config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
+                             "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]
+        (tmp_path / "reco.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", "1000", "--seed", "61",
+                    "--topic", topics.input)
+        twin = test_faust_runtime._twin(topics)
+        streamscore(*test_faust_runtime._faust_args(bootstrap, "reco", topics, tmp_path / "local", "--bounded",
+                                                    "--batch-size", "64"))
+        streamscore(*test_faust_runtime._faust_args(bootstrap, "reco", twin, tmp_path / "remote", "--bounded",
+                                                    "--batch-size", "64", "--config", str(tmp_path / "reco.yaml")))
+    finally:
+        reco.stop()
+    local = {r["event_id"]: r for r in map(msgspec.json.decode, (m.value for m in consume(bootstrap, topics.output)))}
+    remote = [msgspec.json.decode(m.value) for m in consume(bootstrap, twin.output)]
+    assert len(remote) == len({r["event_id"] for r in remote}) == len(local) > 900
+    for result in remote:
+        want = local[result["event_id"]]
+        assert result.pop("backend") == "server" and "fallback" not in result
+        assert result["items"] == want["items"] and result["state_version"] == want["state_version"]
+        assert max(abs(a - b) for a, b in zip(result.pop("scores"), want.pop("scores"), strict=True)) <= 1e-6
+        assert {**result, "scored_at": 0} == {**want, "scored_at": 0}
