@@ -95,7 +95,7 @@ def _assert_close(local: list[RecoResult], remote: list[RecoResult]) -> None:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_sessions_stepped_on_the_server_equal_the_in_process_steps(server: ModelServer, protocol: str) -> None:
-    clicks = _clicks(3000)
+    clicks = _clicks(1500)
     url = server.http_url if protocol == "http" else server.grpc_target
     local, remote = _Run(_operator(None)), _Run(_operator(BackendConfig(url=url, protocol=protocol,  # type: ignore[arg-type]
                                                                         deadline_ms=10_000)))
@@ -103,14 +103,14 @@ def test_sessions_stepped_on_the_server_equal_the_in_process_steps(server: Model
         local.batch(clicks[start:start + 64])
         remote.batch(clicks[start:start + 64])
     got = _results(remote.outcomes)
-    assert len(got) > 2900 and {r.backend for r in got} == {"server"} and not any(r.fallback for r in got)
+    assert len(got) > 1400 and {r.backend for r in got} == {"server"} and not any(r.fallback for r in got)
     _assert_close(_results(local.outcomes), got)
     for session in {c.session_id for c in clicks}:
         a, b = local.hidden(session), remote.hidden(session)
         assert len(a) == len(b) == 64 and max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-6
     metrics = remote.operator.remote_metrics()
     (only,) = metrics.values()
-    assert only["requests"] == only["successes"] >= 3000 / 64 and only["errors"] == 0
+    assert only["requests"] == only["successes"] >= 1500 / 64 and only["errors"] == 0
     local.operator.close()
     remote.operator.close()
 
@@ -118,15 +118,15 @@ def test_sessions_stepped_on_the_server_equal_the_in_process_steps(server: Model
 def test_a_killed_server_falls_back_in_process_and_the_sessions_go_on(tmp_path: Any) -> None:
     own = ModelServer(["reco"], http_port=HTTP_PORT + 10, grpc_port=GRPC_PORT + 10).start()
     own.wait_ready()
-    clicks = _clicks(1200, seed=9)
+    clicks = _clicks(600, seed=9)
     local = _Run(_operator(None))
     remote = _Run(_operator(BackendConfig(url=own.http_url, deadline_ms=5000, retries=0, breaker_failures=2)))
     try:
-        for start in range(0, 600, 100):
+        for start in range(0, 300, 100):
             local.batch(clicks[start:start + 100])
             remote.batch(clicks[start:start + 100])
         own.kill()
-        for start in range(600, 1200, 100):
+        for start in range(300, 600, 100):
             local.batch(clicks[start:start + 100])
             remote.batch(clicks[start:start + 100])
     finally:
@@ -134,11 +134,11 @@ def test_a_killed_server_falls_back_in_process_and_the_sessions_go_on(tmp_path: 
     got = _results(remote.outcomes)
     ids = [c.event_id for c in clicks]
     first_after = {r.event_id: r for r in got}
-    assert all(first_after[i].backend == "server" for i in ids[:600] if i in first_after)
-    assert all(first_after[i].fallback and not first_after[i].backend for i in ids[600:] if i in first_after)
+    assert all(first_after[i].backend == "server" for i in ids[:300] if i in first_after)
+    assert all(first_after[i].fallback and not first_after[i].backend for i in ids[300:] if i in first_after)
     _assert_close(_results(local.outcomes), got)
     (only,) = remote.operator.remote_metrics().values()
-    assert only["fallback_rows"] == sum(1 for i in ids[600:] if i in first_after)
+    assert only["fallback_rows"] == sum(1 for i in ids[300:] if i in first_after) > 250
     remote.operator.close()
     local.operator.close()
 
