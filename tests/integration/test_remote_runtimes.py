@@ -232,3 +232,40 @@ def test_faust_worker_steps_reco_sessions_on_the_server_as_in_process(
         assert result["items"] == want["items"] and result["state_version"] == want["state_version"]
         assert max(abs(a - b) for a, b in zip(result.pop("scores"), want.pop("scores"), strict=True)) <= 1e-6
         assert {**result, "scored_at": 0} == {**want, "scored_at": 0}
+
+
+@pytest.mark.slow  # a Flink job and a second server: `make test-slow`
+def test_flink_buffered_job_steps_reco_sessions_on_the_server_as_in_process(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    from pipelines.kafka.clients import publish_records
+    from pipelines.kafka.publishing import synthetic_records
+
+    from .conftest import streamscore
+    from .test_remote_reco import _clicks, _operator, _results, _Run
+
+    reco = ModelServer(["reco"], http_port=HTTP_PORT + 10, grpc_port=GRPC_PORT + 10).start()
+    try:
+        reco.wait_ready()
+        config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
+        config["backends"] = {"server": {"url": reco.http_url, "protocol": "http", "deadline_ms": 10_000}}
+        config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
+                             "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]
+        (tmp_path / "reco.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        publish_records(bootstrap, topics.input, list(synthetic_records("reco", 1000, 67)))
+        streamscore("--bootstrap", bootstrap, "run", "reco", "--bounded", "--input-topic", topics.input,
+                    "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--operator", "buffered",
+                    "--checkpoint-dir", str(tmp_path / "checkpoints"), "--config", str(tmp_path / "reco.yaml"))
+    finally:
+        reco.stop()
+    local = _Run(_operator(None))
+    local.batch(_clicks(1000, seed=67))
+    want = {r.event_id: r for r in _results(local.outcomes)}
+    local.operator.close()
+    got = [msgspec.json.decode(m.value) for m in consume(bootstrap, topics.output)]
+    assert len(got) == len({r["event_id"] for r in got}) == len(want) > 900
+    for result in got:
+        expected = want[result["event_id"]]
+        assert result["backend"] == "server" and "fallback" not in result
+        assert (result["items"], result["state_version"]) == (expected.items, expected.state_version)
+        assert max(abs(a - b) for a, b in zip(result["scores"], expected.scores, strict=True)) <= 1e-6
