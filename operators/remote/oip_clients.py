@@ -180,10 +180,10 @@ class GrpcOipClient:
     def infer(self, name: str, version: int, inputs: Mapping[str, np.ndarray], timeout: float) -> dict[str, np.ndarray]:
         """Run `name` version `version` on `inputs`; every output by name."""
         request = self._m.ModelInferRequest(model_name=name, model_version=str(version))
-        for input_name, array in inputs.items():
-            datatype = _datatype(array)
-            tensor = request.inputs.add(name=input_name, datatype=datatype, shape=list(array.shape))
-            getattr(tensor.contents, _GRPC_CONTENTS[datatype]).extend(array.reshape(-1).tolist())
+        for input_name, array in inputs.items():  # raw little-endian bytes: no Python list of every element
+            request.inputs.add(name=input_name, datatype=_datatype(array), shape=list(array.shape))
+            request.raw_input_contents.append(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+                                              .tobytes())
         answer = self._call("_infer", request, timeout, f"infer {name}@{version}")
         outputs: dict[str, np.ndarray] = {}
         for index, tensor in enumerate(answer.outputs):
