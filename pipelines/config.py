@@ -15,7 +15,8 @@ A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
       - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
     state: {retention_versions: 16, ttl_hours: 720, dedup_window_hours: 24}   # optional; each field optional
 
-A reco config has `pipeline: reco`, `topics`, `model: reco[@N]`, `k`, `idle_timeout_minutes` and `state`.
+A reco config has `pipeline: reco`, `topics`, `model: reco[@N]`, `k`, `idle_timeout_minutes` and `state`, and may
+have `routes` and `backends` as a risk config does (a remote route steps its sessions on a model server).
 
 `load_config(path)` returns a `RiskPipelineConfig` or `RecoPipelineConfig`; anything wrong raises
 `ConfigError` whose message names the file and the field path and says what was expected and what was
@@ -164,13 +165,16 @@ class PipelineConfigBase(
 
 
 class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A pipeline that serves models: the model (`name` or `name@version`) and routes to other models."""
+    """A pipeline that serves models: the model (`name` or `name@version`), routes to other models, and the model
+    servers (`backends`, by name) routes may send their events to."""
 
     MODEL_NAME: ClassVar[str] = ""
     EVENT_TYPE: ClassVar[type[msgspec.Struct]] = msgspec.Struct
 
     model: ModelRef
     routes: tuple[Route, ...] = ()
+    #: Model servers by name, each as `BackendConfig` fields (validated here, so errors name the backend).
+    backends: dict[Code, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         name = self.model.partition("@")[0]
@@ -179,28 +183,6 @@ class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknow
                 f"model: expected {self.MODEL_NAME!r} or {self.MODEL_NAME + '@<version>'!r}, got {self.model!r}"
             )
         check_routes(self.routes, self.EVENT_TYPE)
-
-    @property
-    def model_ref(self) -> str | None:
-        """The default model when it pins a version (`name@version`), None when it follows the current one."""
-        return self.model if "@" in self.model else None
-
-
-class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
-    """The risk pipeline: decision thresholds and rules (in evaluation and reason order), and the model servers
-    (`backends`, by name) its routes may send their events to."""
-
-    MODEL_NAME: ClassVar[str] = "risk"
-    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
-
-    thresholds: ThresholdsConfig
-    rules: tuple[AnyRule, ...]
-    #: Model servers by name, each as `BackendConfig` fields (validated here, so errors name the backend).
-    backends: dict[Code, dict[str, Any]] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_rules(self.rules)
         self.backend_configs()
         for index, route in enumerate(self.routes):
             if route.backend is not None and route.backend not in self.backends:
@@ -225,6 +207,26 @@ class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
                 raise FieldError(f"backends.{name}{field}: {detail[:1].lower()}{detail[1:]}"
                                  + ("; see operators/remote/backend.py BackendConfig" if unknown else "")) from None
         return configs
+
+    @property
+    def model_ref(self) -> str | None:
+        """The default model when it pins a version (`name@version`), None when it follows the current one."""
+        return self.model if "@" in self.model else None
+
+
+class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
+    """The risk pipeline: decision thresholds and rules (in evaluation and reason order), and the model servers
+    (`backends`, by name) its routes may send their events to."""
+
+    MODEL_NAME: ClassVar[str] = "risk"
+    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
+
+    thresholds: ThresholdsConfig
+    rules: tuple[AnyRule, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_rules(self.rules)
 
     def rule_set(self) -> RuleSet:
         """The rules as the operator's `RuleSet`."""
@@ -364,7 +366,8 @@ def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
         raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
     return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes,
                         dedup_window_ms=cfg.state.dedup_window_ms,
-                        dedup_max_ids=cfg.state.dedup_max_ids, ttl_ms=cfg.state.ttl_ms)
+                        dedup_max_ids=cfg.state.dedup_max_ids, ttl_ms=cfg.state.ttl_ms,
+                        backends=cfg.backend_configs())
 
 
 def _pattern(annotated: Any) -> str:

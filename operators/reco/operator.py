@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +41,13 @@ import numpy as np
 from models.exceptions import ModelInputError
 from models.handle import BoundModel, ModelHandle
 from operators.batching import BatchItem, one_at_a_time
-from operators.core import Failure, ModelServingOperator, failure_of
+from operators.core import Failure, ItemFailed, ModelServingOperator, failure_of
+from operators.dead_letter import Reason
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
 from operators.reco.schemas import Click, RecoResult
+from operators.remote.backend import BackendConfig, RemoteModel
+from operators.remote.exceptions import ModelUnavailableError
 from operators.rounding import round6
 from operators.routing import Route, ServedModel
 from state.codec import MsgpackCodec
@@ -133,7 +136,7 @@ def _io_problems(
     return problems
 
 
-def manifest_problems(model: ModelHandle, k: int) -> list[str]:
+def manifest_problems(model: ServedModel, k: int) -> list[str]:
     """Why `model` cannot serve a `RecoOperator(k=k)`; empty when it can."""
     manifest = model.manifest
     problems: list[str] = []
@@ -193,9 +196,10 @@ class RecoOperator(ModelServingOperator):
     See the module docstring for seen items, session reset, out-of-order clicks and cold start. `model` is
     the default model reference (`reco` follows the registry's current version) and `routes` send matching
     clicks to other models (`operators.routing`); a session whose hidden vector came from another model
-    continues from zeros with its seen items kept. A retried `event_id` (seen by the session within the
-    idempotency window of event time, `dedup_window_ms`) changes nothing, returns no result and is counted in
-    `duplicates`.
+    continues from zeros with its seen items kept; a route naming one of `backends` steps its sessions on that
+    model server (the hidden vector sent, the next one received; see `accept`). A retried `event_id` (seen by
+    the session within the idempotency window of event time, `dedup_window_ms`) changes nothing, returns no
+    result and is counted in `duplicates`.
     """
 
     def __init__(
@@ -208,6 +212,7 @@ class RecoOperator(ModelServingOperator):
         dedup_window_ms: int = DEFAULT_WINDOW_MS,
         dedup_max_ids: int = DEFAULT_MAX_IDS,
         ttl_ms: int | None = None,
+        backends: Mapping[str, BackendConfig] | None = None,
     ) -> None:
         if _int(k) is None or k < 1:
             raise OperatorConfigError(f"RecoOperator: k must be an int >= 1, got {k!r}")
@@ -215,7 +220,7 @@ class RecoOperator(ModelServingOperator):
             raise OperatorConfigError(
                 f"RecoOperator: idle_timeout_ms must be an int >= 1 (event-time ms), got {idle_timeout_ms!r}"
             )
-        super().__init__(model, routes, Click)
+        super().__init__(model, routes, Click, backends)
         self.k = k
         self.idle_timeout_ms = idle_timeout_ms
         self.ttl_ms = ttl_ms
@@ -226,15 +231,21 @@ class RecoOperator(ModelServingOperator):
         self._facts: dict[str, _ModelFacts] = {}
 
     def accept(self, model: ServedModel) -> None:
-        """Refuse a model whose manifest does not fit this operator (every mismatch listed); prepare its step."""
-        if not isinstance(model, ModelHandle):
-            raise OperatorError(f"{model.describe()}: RecoOperator serves its models in-process only (for now)")
+        """Refuse a model whose manifest does not fit this operator (every mismatch listed); prepare its step.
+
+        A remote model (a route's `backend`) is the same registry version as the route's model in-process,
+        accepted first: it shares that model's facts, and its step sends the hidden vector, the item and the
+        seen-item mask to the server and receives the next hidden vector with the top items and scores. With
+        `fallback: dead_letter` a click the server could not step is a `model_unavailable` dead letter and its
+        session's state is not written (the next hidden vector depends on the model)."""
         problems = manifest_problems(model, self.k)
         if problems:
             raise OperatorError(
                 f"model {model.ref} cannot serve RecoOperator(k={self.k}): " + "; ".join(problems) + ". "
                 "Train a session model with `streamscore models train reco` or pin a compatible one with --model"
             )
+        if isinstance(model, RemoteModel):
+            return
         catalog = int(model.manifest["catalog_size"])
         hidden_size = int(model.manifest["hidden_size"])
         self._facts[model.ref] = _ModelFacts(
@@ -264,8 +275,8 @@ class RecoOperator(ModelServingOperator):
         try:
             for wave in _waves(items):
                 staged = self._stage_wave(items, wave, latest, key_ids, outcomes)
-                for s, (new_hidden, top_items, top_scores) in zip(staged, self._step_staged(staged), strict=True):
-                    written.append(self._finish(items[s.index], s, new_hidden, top_items, top_scores, latest))
+                for s, step in zip(staged, self._step_staged(staged), strict=True):
+                    written.append(self._finish(items[s.index], s, step, latest))
         except Exception as exc:
             return one_at_a_time(self, items, exc, before, expired_before)
         for index, state, result, expired in sorted(written, key=lambda w: w[0]):
@@ -318,52 +329,78 @@ class RecoOperator(ModelServingOperator):
                 continue
             key_ids[item.key] = (ids, item.state)  # only now: a failed item leaves the key's ids as they were
             self.idempotency.remember(ids, event.event_id, event.ts)
-            staged.append(_StagedClick(index, model.ref, event.item_id, hidden, seen, events, last_ts, fresh, expired))
+            staged.append(_StagedClick(index, model.ref, model, event.item_id, hidden, seen, events, last_ts, fresh,
+                                       expired))
         return staged
 
-    def _step_staged(self, staged: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
-        """Every staged click's model step, with one model call per model (a lone click through the bound step)."""
-        if len(staged) == 1:
+    def _step_staged(self, staged: list[_StagedClick]) -> list[_Step]:
+        """Every staged click's model step, with one model call per model (a lone in-process click through the
+        bound step). Remote models' requests go out first and are collected after the in-process steps ran; a
+        remote model that fails steps its clicks with its fallback (the same version in-process), or raises
+        `ModelUnavailableError` without one (`fallback: dead_letter`)."""
+        if len(staged) == 1 and isinstance(staged[0].served, ModelHandle):
             only = staged[0]
             stepper = self._facts[only.model].stepper
             if only.hidden is None:
                 stepper.zero_hidden()
             else:
                 stepper.load_hidden(only.hidden, True)
-            return [stepper.step(only.item, only.seen)]
-        steps: list[tuple[list[float], list[int], list[float]]] = [([], [], [])] * len(staged)
-        by_model: dict[str, list[int]] = {}
+            return [_Step(*stepper.step(only.item, only.seen))]
+        steps: list[_Step | None] = [None] * len(staged)
+        groups: dict[int, tuple[ServedModel, list[int]]] = {}
         for position, s in enumerate(staged):
-            by_model.setdefault(s.model, []).append(position)
-        for ref, positions in by_model.items():
-            clicks = [staged[p] for p in positions]
-            outputs = self._facts[ref].stepper.step_many(
-                [c.item for c in clicks],
-                [c.hidden for c in clicks],
-                [c.seen for c in clicks],
-            )
-            for p, step in zip(positions, outputs, strict=True):
-                steps[p] = step
-        return steps
+            groups.setdefault(id(s.served), (s.served, []))[1].append(position)
+        calls = []
+        for model, positions in groups.values():
+            if isinstance(model, RemoteModel):
+                clicks = [staged[p] for p in positions]
+                facts = self._facts[model.ref]
+                inputs = _step_inputs(clicks, facts.hidden_size, facts.catalog)
+                calls.append((model, positions, clicks, model.submit(inputs)))
+        for model, positions in groups.values():
+            if isinstance(model, ModelHandle):
+                for p, step in zip(positions, self._step_local(model.ref, [staged[p] for p in positions]),
+                                   strict=True):
+                    steps[p] = _Step(*step)
+        for remote, positions, clicks, call in calls:
+            try:
+                remote_steps = [_Step(*step, backend=remote.backend) for step in _step_outputs(call.result(),
+                                                                                               len(clicks))]
+            except ModelUnavailableError as exc:
+                if remote.fallback is None:  # the batch is retried click by click: each one is a dead letter
+                    if len(staged) == 1:
+                        remote.metrics.add(dead_letter_rows=1)
+                    raise ItemFailed(Failure(Reason.MODEL_UNAVAILABLE, f"{type(exc).__name__}: {exc}")) from exc
+                remote.metrics.add(fallback_rows=len(clicks))
+                remote_steps = [_Step(*step, fallback=True) for step in self._step_local(remote.ref, clicks)]
+            for p, remote_step in zip(positions, remote_steps, strict=True):
+                steps[p] = remote_step
+        return [s for s in steps if s is not None]
+
+    def _step_local(self, ref: str, clicks: list[_StagedClick]) -> list[tuple[list[float], list[int], list[float]]]:
+        return self._facts[ref].stepper.step_many([c.item for c in clicks], [c.hidden for c in clicks],
+                                                  [c.seen for c in clicks])
 
     def _finish(
-        self, item: BatchItem, s: _StagedClick, new_hidden: list[float], top_items: list[int],
-        top_scores: list[float], latest: dict[str, tuple[SessionState, int]],
+        self, item: BatchItem, s: _StagedClick, step: _Step, latest: dict[str, tuple[SessionState, int]],
     ) -> tuple[int, SessionState, RecoResult, bool]:
         """The next state and the result (without its state version) of one stepped click."""
         event: Click = item.event
         facts = self._facts[s.model]
         cold = s.fresh and not 0 <= event.item_id < facts.catalog
-        items, scores = self._top_k(facts, event.item_id, s.seen, [] if cold else top_items, top_scores)
+        items, scores = self._top_k(facts, event.item_id, s.seen, [] if cold else step.top_items, step.top_scores)
         state = SessionState(
-            hidden=new_hidden,
+            hidden=step.new_hidden,
             seen=s.seen,
             last_ts=s.last_ts,
             events=s.events + 1,
             model=s.model,
         )
         latest[item.key] = (state, event.ts)
-        return s.index, state, _result(event, items, scores, s.model, 0), s.expired
+        result = _result(event, items, scores, s.model, 0)
+        if step.backend or step.fallback:
+            result = msgspec.structs.replace(result, backend=step.backend, fallback=step.fallback)
+        return s.index, state, result, s.expired
 
     def _load_ids(self, state: VersionedState[SessionState], previous: SessionState) -> KeyIds:
         """The session's remembered ids (with what an older `previous` version carried, moved by the next store)."""
@@ -414,6 +451,8 @@ class _StagedClick:
 
     index: int
     model: str
+    #: The model object that steps it (a remote one, or the in-process `model`).
+    served: ServedModel
     item: int
     hidden: list[float] | None
     seen: list[int]
@@ -422,6 +461,38 @@ class _StagedClick:
     fresh: bool
     #: The session's state was expired: it is forgotten before this click's put (it restarts at version 1).
     expired: bool
+
+
+@dataclass(slots=True)
+class _Step:
+    """One click's model step: the next hidden vector, the model's top items and scores, and what computed it
+    (`backend` a model server; `fallback` the route's model in-process after that server failed)."""
+
+    new_hidden: list[float]
+    top_items: list[int]
+    top_scores: list[float]
+    backend: str = ""
+    fallback: bool = False
+
+
+def _step_inputs(clicks: Sequence[_StagedClick], hidden_size: int, catalog: int) -> dict[str, np.ndarray]:
+    """The step model's inputs for `clicks`, one row each: item, hidden vector (zeros if None), seen-item mask."""
+    n = len(clicks)
+    hidden_rows = np.zeros((n, hidden_size), dtype=np.float32)
+    mask = np.zeros((n, catalog), dtype=np.float32)
+    for j, click in enumerate(clicks):
+        if click.hidden is not None:
+            hidden_rows[j] = click.hidden
+        mask[j, click.seen] = 1.0
+    return {"item": np.array([c.item for c in clicks], dtype=np.int64), "hidden": hidden_rows, "seen": mask}
+
+
+def _step_outputs(out: dict[str, np.ndarray], n: int) -> list[tuple[list[float], list[int], list[float]]]:
+    """(new hidden vector, top items, top scores) per row of a step model's outputs."""
+    new_hidden = out["new_hidden"].reshape(n, -1).tolist()
+    top_items = out["top_items"].reshape(n, -1).tolist()
+    top_scores = out["top_scores"].reshape(n, -1).tolist()
+    return list(zip(new_hidden, top_items, top_scores, strict=True))
 
 
 def _waves(items: Sequence[BatchItem]) -> list[list[int]]:

@@ -24,14 +24,16 @@ class Click(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class RecoResult(msgspec.Struct, frozen=True, kw_only=True):
+class RecoResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The next-item recommendations after one click.
 
     `items` are ranked best first and never contain an item of the session so far (the click's own item
     included); `scores[i]` is the model's score of `items[i]` rounded to 6 decimals, or exactly 0.0 for an item
     filled in from the model's popularity list (cold start, see `operators.reco.operator`). `model` is
     "reco@<version>"; `state_version` is the version of the session's state written for this click; `ts` is the
-    click's event time and `scored_at` the wall-clock time of scoring (epoch ms).
+    click's event time and `scored_at` the wall-clock time of scoring (epoch ms). `backend` names the model server
+    that stepped the session (absent: in-process); `fallback` (absent: false) says that server failed for the
+    click's batch and the route's model stepped it in-process. Both are left out of the JSON at their defaults.
     """
 
     event_id: str
@@ -43,3 +45,5 @@ class RecoResult(msgspec.Struct, frozen=True, kw_only=True):
     state_version: int
     ts: int
     scored_at: int
+    backend: str = ""
+    fallback: bool = False

@@ -217,7 +217,16 @@ def diff_reco(production: IndexedResults, shadow: IndexedResults, window: set[st
 
 
 def _models(results: Iterable[Result]) -> dict[str, int]:
-    return dict(sorted(Counter(str(r.get("model")) for r in results).items()))
+    """Results per model and where it ran: `risk@3` in-process, `risk-large@1 on server` on a model server,
+    `risk-large@1 fallback` in-process after its server failed (the results' `model`, `backend`, `fallback`)."""
+    return dict(sorted(Counter(_scored_by(r) for r in results).items()))
+
+
+def _scored_by(result: Result) -> str:
+    model = str(result.get("model"))
+    if result.get("backend"):
+        return f"{model} on {result['backend']}"
+    return f"{model} fallback" if result.get("fallback") else model
 
 
 def write_json(path: Path, summary: Mapping[str, Any]) -> Path:

@@ -10,7 +10,10 @@ Every series is named `streamscore_<the Flink job's metric name>` and labelled `
 - gauges `model_version{model}`, `send_to_scored_ms_p50/_p99/_max` (Kafka record timestamp to the commit that
   made its result visible, every 16th record, over the last minute), `batch_size_p50/_max` (records per scored
   batch), `commit_ms_p50/_p99` (one commit: sends, and the transaction or the flush), `consumer_lag{partition}` (the
-  partition's high watermark minus the offset committed for it).
+  partition's high watermark minus the offset committed for it);
+- per remote model backend (labels `backend`, `model`), the `remote_*` counters and gauges of
+  `pipelines.runtimes.remote_export` (requests, errors, timeouts, fallbacks, latency p50/p99, breaker open), read
+  from the operator at each scrape.
 
 Counts are taken when a batch's outputs are committed, so they are what readers of the output saw. The endpoint
 is a small aiohttp server (aiohttp ships with faust) rendering the text exposition format on each scrape.
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
+
+from pipelines.runtimes.remote_export import remote_samples
 
 #: Every n-th input record's timestamp feeds the send→scored gauges (as the Flink job samples every 16th).
 LATENCY_SAMPLE = 16
@@ -76,6 +82,8 @@ class WorkerMetrics:
         self.model_versions: Callable[[], dict[str, int]] = dict
         #: The consumer lag per input partition (read at each scrape).
         self.lag: Callable[[], dict[int, int]] = dict
+        #: The operator's `remote_metrics()` (read at each scrape).
+        self.remote: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def count(self, table: dict[str, int], label: str, n: int = 1) -> None:
         """Add `n` to the `label` entry of a labelled counter (`dead_letters`, `decisions`)."""
@@ -106,6 +114,12 @@ class WorkerMetrics:
         family("commit_ms_p50", "gauge", [("", self.commit_ms.quantile(0.5))])
         family("commit_ms_p99", "gauge", [("", self.commit_ms.quantile(0.99))])
         family("consumer_lag", "gauge", [(f'partition="{p}"', v) for p, v in sorted(self.lag().items())])
+        remote: dict[tuple[str, str], list[tuple[str, float]]] = {}
+        for sample in remote_samples(self.remote()):
+            labels = f'backend="{_escape(sample.backend)}",model="{_escape(sample.model)}"'
+            remote.setdefault((sample.name, sample.kind), []).append((labels, sample.value))
+        for (name, kind), samples in remote.items():
+            family(name, kind, samples)
         return "\n".join(lines) + "\n"
 
 

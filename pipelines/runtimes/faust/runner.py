@@ -118,6 +118,7 @@ class Runner:
         self.sender = RecordSender()
         self.metrics = metrics or WorkerMetrics(spec.name)
         self.metrics.model_versions = self._model_versions
+        self.metrics.remote = self.operator.remote_metrics
         self.done = asyncio.Event()
         self.ends: dict[int, int] | None = None
         self.position: dict[int, int] = {}

@@ -4,12 +4,15 @@ Every `Counter.inc` of PyFlink's thread mode is a call into the JVM; counting pe
 flushing the sums (at most once a second, see `pipelines.runtimes.flink.functions`) turns a few JVM calls per
 event into a few per second. The metric names and groups are those the job always exported: `events_scored`,
 `decisions{decision}`, `dead_letters{reason}`, `duplicate_events`, `expired_keys`, `swept_keys`, `model_swaps`,
-`model_swap_failures`.
+`model_swap_failures`; the remote backends' `remote_*` counters and gauges (`pipelines.runtimes.remote_export`), in
+the groups `backend` and `model` (Prometheus labels `backend="server"`, `model="risk-large@1"`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pipelines.runtimes import remote_export as rx
 
 
 class OperatorCounters:
@@ -38,6 +41,9 @@ class OperatorCounters:
         self.swap_failures = 0
         self.decisions: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
+        #: Per remote model (`backend/name@version`): its Flink counters, and the snapshot last flushed.
+        self._remote_counters: dict[str, dict[str, Any]] = {}
+        self._remote_seen: dict[str, dict[str, Any]] = {}
 
     def count_decision(self, decision: str) -> None:
         """One scored result with `decision`."""
@@ -83,3 +89,27 @@ class OperatorCounters:
                     "dead_letters")
             counter.inc(count)
         self.dead_letters.clear()
+        self._flush_remote()
+
+    def _flush_remote(self) -> None:
+        """Add what each remote model counted since the last flush; its gauges read the latest snapshot."""
+        for key, snapshot in self._operator.remote_metrics().items():
+            counters = self._remote_counters.get(key)
+            if counters is None:
+                counters = self._remote_counters[key] = self._register_remote(key)
+            seen = self._remote_seen.get(key, {})
+            for field in rx.REMOTE_COUNTERS:
+                delta = int(snapshot.get(field, 0)) - int(seen.get(field, 0))
+                if delta:
+                    counters[field].inc(delta)
+            self._remote_seen[key] = dict(snapshot)
+
+    def _register_remote(self, key: str) -> dict[str, Any]:
+        backend, model = rx.split_key(key)
+        group = self._group.add_group("backend", backend).add_group("model", model)
+        for field, name in rx.REMOTE_GAUGES.items():
+            group.gauge(name,
+                        lambda key=key, field=field: rx.latency_us(self._remote_seen.get(key, {}).get(field, 0.0)))
+        group.gauge(rx.BREAKER_GAUGE,
+                    lambda key=key: rx.breaker_open(str(self._remote_seen.get(key, {}).get("breaker", "closed"))))
+        return {field: group.counter(name) for field, name in rx.REMOTE_COUNTERS.items()}

@@ -148,6 +148,7 @@ def test_smaller_message_limit_is_honoured() -> None:
 def test_result_field_order_is_the_wire_contract() -> None:
     assert RecoResult.__struct_fields__ == (
         "event_id", "user_id", "session_id", "items", "scores", "model", "state_version", "ts", "scored_at",
+        "backend", "fallback",  # remote models only: omitted at their defaults (in-process results unchanged)
     )
     assert Click.__struct_fields__ == ("event_id", "user_id", "session_id", "item_id", "action", "ts")
 

@@ -164,3 +164,14 @@ def test_unsafe_or_ambiguous_plans_are_refused(tmp_path: Path) -> None:
 def test_shadow_topic_names_are_valid_kafka_names() -> None:
     assert topic_safe("risk@2") == "risk-2"
     assert default_shadow_topic("risk.scores", "risk@2", "abcd1234") == "risk.scores.backtest.risk-2.abcd1234"
+
+
+def test_the_models_count_says_which_backend_scored_production_and_which_fell_back() -> None:
+    production = [_risk("e0", "approve", 0.1, "risk-large@1"), _risk("e1", "approve", 0.1, "risk-large@1"),
+                  _risk("e2", "approve", 0.1, "risk@1")]
+    production[0]["backend"] = "server"
+    production[1]["fallback"] = True
+    shadow = [_risk(e, "approve", 0.1, "risk@2") for e in ("e0", "e1", "e2")]
+    diff = diff_risk(index_results(production), index_results(shadow), {"e0", "e1", "e2"})
+    assert diff.production_models == {"risk-large@1 on server": 1, "risk-large@1 fallback": 1, "risk@1": 1}
+    assert diff.shadow_models == {"risk@2": 3}

@@ -384,3 +384,17 @@ def test_routes_name_declared_backends_and_the_operator_gets_them() -> None:
     operator = risk_operator_from_config(config)
     assert operator._selector.backends["server"].url == "grpc-host:8081"
     assert operator._selector.routes[0].target == "risk-large@1~server"
+
+
+def test_a_reco_config_declares_backends_its_routes_name() -> None:
+    data = yaml.safe_load(RECO_CONFIG_PATH.read_text(encoding="utf-8"))
+    route = {"code": "remote", "when": {"action": ["view"]}, "model": "reco@1", "backend": "server"}
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.backend: unknown backend 'server'"):
+        parse_config({**data, "routes": [route]}, "reco.yaml")
+    with pytest.raises(ConfigError, match=r"reco\.yaml: backends\.server\.url: "):
+        parse_config({**data, "backends": {"server": {"url": "h:1"}}, "routes": [route]}, "reco.yaml")
+    config = parse_config({**data, "backends": {"server": {"url": "h:8081", "protocol": "grpc"}}, "routes": [route]})
+    assert isinstance(config, RecoPipelineConfig)
+    operator = reco_operator_from_config(config)
+    assert operator._selector.backends["server"].url == "h:8081"
+    assert operator._selector.routes[0].target == "reco@1~server"
