@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from models.registry import CURRENT_FILE, MANIFEST_FILE, MODEL_FILE, ModelRegistry, _write_atomic
+from models.registry import CURRENT_FILE, MANIFEST_FILE, ModelRegistry, _write_atomic
 from operators.risk.schemas import RiskResult
 from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
@@ -117,6 +117,12 @@ def test_a_bad_promoted_model_is_refused_counted_and_a_good_one_swapped_in(
             assert time.monotonic() < deadline, f"fewer than {published} results:\n{log.read_text()[-3000:]}"
             time.sleep(0.3)
 
+    def log_has(text: str) -> Callable[[], bool]:
+        return lambda: text in logged()
+
+    def failures_are(n: int) -> Callable[[], bool]:
+        return lambda: _failures(port) == n
+
     def wait_for(what: str, done: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 60
         while not done():
@@ -131,8 +137,8 @@ def test_a_bad_promoted_model_is_refused_counted_and_a_good_one_swapped_in(
             time.sleep(0.6)  # past model_refresh_seconds: the chunk's first batch looks at CURRENT again
             publish_chunk_and_wait()  # scoring goes on with the running version
             refused = f"model risk stays risk@{running}; risk@{version} refused"
-            wait_for(f"no log line for the refused {case} version", lambda: refused in logged())
-            wait_for(f"model_swap_failures did not reach {number}", lambda n=number: _failures(port) == n)
+            wait_for(f"no log line for the refused {case} version", log_has(refused))
+            wait_for(f"model_swap_failures did not reach {number}", failures_are(number))
             shown = subprocess.run([sys.executable, "-m", "pipelines", "models", "show", f"risk@{version}"],
                                    capture_output=True, text=True, timeout=60, check=False)
             assert shown.returncode == 1, (case, shown.stdout, shown.stderr)
@@ -141,7 +147,7 @@ def test_a_bad_promoted_model_is_refused_counted_and_a_good_one_swapped_in(
         time.sleep(0.6)
         publish_chunk_and_wait()
         wait_for("the good version was not swapped in",
-                 lambda: f"model risk swapped risk@{running} -> risk@{good}" in logged())
+                 log_has(f"model risk swapped risk@{running} -> risk@{good}"))
         assert _failures(port) == len(bad)
     finally:
         job.send_signal(signal.SIGTERM)
@@ -158,4 +164,5 @@ def test_a_bad_promoted_model_is_refused_counted_and_a_good_one_swapped_in(
     assert switch == CHUNK * 4  # no event scored by a refused version, every event after the good promotion by it
     pinned = {ref: _offline(events, config, ref) for ref in (f"risk@{running}", f"risk@{good}")}
     for result in results:
-        assert msgspec.json.encode(msgspec.structs.replace(result, scored_at=0)) == pinned[result.model][result.event_id]
+        unstamped = msgspec.json.encode(msgspec.structs.replace(result, scored_at=0))
+        assert unstamped == pinned[result.model][result.event_id]
