@@ -105,6 +105,9 @@ def _failover_run(cluster: str, tmp_path: Path, runtime: str, events: int, kills
             _wait("scoring did not go on with a broker down",
                   lambda m=more: _committed_results(cluster, topics.output) >= m, job, log)
             assert broker.up(PORT, brokers=3).running  # restarts the killed node only
+            _wait("the restarted node did not rejoin the in-sync replicas",  # before the next kill: else 1 in sync
+                  lambda: all(len(_partition_leaders(cluster, t)[0][2]) == 3 for t in (topics.input, topics.output)),
+                  job, log)
         _wait("not every event was scored", lambda: _committed_results(cluster, topics.output) >= events, job, log)
         time.sleep(3)  # a result written twice would be committed by now
     finally:
