@@ -8,7 +8,8 @@ Phases, one unbounded exactly-once job (`--runtime faust` by default, or `flink`
 4. after: `--after-seconds` at 0.3x capacity, to show the exactly-once latency back at its idle level.
 Sampled every second: RSS of the job's processes (Python client/worker and JVM), the consumer lag of the job's
 group (input end offsets minus committed offsets), results visible. Exactly-once latency: every 50th event's
-send time to its result's visibility in a read_committed consumer. Nothing lost: every event has one result.
+send time to its result's visibility in a read_committed consumer, reported for the events sent during the
+overload and those sent after the drain. Nothing lost: every event has one result.
 
 Results: benchmarks/results/overload_bench.json and overload_bench.png.
 Usage: python benchmarks/overload_bench.py [--minutes 5] [--runtime faust|flink] [--port 19692]
@@ -249,8 +250,11 @@ def main() -> None:
             os.killpg(job.pid, signal.SIGKILL)
         probe.stop.set()
         log.close()
-    overload_lat = [ms for at, ms in probe.latencies if phases["overload"] <= at - t0 < phases["input stopped"]]
-    after_lat = [ms for at, ms in probe.latencies if at - t0 >= phases["drained"]]
+    def sent_between(start: float, end: float) -> list[float]:  # by send time (visible at - latency)
+        return [ms for at, ms in probe.latencies if start <= at - ms / 1000 - t0 < end]
+
+    overload_lat = sent_between(phases["overload"], phases["input stopped"])
+    after_lat = sent_between(phases["drained"], float("inf"))
     rss = [s for s in samples if s["t_s"] >= phases["overload"]]
     summary = {
         "runtime": args.runtime, "minutes": args.minutes, "factor": args.factor,
