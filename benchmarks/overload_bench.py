@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -205,8 +205,13 @@ def main() -> None:
 
     def sample() -> None:
         while not stop_sampling.is_set():
-            ends = end_offsets(bootstrap, input_topic)
-            done = committed_offsets(bootstrap, group, input_topic, ends)
+            try:
+                ends = end_offsets(bootstrap, input_topic)
+                done = committed_offsets(bootstrap, group, input_topic, ends)
+            except KafkaException as exc:  # a broker busy or failing over: this second goes unsampled
+                print(f"sample skipped: {exc}", file=sys.stderr, flush=True)
+                stop_sampling.wait(1.0)
+                continue
             python_mb, jvm_mb = _rss_mb(job.pid)
             samples.append({"t_s": round(time.time() - t0, 1), "results": len(probe.ids),
                             "lag": sum(end - max(done.get(p, 0), 0) for p, end in ends.items()),
