@@ -154,16 +154,16 @@ def _run_faust(given: object) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.runtimes.flink.checkpoints import latest_checkpoint
     from pipelines.runtimes.flink.options import JobOptions
+    from pipelines.runtimes.flink.resume import resume_point
 
     check_runtime_options(args)
     if args.runtime == "faust":
         return _run_faust(_faust_options(args))
     options = _job_options(args)
     assert isinstance(options, JobOptions)
-    latest = None if args.fresh else latest_checkpoint(options.checkpoint_dir)
-    return _run_job(options, latest.path if latest else None, attach=args.attach)
+    restore = None if args.fresh else resume_point(options)
+    return _run_job(options, restore, attach=args.attach)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -250,7 +250,8 @@ def add_job_commands(commands: Any) -> None:
     run = commands.add_parser("run", help="run a pipeline's streaming job on the embedded Flink mini-cluster")
     add_job_options(run)
     run.add_argument("--fresh", action="store_true",
-                     help="ignore retained checkpoints (default: resume from the newest one)")
+                     help="ignore retained checkpoints and start with empty state (default: resume from the newest "
+                          "one; without one, a run whose consumer group committed offsets stops: its state is lost)")
     run.set_defaults(func=_cmd_run)
 
     replay = commands.add_parser("replay", help="re-run a pipeline from a checkpoint, savepoint, time or offsets")

@@ -12,6 +12,12 @@ RocksDB write, or a partition that another worker processed meanwhile); `open_pa
 of the changelog from `changelog-next` to its end (read_committed under exactly-once), skipping versions the store
 already has, exactly like `streamscore state sync`. Changelog records name their source offset, so the replay
 also moves `input-next` past every event whose state it restored: such an event is never applied twice.
+
+A folder that is gone is rebuilt from the changelog (it opens empty). A damaged one (RocksDB's CURRENT, MANIFEST or
+an SST file truncated, garbled or missing) is refused before anything is scored: `open_partition` opens the store
+and reads every entry once (RocksDB verifies each block's checksum), and on failure raises `DamagedStateError`
+naming the folder and the fix (move it aside; the next start rebuilds it from the changelog). Rebuilding is not
+automatic: the damaged folder is evidence, and removing it is the operator's call.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pipelines.exceptions import ConfigError
 from pipelines.kafka import security
 from pipelines.kafka.changelog import ChangelogGapError, apply_record
 from pipelines.runtimes.expiry import EventClock
+from state.exceptions import StateStoreLockedError
 from state.rocks import RocksVersionedStore
 
 INPUT_NEXT = "input-next"
@@ -81,10 +88,10 @@ async def open_partition(
     *, bootstrap: str, state_dir: Path, input_topic: str, changelog_topic: str, partition: int,
     codec: Any, retention: Any, read_committed: bool,
 ) -> PartitionState:
-    """Open (creating if needed) the store of `partition` and bring it up to the changelog's committed end."""
-    store: RocksVersionedStore[Any] = RocksVersionedStore(
-        store_path(state_dir, input_topic, partition), codec, retention=retention
-    )
+    """Open (creating if needed) the store of `partition` and bring it up to the changelog's committed end.
+
+    Raises `DamagedStateError` when the store's folder exists but cannot be read in full."""
+    store = _open_verified(store_path(state_dir, input_topic, partition), codec, retention, changelog_topic)
     try:
         state = PartitionState(partition, store, _int_meta(store, INPUT_NEXT), _int_meta(store, CHANGELOG_NEXT))
         await _restore(state, bootstrap, input_topic, changelog_topic, codec.value_type, read_committed)
@@ -92,6 +99,27 @@ async def open_partition(
         store.close()
         raise
     return state
+
+
+class DamagedStateError(ConfigError):
+    """A partition's state folder exists but RocksDB cannot read it in full: the worker stops before scoring."""
+
+
+def _open_verified(path: Path, codec: Any, retention: Any, changelog_topic: str) -> RocksVersionedStore[Any]:
+    store: RocksVersionedStore[Any] | None = None
+    try:
+        store = RocksVersionedStore(path, codec, retention=retention)
+        store.verify()
+    except StateStoreLockedError:
+        raise
+    except Exception as exc:  # StateError, or rocksdict's plain Exception from a read at open: re-raised, named
+        if store is not None:
+            store.close()
+        raise DamagedStateError(
+            f"the state in {path} cannot be read: {exc}. Nothing was scored from it. Move the folder aside (or "
+            f"delete it) and start the worker again: it rebuilds the state from changelog {changelog_topic!r}"
+        ) from exc
+    return store
 
 
 async def _restore(

@@ -171,12 +171,18 @@ class Runner:
             )
             await producer.start()  # init_transactions: fences the previous owner, aborts its open transaction
             self.producers[partition] = producer
-        state = await open_partition(
-            bootstrap=self.options.bootstrap, state_dir=self.options.state_dir,
-            input_topic=self.topic, changelog_topic=self.options.changelog_topic,
-            partition=partition, codec=self.codec, retention=self.retention,
-            read_committed=self.options.exactly_once,
-        )
+        try:
+            state = await open_partition(
+                bootstrap=self.options.bootstrap, state_dir=self.options.state_dir,
+                input_topic=self.topic, changelog_topic=self.options.changelog_topic,
+                partition=partition, codec=self.codec, retention=self.retention,
+                read_committed=self.options.exactly_once,
+            )
+        except BaseException:
+            producer = self.producers.pop(partition, None)
+            if producer is not None:
+                await producer.stop()
+            raise
         ttl_ms = self.state_config.ttl_ms
         if ttl_ms is not None:
             state.clock = EventClock(ttl_ms, self.state_config.sweep_check_seconds * 1000)

@@ -100,6 +100,9 @@ class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, runner: Runner, router: Router | None) -> None:
         self._runner = runner
         self._router = router
+        #: What an assignment raised: aiokafka logs and swallows a listener's exception (the worker would then
+        #: fetch its unopened partitions forever), so `serve` re-raises it.
+        self.failure: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         _LOG.warning("revoking %s", _names(revoked))
@@ -110,9 +113,12 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         _LOG.warning("assigning %s", _names(assigned))
-        if self._router is not None:
-            await self._router.on_assigned(_of(assigned, self._router.options.input_topic))
-        await self._runner.on_assigned(_of(assigned, self._runner.topic))
+        try:
+            if self._router is not None:
+                await self._router.on_assigned(_of(assigned, self._router.options.input_topic))
+            await self._runner.on_assigned(_of(assigned, self._runner.topic))
+        except Exception as exc:  # kept for `serve` to raise (aiokafka would only log it, with a traceback)
+            self.failure = exc
 
 
 def _names(tps: set[TopicPartition]) -> str:
@@ -159,7 +165,8 @@ async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, in
         await router.start()
     consumer = _consumer(options)
     topics = [runner.topic] if router is None else [options.input_topic, runner.topic]
-    consumer.subscribe(topics, listener=_Rebalance(runner, router))
+    listener = _Rebalance(runner, router)
+    consumer.subscribe(topics, listener=listener)
     runner.consumer = consumer
     if router is not None:
         router.consumer = consumer
@@ -167,6 +174,8 @@ async def serve(options: FaustOptions, runner: Runner, router_ends: dict[int, in
     try:
         while not stop.is_set() and not runner.done.is_set():
             batch = await _fetch(consumer, options)
+            if listener.failure is not None:
+                raise listener.failure
             untaken: list[tuple[TopicPartition, int]] = []
             if router is not None:
                 router.raise_failed()

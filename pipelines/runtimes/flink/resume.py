@@ -1,0 +1,70 @@
+"""Where `run` resumes a Flink job from, refusing to start over silently when its state is lost or damaged.
+
+A job's keyed state lives only in its checkpoints; its input position also lives in its consumer group's committed
+offsets. When the checkpoint folder is gone but the group has committed offsets, a plain restart would score the
+rest of the input with empty state (results unlike an unbroken run's), so `run` stops and says what to do. When the
+newest checkpoint's `_metadata` is empty, cut short or not Flink's, `run` stops too, naming it. `--fresh` (empty
+state, input from the committed offsets) skips both checks: starting over is then the operator's decision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.exceptions import ConfigError
+from pipelines.runtimes.flink.checkpoints import latest_checkpoint
+from pipelines.runtimes.flink.options import JobOptions
+
+#: The first four bytes of every checkpoint or savepoint `_metadata` (Flink's Checkpoints.HEADER_MAGIC_NUMBER).
+METADATA_MAGIC = bytes.fromhex("4960672d")
+
+
+def metadata_problem(folder: Path) -> str | None:
+    """What is wrong with `folder/_metadata` (missing, empty, cut short, not Flink's), or None when it looks whole."""
+    metadata = folder / "_metadata"
+    try:
+        head = metadata.read_bytes()[:8]
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if len(head) < 8:
+        return f"is cut short ({len(head)} bytes)"
+    if head[:4] != METADATA_MAGIC:
+        return f"does not start with Flink's header ({head[:4].hex()} instead of {METADATA_MAGIC.hex()})"
+    return None
+
+
+def resume_point(options: JobOptions) -> Path | None:
+    """The checkpoint or savepoint `run` resumes from (None: start with empty state, as on a first run).
+
+    Raises `ConfigError` when the newest checkpoint is damaged, or when the checkpoint folder is gone or empty
+    while the job's consumer group has committed input offsets (a previous run's state is lost)."""
+    latest = latest_checkpoint(options.checkpoint_dir)
+    fix = (f"resume from an older checkpoint with `streamscore replay {options.pipeline} --from-checkpoint PATH` "
+           f"(`streamscore checkpoints list {options.pipeline} --checkpoint-dir {options.checkpoint_dir}` lists "
+           "them), or pass --fresh to start with empty state from the consumer group's committed offsets")
+    if latest is not None:
+        problem = metadata_problem(latest.path)
+        if problem is not None:
+            raise ConfigError(f"cannot resume {options.pipeline}: the newest checkpoint {latest.path} is damaged "
+                              f"(its _metadata {problem}). Nothing was started: {fix}")
+        return latest.path
+    if options.checkpoint_dir.is_dir() and any(options.checkpoint_dir.iterdir()):
+        return None  # a finished job's folder (a finished job keeps no checkpoint): on from the committed offsets
+    committed = _committed(options)
+    if committed:
+        raise ConfigError(
+            f"no checkpoint in {options.checkpoint_dir} (the folder is missing or empty), but consumer group "
+            f"{options.id_prefix!r} has committed offsets of {options.input_topic!r} ({committed}): a previous "
+            "run's state is lost with its checkpoints. Nothing was started: restore the checkpoint folder (or point "
+            "--checkpoint-dir at it), or pass --fresh to continue from the committed offsets with empty state"
+        )
+    return None
+
+
+def _committed(options: JobOptions) -> dict[int, int]:
+    from pipelines.kafka.clients import committed_offsets, end_offsets, ensure_topics
+
+    ensure_topics(options.bootstrap, [options.input_topic])
+    partitions = end_offsets(options.bootstrap, options.input_topic)
+    offsets = committed_offsets(options.bootstrap, options.id_prefix, options.input_topic, partitions)
+    return {p: o for p, o in sorted(offsets.items()) if o >= 0}

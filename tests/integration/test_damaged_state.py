@@ -1,0 +1,129 @@
+"""Lost or damaged local state (issue 33, item 4) on the real broker.
+
+faust: a partition store whose CURRENT, MANIFEST or an SST file is damaged is refused before anything is scored
+(exit 1, a message naming the folder and the fix, no traceback, no new output); moved aside as the message says,
+the state is rebuilt from the changelog and every result equals the offline scorer's (the deleted folder alone:
+`test_faust_runtime.test_lost_faust_state_is_rebuilt_from_its_changelog_and_readable_with_state_get`).
+
+Flink: a run whose checkpoints are gone or damaged while its consumer group has committed input offsets stops
+with a message saying what to do; `--fresh` starts it with empty state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from pipelines.kafka.clients import end_offsets
+from pipelines.kafka.publishing import synthetic_events
+from pipelines.runtimes.flink.checkpoints import list_checkpoints
+from pipelines.runtimes.flink.resume import metadata_problem
+
+from .conftest import Topics, start_job
+from .test_faust_runtime import _assert_exactly_offline, _faust_args, _publish, _records
+from .test_recovery import _kill, _wait_for_results
+
+pytestmark = pytest.mark.integration
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def _damage(folder: Path, part: str) -> Path:
+    """Damage one file of the RocksDB folder the way a bad disk or a killed copy does; return the file."""
+    if part == "CURRENT":
+        target = folder / "CURRENT"
+        target.write_bytes(b"MANIFEST-0000")  # cut short: no newline, no such manifest
+    elif part == "MANIFEST":
+        target = next(folder.glob("MANIFEST-*"))  # its first record garbled (RocksDB reads a MANIFEST whose *tail*
+        data = bytearray(target.read_bytes())  # is damaged up to the last good edit: a consistent earlier store,
+        for i in range(48):  # which the changelog replay brings up to date)
+            data[i] ^= 0xFF
+        target.write_bytes(bytes(data))
+    else:
+        target = max(folder.glob("*.sst"), key=lambda p: p.stat().st_size)
+        garbled = bytearray(target.read_bytes())
+        for i in range(64, len(garbled) // 2, 97):
+            garbled[i] ^= 0xFF
+        target.write_bytes(bytes(garbled))
+    return target
+
+
+def test_a_damaged_faust_store_is_refused_by_name_then_rebuilt_from_the_changelog(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    events = synthetic_events("risk", 4_000, 67)
+    _publish(bootstrap, topics.input, events[:2_000])
+    state_dir = tmp_path / "state"
+    args = _faust_args(bootstrap, "risk", topics, state_dir, "--bounded")
+    first = _run(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder = state_dir / f"{topics.input}-0"
+    assert any(folder.glob("*.sst")), sorted(p.name for p in folder.iterdir())
+    pristine = tmp_path / "pristine"
+    shutil.copytree(folder, pristine)
+    _publish(bootstrap, topics.input, events[2_000:])
+    for part in ("CURRENT", "MANIFEST", "sst"):
+        shutil.rmtree(folder)
+        shutil.copytree(pristine, folder)
+        damaged = _damage(folder, part)
+        refused = _run(args)
+        assert refused.returncode == 1, (part, refused.stdout[-2000:], refused.stderr[-3000:])
+        assert f"the state in {folder} cannot be read" in refused.stderr, (part, refused.stderr[-3000:])
+        assert "Move the folder aside" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert len(_records(bootstrap, topics.output)) == 2_000, f"{part}: scored from a damaged store ({damaged})"
+    shutil.move(folder, tmp_path / "damaged")  # what the message says to do
+    second = _run(args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "versions restored" in second.stdout + second.stderr
+    _assert_exactly_offline(bootstrap, topics.output, events)
+
+
+def test_a_flink_run_whose_checkpoints_are_damaged_or_gone_stops_unless_fresh(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    events = synthetic_events("risk", 15_000, 71)
+    _publish(bootstrap, topics.input, events)
+    checkpoints = tmp_path / "checkpoints"
+    log = tmp_path / "job.log"
+    job = start_job(bootstrap, topics, checkpoints, log, "--bounded")
+    _wait_for_results(bootstrap, topics.output, 2_000, job, log)
+    deadline = time.monotonic() + 60
+    while not list_checkpoints(checkpoints):  # killed once a checkpoint completed (its input offsets committed)
+        assert time.monotonic() < deadline and job.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.2)
+    _kill(job, signal.SIGKILL)
+    newest = list_checkpoints(checkpoints)[-1].path
+    assert metadata_problem(newest) is None  # a real checkpoint's _metadata passes the check
+    args = ["--bootstrap", bootstrap, "run", "risk", "--bounded", "--input-topic", topics.input, "--output-topic",
+            topics.output, "--dlq-topic", topics.dlq, "--checkpoint-dir", str(checkpoints)]
+
+    written = end_offsets(bootstrap, topics.output)
+    metadata = newest / "_metadata"
+    whole = metadata.read_bytes()
+    metadata.write_bytes(whole[:5])  # cut short, as by a full disk
+    refused = _run(args)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert f"the newest checkpoint {newest} is damaged" in refused.stderr and "--fresh" in refused.stderr
+    metadata.write_bytes(whole)
+
+    shutil.rmtree(checkpoints)  # the folder is gone; the consumer group still has the offsets it committed
+    refused = _run(args)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert "state is lost with its checkpoints" in refused.stderr and "--fresh" in refused.stderr, refused.stderr
+    assert end_offsets(bootstrap, topics.output) == written  # nothing was started: nothing more written
+
+    fresh = _run([*args, "--fresh"])  # told to: empty state, input on from the committed offsets
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    counts = Counter(msgspec.json.decode(r.value)["event_id"] for r in _records(bootstrap, topics.output))
+    assert set(counts) == {e["event_id"] for e in events} and max(counts.values()) == 1
