@@ -16,7 +16,7 @@ exactly-once, `streamscore run reco`, and the operator chain offline (µs/event)
 - outputs: exactly one result per input event by event id, and scores/decisions equal to the offline scorer's;
   a system that loses or doubles results is `failed` and not ranked.
 
-Writes benchmarks/results/bench.json + bench.png and the table in README.md (between the bench markers);
+Writes benchmarks/results/bench.json + bench.png and the tables in README.md and docs/runtimes.md (benchmarks/tables.py);
 `--quick` and `--systems` runs write bench-dev.json/png instead and leave the README alone.
 
 Usage: python benchmarks/bench.py [--quick] [--systems a,b,...] [--port 19192] [--reps 3] [--end-to-end]
