@@ -34,10 +34,10 @@ from operators.decoding import Rejection
 from operators.feedback import Label, label_decoder
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
-from pipelines.backtest.topics import TopicRecord, read_records
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.changelog import versions_of
 from pipelines.kafka.clients import ensure_topics, publish_records
+from pipelines.kafka.topic_reader import TopicRecord, read_records
 
 #: The Parquet column of each feature (a prefix keeps them apart from the result's fields).
 FEATURE_COLUMNS = tuple(f"f_{name}" for name in FEATURE_NAMES)

@@ -26,9 +26,9 @@ import numpy as np
 
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
-from pipelines.backtest.topics import read_records
 from pipelines.datasets import read_labels, scored_features
 from pipelines.exceptions import ConfigError
+from pipelines.kafka.topic_reader import read_records
 
 DEFAULT_THRESHOLD = 0.2
 #: Label-conditional drift (the positives' features): flagged when the two-sample KS test's p-value is below
