@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from operators.dead_letter import dead_letter_json
 from pipelines.runtimes.flink.buffer_state import BufferStates
 from pipelines.runtimes.flink.functions import (
     _HEAVY_IMPORTS,
     METRICS_FLUSH_MS,
     _import_native_extensions,
     _run_in_python_thread,
-    dead_letter_json,
 )
 from pipelines.runtimes.hot_swap import report_swaps
 from state.contract import SourceCoordinates, StateVersion
@@ -280,7 +280,8 @@ class BufferedStep:
     ) -> None:
         self._counters.count_dead_letter(reason)
         raw = b"" if value is None else value
-        rows += (DEAD_LETTER, None, dead_letter_json(self.pipeline, reason, error, raw, topic, partition, offset))
+        letter = dead_letter_json(self.pipeline, reason, error, raw, topic=topic, partition=partition, offset=offset)
+        rows += (DEAD_LETTER, None, letter.decode())
 
     def _changelog_rows(self, rows: list[Any]) -> None:
         store = self._store
