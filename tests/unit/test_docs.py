@@ -232,3 +232,13 @@ def test_documented_make_targets_exist() -> None:
                for number, line in enumerate(path.read_text().splitlines(), start=1)
                for target in _MAKE.findall(line) if target not in targets]
     assert not missing, "make targets the Makefile does not have:\n" + "\n".join(missing)
+
+
+def test_relative_links_point_at_files_that_exist() -> None:
+    broken = []
+    for path in DOC_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", line):
+                if not target.startswith(("http://", "https://", "mailto:")) and not (path.parent / target).exists():
+                    broken.append(f"{path.relative_to(ROOT)}:{number}: {target}")
+    assert not broken, "links to missing files:\n" + "\n".join(broken)
