@@ -101,9 +101,11 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check pipelines operators state models tests benchmarks
 	$(VENV)/bin/mypy
 
-# Peers, limits and streamscore on one broker (benchmarks/bench.py: ~15 min on 2 cores, its whole budget).
+# Peers, limits and streamscore on one broker (benchmarks/bench.py: ~15 min on 2 cores, its whole budget), then
+# the tables of README.md and docs/runtimes.md rendered from its JSON (benchmarks/tables.py).
 bench: $(BENCH_STAMP) jars
 	$(PY) benchmarks/bench.py --port $(BENCH_PORT)
+	$(PY) benchmarks/tables.py
 
 # The state-store and model micro-benchmarks (~2 min; not in `make bench`, which uses up its budget).
 bench-micro: $(BENCH_STAMP)

@@ -16,8 +16,9 @@ exactly-once, `streamscore run reco`, and the operator chain offline (µs/event)
 - outputs: exactly one result per input event by event id, and scores/decisions equal to the offline scorer's;
   a system that loses or doubles results is `failed` and not ranked.
 
-Writes benchmarks/results/bench.json + bench.png and the table in README.md (between the bench markers);
-`--quick` and `--systems` runs write bench-dev.json/png instead and leave the README alone.
+Writes benchmarks/results/bench.json + bench.png; `make bench` then renders the tables of README.md and
+docs/runtimes.md from that JSON (benchmarks/tables.py). `--quick` and `--systems` runs write bench-dev.json/png
+instead, which no table reads.
 
 Usage: python benchmarks/bench.py [--quick] [--systems a,b,...] [--port 19192] [--reps 3] [--end-to-end]
 """
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from bench_report import add_ratios, plot, system_summary, table, update_readme
+from bench_report import add_ratios, plot, system_summary, table
 from bench_runs import Bench, LatencyRecord, RunRecord, create_topics, delete_topics, latency_run, throughput_run
 from confluent_kafka import Producer
 from peers import quix_venv
@@ -315,12 +316,6 @@ def main() -> None:
     for name, summary in report["systems"].items():
         if "warning" in summary:
             print(f"note: {name}: {summary['warning']}")
-    if full:
-        note = (f"`make bench`, {report['generated_at']}, commit {report['machine']['git_commit']}, "
-                f"{report['machine']['cpus']} cores, load {load_before[0]:.1f} at start; {reps} reps; "
-                f"latency paced at 50 % of each system's median (capped at {args.latency_cap:,.0f}/s). "
-                "Full figures: `benchmarks/results/bench.json`, `bench.png`.")
-        update_readme(ROOT / "README.md", f"{note}\n\n{text}")
     print(f"wrote {RESULTS / (stem + '.json')} and .png in {report['seconds'] / 60:.1f} min")
     all_ok = all(r.ok for rs in runs.values() for r in rs)
     if all_ok and not args.keep:

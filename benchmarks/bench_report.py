@@ -1,4 +1,5 @@
-"""Figures and outputs of `bench.py`: slopes, latency percentiles, the JSON, the PNG, the table, the README.
+"""Figures and outputs of `bench.py`: slopes, latency percentiles, the JSON, the PNG, the table (which `tables.py`
+renders into the documents).
 
 Throughput of a system is the slope between two input sizes inside one bounded run over `N_large` events:
 `(N_large - N_small) / (t(N_large) - t(N_small))`, where t(n) is when the broker appended the n-th result, so
@@ -8,7 +9,6 @@ start-up cancels exactly; min/median/max over the repetitions. A system with any
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,6 @@ from typing import Any
 import numpy as np
 from bench_runs import LatencyRecord, RunRecord
 
-README_START = "<!-- bench:start -->"
-README_END = "<!-- bench:end -->"
 PERCENTILES = (50.0, 99.0, 99.9)
 
 
@@ -178,16 +176,6 @@ def table(report: dict[str, Any], reference: str) -> str:
             lines.append(f"| offline operator chain ({pipeline}) | {1e6 / us['median']:,.0f} "
                          f"({us['median']:.1f} µs/event) | - | - | - | - | - | - |")
     return "\n".join(lines)
-
-
-def update_readme(readme: Path, text: str) -> bool:
-    """Replace what stands between the bench markers of `readme` with `text`; False if the markers are absent."""
-    content = readme.read_text()
-    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.DOTALL)
-    if not pattern.search(content):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{text}\n{README_END}", content))
-    return True
 
 
 def plot(report: dict[str, Any], reference: str, path: Path) -> None:

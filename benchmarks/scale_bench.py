@@ -60,6 +60,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -275,37 +276,32 @@ def publish(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) 
     return {"events": sent, "seconds": round(seconds, 2), "events_per_second": round(sent / max(seconds, 1e-9))}
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        found: list[int] = []
-        for task in tasks:
-            text = (task / "children").read_text().split()
-            found.extend(int(c) for c in text)
-        return found
-    except OSError:
-        return []
-
-
 def java_descendants(pid: int) -> list[int]:
     """Pids of `java` processes below `pid` (the mini-cluster JVM of a `streamscore run`)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        for child in _children(current):
-            todo.append(child)
-            try:
-                if Path(f"/proc/{child}/comm").read_text().strip() == "java":
-                    found.append(child)
-            except OSError:
-                pass
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if child.name() == "java":
+                found.append(child.pid)
     return found
 
 
-def _status_kb(pid: int, field_name: str) -> int:
+def _rss_kb(pid: int) -> int:
+    try:
+        return psutil.Process(pid).memory_info().rss // 1024
+    except psutil.Error:
+        return 0
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """The process's peak resident set (the kernel's VmHWM: psutil exposes no peak RSS on Linux)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -327,14 +323,11 @@ def rocksdb_dirs(pid: int) -> set[Path]:
     """The RocksDB folders the process holds files open in (SST files, MANIFEST, LOG of each instance)."""
     dirs: set[Path] = set()
     try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
+        files = psutil.Process(pid).open_files()
+    except psutil.Error:
         return dirs
-    for fd in fds:
-        try:
-            target = Path(os.readlink(fd))
-        except OSError:
-            continue
+    for opened in files:
+        target = Path(opened.path)
         name = target.name
         rocksdb_file = name.endswith(".sst") or name.startswith("MANIFEST-") or name == "LOG"
         if rocksdb_file and target.parent.name == "db":
@@ -394,8 +387,8 @@ class Sampler:
             s.java_pids.update(pids)
             dirs: set[Path] = set()
             for pid in pids:
-                s.peak_rss_kb = max(s.peak_rss_kb, _status_kb(pid, "VmRSS"))
-                s.peak_hwm_kb = max(s.peak_hwm_kb, _status_kb(pid, "VmHWM"))
+                s.peak_rss_kb = max(s.peak_rss_kb, _rss_kb(pid))
+                s.peak_hwm_kb = max(s.peak_hwm_kb, _peak_rss_kb(pid))
                 dirs |= rocksdb_dirs(pid)
             s.samples += 1
             if time.monotonic() < next_sizes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from enum import StrEnum
 
 import msgspec
@@ -44,6 +45,27 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     partition: int | None = None
     offset: int | None = None
     at: int = 0
+
+
+def dead_letter(
+    pipeline: str, reason: str, error: str, raw: bytes, *, topic: str | None, partition: int | None,
+    offset: int | None, at: int | None = None,
+) -> DeadLetter:
+    """The dead letter of the record `raw` (read at topic/partition/offset): the one place one is built.
+
+    `at` is when it was dead-lettered (epoch ms), now by default; the offline scorer and the harness pass 0, so
+    their outputs are reproducible byte for byte."""
+    return DeadLetter(pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
+                      partition=partition, offset=offset, at=int(time.time() * 1000) if at is None else at)
+
+
+def dead_letter_json(
+    pipeline: str, reason: str, error: str, raw: bytes, *, topic: str | None, partition: int | None,
+    offset: int | None, at: int | None = None,
+) -> bytes:
+    """`dead_letter`, encoded as the JSON document the dead-letter topics carry."""
+    return msgspec.json.encode(dead_letter(pipeline, reason, error, raw, topic=topic, partition=partition,
+                                           offset=offset, at=at))
 
 
 def raw_as_text(raw: bytes) -> str:

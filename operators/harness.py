@@ -22,7 +22,7 @@ import msgspec
 
 from operators.contract import Operator, OperatorContext
 from operators.core import Failure, apply_operator
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import DeadLetter, dead_letter
 from operators.decoding import EventDecoder, Rejection
 from state.codec import Codec
 from state.contract import RetentionPolicy, SourceCoordinates
@@ -119,8 +119,7 @@ class OperatorHarness(Generic[E, R]):
         return outcome
 
     def _letter(self, reason: str, error: str, raw: bytes, offset: int) -> DeadLetter:
-        return DeadLetter(pipeline=self.pipeline, reason=reason, error=error, raw=raw_as_text(raw),
-                          topic=self.topic, partition=0, offset=offset, at=0)
+        return dead_letter(self.pipeline, reason, error, raw, topic=self.topic, partition=0, offset=offset, at=0)
 
     # ------------------------------------------------------------------------------------ fault handling
     def checkpoint(self) -> None:

@@ -29,15 +29,15 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import dead_letter_json
 from operators.decoding import Rejection
 from operators.feedback import Label, label_decoder
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
-from pipelines.backtest.topics import TopicRecord, read_records
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.changelog import versions_of
 from pipelines.kafka.clients import ensure_topics, publish_records
+from pipelines.kafka.topic_reader import TopicRecord, read_records
 
 #: The Parquet column of each feature (a prefix keeps them apart from the result's fields).
 FEATURE_COLUMNS = tuple(f"f_{name}" for name in FEATURE_NAMES)
@@ -92,10 +92,9 @@ def known_labels(
 ) -> dict[str, Label]:
     """`read_labels`, with the malformed ones dead-lettered to `dlq_topic` (as `PIPELINE-feedback`)."""
     labels, rejected = read_labels(bootstrap, topic, until_ms, report)
-    letters = [(None, msgspec.json.encode(DeadLetter(
-        pipeline=f"{pipeline}-feedback", reason=why.reason, error=why.error, raw=raw_as_text(record.value), topic=topic,
-        partition=record.partition, offset=record.offset, at=int(time.time() * 1000),
-    ))) for record, why in rejected]
+    letters = [(None, dead_letter_json(f"{pipeline}-feedback", why.reason, why.error, record.value, topic=topic,
+                                       partition=record.partition, offset=record.offset))
+               for record, why in rejected]
     report.malformed_labels = len(letters)
     if letters:
         ensure_topics(bootstrap, [dlq_topic])

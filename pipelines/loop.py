@@ -41,7 +41,7 @@ def _backtest(request: LoopRequest, version: int, holdout_ids: list[str], labels
               echo: Callable[[str], None]) -> dict[str, Any]:
     """Run the candidate's shadow job over the whole input; the holdout metrics on both topics."""
     from pipelines.backtest.runner import BacktestRequest, run_backtest
-    from pipelines.backtest.topics import read_values
+    from pipelines.kafka.topic_reader import read_values
 
     outcome = run_backtest(BacktestRequest(production=request.production, model_ref=f"risk@{version}",
                                            from_timestamp_ms=0, report_dir=request.report_dir / "backtest"),

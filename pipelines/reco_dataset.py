@@ -31,8 +31,8 @@ import msgspec
 from operators.decoding import Rejection
 from operators.reco.decoding import click_decoder
 from operators.reco.schemas import Click, RecoResult
-from pipelines.backtest.topics import read_records
 from pipelines.datasets import DatasetReport, known_labels
+from pipelines.kafka.topic_reader import read_records
 
 
 @dataclass

@@ -35,7 +35,7 @@ from pipelines.reco_retraining import (
 
 def _streamed_metrics(bootstrap: str, topic: str, splits: RecoSplits) -> dict[str, Any]:
     """The holdout metrics of the recommendations on a results topic."""
-    from pipelines.backtest.topics import read_values
+    from pipelines.kafka.topic_reader import read_values
 
     items = {r["event_id"]: r["items"] for r in (msgspec.json.decode(v) for v in read_values(bootstrap, topic))}
     sessions = splits.holdout()

@@ -27,8 +27,9 @@ from typing import Any
 import msgspec
 
 from pipelines.backtest import report
-from pipelines.backtest.topics import offsets_for_time, partitions, read_values, window_event_ids
+from pipelines.backtest.topics import window_event_ids
 from pipelines.exceptions import ConfigError, SetupError, UsageError
+from pipelines.kafka.topic_reader import offsets_for_time, partitions, read_values
 from pipelines.runtimes.flink.options import JobOptions
 
 WARM_UP_NOTE = (

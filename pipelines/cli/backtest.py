@@ -22,7 +22,8 @@ checkpoints and topics are only read. Then join the shadow results with the prod
 Warm-up: --from-timestamp starts with EMPTY state, so per-key features warm up from that time; events of keys
 with earlier history compare like with like only after the warm-up. --from-checkpoint copies production state
 from a retained checkpoint instead (read-only; the backtest checkpoints into its own folder). Restoring a
-production checkpoint also restores its Kafka sink state: stop the production job first (see README).
+production checkpoint also restores its Kafka sink state: stop the production job first (see
+docs/models-and-closed-loop.md).
 """
 
 

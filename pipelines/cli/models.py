@@ -1,38 +1,37 @@
 """`streamscore models …`: train, list, show, promote, quantize, evaluate and serve registered models.
 
 `add_models_commands(subparsers)` adds the `models` command to an argparse sub-parser set; every leaf
-parser sets `func` to a callable taking the parsed args and returning the process exit code.
+parser sets `func` to a callable taking the parsed args and returning the process exit code. Failures are raised
+(`UsageError` for a wrong reference or option, `ModelError`, `SetupError`) and reported by the CLI's one error
+boundary, `pipelines.cli.main`, with its exit codes and `streamscore: error:` prefix.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from models.exceptions import ModelError
 from models.registry import ModelRegistry, parse_ref
+from pipelines.cli.common import EXIT_FAILURE, EXIT_OK
+from pipelines.exceptions import UsageError
 from pipelines.registry import definitions
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
     return ModelRegistry(args.registry) if args.registry else ModelRegistry()
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _ref(text: str) -> tuple[str, int | None]:
+    """NAME or NAME@VERSION; a malformed reference is a usage error."""
+    try:
+        return parse_ref(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
-    from pipelines.exceptions import UsageError
-
     if args.events is not None or args.k is not None:
         raise UsageError("--events and --k are for synthetic training, not --dataset")
     registry = _registry(args)
@@ -67,8 +66,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     extra = {"large": True} if args.large else {}
     try:
         version = train(args.seed, registry, events=args.events, progress=not args.quiet, k=args.k, **extra)
-    except ValueError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+    except ValueError as exc:  # options the pipeline's trainer does not take (e.g. --large for reco)
+        raise UsageError(str(exc)) from None
     name = f"{args.name}-large" if args.large else args.name
     manifest = registry.manifest(name, version)
     print(f"registered {name}@{version} (current: {registry.current(name)}) in {registry.root}")
@@ -89,15 +88,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         seconds = server.start().wait_ready(args.start_timeout)
-    except (ModelServerError, ModelError) as exc:
+    except BaseException:
         server.stop()
-        return _fail(str(exc))
+        raise
     print(f"serving {', '.join(server.served)} over the Open Inference Protocol v2 (ready in {seconds:.1f} s)")
     print(f"  HTTP {server.http_url}   gRPC {server.grpc_target}   log {server.log_path}", flush=True)
     try:
         while not stop.wait(0.5):
             if server.process is not None and server.process.poll() is not None:
-                return _fail(f"the model server exited ({server.process.returncode}); its log:\n{server.log_tail()}")
+                raise ModelServerError(
+                    f"the model server exited ({server.process.returncode}); its log:\n{server.log_tail()}")
     finally:
         server.stop()
     return EXIT_OK
@@ -123,27 +123,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    try:
-        name, version = parse_ref(args.ref)
-        manifest = registry.manifest(name, version)
-    except (ValueError, ModelError) as exc:
-        return _fail(str(exc))
+    name, version = _ref(args.ref)
+    manifest = registry.manifest(name, version)
     manifest["current"] = registry.current(name) == manifest["version"]
     problem = registry.problem(name, manifest["version"])
     manifest["status"] = "ok" if problem is None else f"unusable: {problem}"
     print(json.dumps(manifest, indent=2, sort_keys=True))
-    return EXIT_OK if problem is None else EXIT_ERROR
+    return EXIT_OK if problem is None else EXIT_FAILURE
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    try:
-        name, version = parse_ref(args.ref)
-        if version is None:
-            return _fail(f"promote needs NAME@VERSION, got {args.ref!r}", EXIT_USAGE)
-        registry.promote(name, version)
-    except (ValueError, ModelError) as exc:
-        return _fail(str(exc))
+    name, version = _ref(args.ref)
+    if version is None:
+        raise UsageError(f"promote needs NAME@VERSION, got {args.ref!r}")
+    registry.promote(name, version)
     print(f"{name}@{version} is now current")
     return EXIT_OK
 
@@ -152,11 +146,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from models.quantization import quantize_registered
 
     registry = _registry(args)
-    try:
-        name, version = parse_ref(args.ref)
-        new_version = quantize_registered(registry, name, version)
-    except (ValueError, ModelError) as exc:
-        return _fail(str(exc))
+    name, version = _ref(args.ref)
+    new_version = quantize_registered(registry, name, version)
     print(
         f"registered INT8 {name}@{new_version} (from {name}@{version or registry.current(name)}); not current"
     )
@@ -164,8 +155,6 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_on_dataset(args: argparse.Namespace) -> int:
-    from pipelines.exceptions import UsageError
-
     if args.seed is not None or args.events is not None:
         raise UsageError("--dataset evaluates on the dataset's holdout (no --seed/--events)")
     registry = _registry(args)
@@ -207,8 +196,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             registry=_registry(args),
             progress=not args.json,
         )
-    except (ValueError, ModelError) as exc:
-        return _fail(str(exc))
+    except ValueError as exc:  # options the pipeline's evaluation does not take
+        raise UsageError(str(exc)) from None
     if args.report_dir is not None:
         json_path, png_path = write_report(result, Path(args.report_dir))
         if not args.json:

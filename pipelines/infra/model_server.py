@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.registry import ModelRegistry, parse_ref
+from pipelines.exceptions import SetupError
 from pipelines.infra.python_env import PROJECT_ROOT
 
 #: The model server's virtualenv (created by `make serve-venv`).
@@ -37,7 +38,7 @@ SERVE_VENV = Path(os.environ.get("STREAMSCORE_SERVE_VENV") or PROJECT_ROOT / ".v
 RUNTIME_CLASS = "models.serving.mlserver_runtime.RegistryOnnxRuntime"
 
 
-class ModelServerError(RuntimeError):
+class ModelServerError(SetupError):
     """The model server could not be set up or did not become ready (the message says why and what to do)."""
 
 

@@ -248,18 +248,6 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: Iterab
         consumer.close()
 
 
-def offsets_for_time(bootstrap: str, topic: str, timestamp_ms: int) -> dict[int, int]:
-    """Per partition of `topic`, the first offset whose record timestamp is >= `timestamp_ms` (the end offset
-    when there is none)."""
-    ends = end_offsets(bootstrap, topic)
-    consumer = Consumer(_probe_config(bootstrap, **{"group.id": f"streamscore-probe-{uuid.uuid4().hex[:8]}"}))
-    try:
-        found = consumer.offsets_for_times([TopicPartition(topic, p, timestamp_ms) for p in ends], timeout=10)
-        return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
-    finally:
-        consumer.close()
-
-
 def commit_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Commit `offsets` ({partition: next offset}) of `topic` for consumer group `group` (which must have no
     active members), e.g. to start a new group at chosen positions."""

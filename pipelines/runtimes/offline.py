@@ -17,7 +17,7 @@ import msgspec
 
 from operators.contract import OperatorContext
 from operators.core import Failure
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import DeadLetter, dead_letter
 from operators.decoding import Rejection
 from operators.harness import process_record
 from pipelines.registry import get
@@ -49,8 +49,7 @@ def score_lines(
 
 
 def _letter(pipeline: str, reason: str, error: str, raw: bytes, source: str, number: int) -> DeadLetter:
-    return DeadLetter(pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=source,
-                      partition=0, offset=number, at=0)
+    return dead_letter(pipeline, reason, error, raw, topic=source, partition=0, offset=number, at=0)
 
 
 def score_file(

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import dead_letter_json
 from operators.decoding import Rejection
 from pipelines.registry import PipelineDefinition
 from pipelines.runtimes.faust.delivery import RecordSender
@@ -147,10 +145,8 @@ class Router:
 
     def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:
         self._metrics.count(self._metrics.dead_letters, reason)
-        return msgspec.json.encode(DeadLetter(
-            pipeline=self._spec.name, reason=reason, error=error, raw=raw_as_text(raw),
-            topic=self.options.input_topic, partition=partition, offset=offset, at=int(time.time() * 1000),
-        ))
+        return dead_letter_json(self._spec.name, reason, error, raw, topic=self.options.input_topic,
+                                partition=partition, offset=offset)
 
     async def _commit(self, partition: int, records: list[tuple[bytes | None, bytes | None]],
                       stamps: list[int | None], letters: list[tuple[bytes | None, bytes | None]], next_offset: int,

@@ -10,15 +10,12 @@ distinct sessions for reco), with every outcome identical to one event at a time
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import msgspec
-
 from operators.batching import BatchItem, apply_operator_batch
 from operators.core import Failure
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import dead_letter_json
 from operators.decoding import Rejection
 from pipelines.kafka.changelog_format import side_value, version_value
 from pipelines.registry import PipelineDefinition
@@ -128,8 +125,5 @@ class PartitionScorer:
 
     def _letter(self, reason: str, error: str, raw: bytes, partition: int, offset: int) -> bytes:
         self._reasons[reason] = self._reasons.get(reason, 0) + 1
-        letter = DeadLetter(
-            pipeline=self._spec.name, reason=reason, error=error, raw=raw_as_text(raw), topic=self._topic,
-            partition=partition, offset=offset, at=int(time.time() * 1000),
-        )
-        return msgspec.json.encode(letter)
+        return dead_letter_json(self._spec.name, reason, error, raw, topic=self._topic, partition=partition,
+                                offset=offset)

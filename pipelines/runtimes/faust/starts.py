@@ -8,7 +8,8 @@ point in time: those are committed for the new group, and its workers start ther
 from __future__ import annotations
 
 from pipelines.exceptions import ConfigError, UsageError
-from pipelines.kafka.clients import commit_group_offsets, end_offsets, offsets_for_time
+from pipelines.kafka.clients import commit_group_offsets, end_offsets
+from pipelines.kafka.topic_reader import offsets_for_time
 
 
 def parse_offsets(spec: str) -> dict[int, int]:

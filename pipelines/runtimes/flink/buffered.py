@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from operators.dead_letter import dead_letter_json
 from pipelines.runtimes.flink.buffer_state import BufferStates
 from pipelines.runtimes.flink.buffer_wire import CHANGELOG, DEAD_LETTER, RESULT, RowWriter, pack_writes
 from pipelines.runtimes.flink.functions import (
@@ -32,7 +33,6 @@ from pipelines.runtimes.flink.functions import (
     METRICS_FLUSH_MS,
     _import_native_extensions,
     _run_in_python_thread,
-    dead_letter_json,
 )
 from pipelines.runtimes.hot_swap import report_swaps
 from state.contract import SourceCoordinates, StateVersion
@@ -282,8 +282,8 @@ class BufferedStep:
     ) -> None:
         self._counters.count_dead_letter(reason)
         raw = b"" if value is None else value
-        letter = dead_letter_json(self.pipeline, reason, error, raw, topic, partition, offset)
-        rows.add(DEAD_LETTER, None, letter.encode())
+        letter = dead_letter_json(self.pipeline, reason, error, raw, topic=topic, partition=partition, offset=offset)
+        rows.add(DEAD_LETTER, None, letter)
 
     def _changelog_rows(self, rows: RowWriter) -> None:
         store = self._store

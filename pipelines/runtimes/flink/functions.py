@@ -27,12 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 
-from operators.dead_letter import DeadLetter, raw_as_text
+from operators.dead_letter import dead_letter_json
 from pipelines.runtimes.hot_swap import report_swaps
 
 if TYPE_CHECKING:
@@ -78,24 +77,13 @@ STATE_CHANGELOG = OutputTag("state-changelog", CHANGELOG_ROW)
 METRICS_FLUSH_MS = 1000
 
 
-def dead_letter_json(
-    pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
-    offset: int | None,
-) -> str:
-    """A dead letter's JSON document for `raw` (both keyed operators write this one)."""
-    letter = DeadLetter(
-        pipeline=pipeline, reason=reason, error=error, raw=raw_as_text(raw), topic=topic,
-        partition=partition, offset=offset, at=int(time.time() * 1000),
-    )
-    return msgspec.json.encode(letter).decode()
-
-
 def dead_letter_row(
     pipeline: str, reason: str, error: str, raw: bytes, topic: str | None, partition: int | None,
     offset: int | None,
 ) -> Row:
     """A dead-letter output row (no key) for `raw`."""
-    return Row(None, dead_letter_json(pipeline, reason, error, raw, topic, partition, offset))
+    return Row(None, dead_letter_json(pipeline, reason, error, raw, topic=topic, partition=partition,
+                                      offset=offset).decode())
 
 
 class KeyedOperatorFunction(KeyedProcessFunction):

@@ -1,8 +1,7 @@
-"""`streamscore models …` through a tiny argparse (the main CLI wires the same `add_models_commands`)."""
+"""`streamscore models …` through the CLI's entry point (`pipelines.cli.main`: parser, exit codes, error lines)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -15,16 +14,13 @@ from operators.contract import OperatorContext
 from operators.exceptions import OperatorError
 from operators.reco.operator import RecoOperator
 from operators.reco.schemas import Click
-from pipelines.cli.models import add_models_commands
+from pipelines.cli import main
 from state import MemoryVersionedStore
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="streamscore")
-    add_models_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    """`streamscore ARGV` through the CLI's one error boundary (its exit codes and `streamscore: error:` lines)."""
+    return main(argv)
 
 
 @pytest.fixture()
@@ -46,6 +42,9 @@ def test_list_show_promote(registry_dir: Path, capsys: pytest.CaptureFixture[str
     assert _run(["models", "--registry", str(registry_dir), "show", "risk@7"]) == 1
     assert "risk@7 not found" in capsys.readouterr().err
     assert _run(["models", "--registry", str(registry_dir), "promote", "risk"]) == 2
+    assert "streamscore: error: promote needs NAME@VERSION" in capsys.readouterr().err
+    assert _run(["models", "--registry", str(registry_dir), "show", "risk@x"]) == 2  # a malformed reference
+    assert "streamscore: error: model reference 'risk@x'" in capsys.readouterr().err
     assert _run(["models", "--registry", str(registry_dir), "promote", "risk@1"]) == 0
     assert ModelRegistry(registry_dir).current("risk") == 1
 
