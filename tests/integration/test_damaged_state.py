@@ -89,6 +89,7 @@ def test_a_damaged_faust_store_is_refused_by_name_then_rebuilt_from_the_changelo
     _assert_exactly_offline(bootstrap, topics.output, events)
 
 
+@pytest.mark.slow  # three Flink runs (~110 s): `make test-slow`; the faust case runs in `make test`
 def test_a_flink_run_whose_checkpoints_are_damaged_or_gone_stops_unless_fresh(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
