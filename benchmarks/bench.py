@@ -59,8 +59,11 @@ SEED = 5
 LATENCY_SEED = 11
 WARMUP_EVENTS = 200  # the start-up warm-up runs before anything is timed
 #: Events a latency run sends before the paced phase (and waits for): enough for the JVM to compile the hot
-#: paths, so that the paced phase does not measure the queue a still-cold job builds up.
-LATENCY_WARMUP_EVENTS = 2000
+#: paths, so that the paced phase does not measure the queue a still-cold job builds up. 2,000 were not: on
+#: 2026-12-07 a Flink job's C2 compiler still used 20-30 % of a core 30 s after start, and a paced run after 2,000
+#: events queued up to ~1 s in its first seconds that the 5 s of settling did not always drain. The same number for
+#: every system, but never more than ~10 s of its paced rate nor fewer than 2,000 (`latency_warmup`).
+LATENCY_WARMUP_EVENTS = 20_000
 #: Seconds of paced input after the warm-up that are not measured: the 2026-12-02 run showed every Flink
 #: system (the passthrough too) still above its steady latency for the first ~3 s of pacing (JIT, first
 #: checkpoints), e.g. streamscore risk 316/426/241/39 ms per second, then 15 ms. What users run is the
@@ -186,6 +189,12 @@ def throughput_phase(bench: Bench, systems: list[System], sizes: dict[str, tuple
     return runs
 
 
+def latency_warmup(rate: float) -> int:
+    """Warm-up events before a latency run paced at `rate`: `LATENCY_WARMUP_EVENTS`, at most ~10 s of the paced
+    rate (a slow system is not kept warming for minutes), at least 2,000."""
+    return max(2_000, min(LATENCY_WARMUP_EVENTS, round(10 * rate)))
+
+
 def latency_phase(bench: Bench, systems: list[System], medians: dict[str, float], seconds: float, cap: float
                   ) -> dict[str, LatencyRecord]:
     """Each system with a throughput figure, fed at min(50 % of it, `cap`) events/s for ~`seconds`."""
@@ -196,9 +205,10 @@ def latency_phase(bench: Bench, systems: list[System], medians: dict[str, float]
         rate = min(0.5 * medians[system.name], cap)
         n = max(200, round(rate * seconds))
         settling = round(rate * LATENCY_SETTLING_SECONDS)
-        records = list(synthetic_records(system.pipeline, LATENCY_WARMUP_EVENTS + settling + n, LATENCY_SEED))
+        warmup = latency_warmup(rate)
+        records = list(synthetic_records(system.pipeline, warmup + settling + n, LATENCY_SEED))
         ids = [_event_id(v) for _, v in records]
-        record = latency_run(bench, system, records, ids, LATENCY_WARMUP_EVENTS, rate, settling)
+        record = latency_run(bench, system, records, ids, warmup, rate, settling)
         out[system.name] = record
         scored = sorted(record.send_to_scored_ms)
         visible = sorted(record.send_to_visible_ms)
@@ -299,7 +309,7 @@ def main() -> None:
         "versions": versions(quix_python is not None),
         "settings": {"reps": reps, "quick": args.quick, "seed": SEED, "latency_seconds": latency_seconds,
                      "latency_rate": "50 % of the system's median throughput", "latency_cap": args.latency_cap,
-                     "latency_warmup_events": LATENCY_WARMUP_EVENTS,
+                     "latency_warmup_events": f"min({LATENCY_WARMUP_EVENTS}, 10 s of the paced rate), at least 2000",
                      "latency_settling_seconds": LATENCY_SETTLING_SECONDS},
         "systems": {s.name: system_summary(s.name, s.description, sizes[s.name], runs[s.name], latency.get(s.name),
                                            s.exactly_once) for s in systems},

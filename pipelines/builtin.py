@@ -11,7 +11,6 @@ from operators.risk.decoding import transaction_decoder
 from pipelines.config import CONFIG_DIR, RecoPipelineConfig, RiskPipelineConfig
 from pipelines.registry import PipelineDefinition, register
 from state.codec import Codec
-from state.contract import RetentionPolicy
 
 
 def _risk_operator(config: RiskPipelineConfig) -> Any:
@@ -98,7 +97,6 @@ RISK = register(PipelineDefinition(
     operator_from_config=_risk_operator,
     state_codec=_risk_codec,
     result_key=attrgetter("account_id"),
-    retention=RetentionPolicy(max_versions=16),
     generate=_transactions,
     scenarios=(EMERGING_FRAUD,),
     train=_train("risk"),
@@ -115,7 +113,6 @@ RECO = register(PipelineDefinition(
     operator_from_config=_reco_operator,
     state_codec=_reco_codec,
     result_key=attrgetter("session_id"),
-    retention=RetentionPolicy(max_versions=8),
     generate=_clicks,
     scenarios=(NEW_SEASON,),
     train=_train("reco"),

@@ -47,7 +47,8 @@ class PipelineDefinition:
     - `operator_from_config`: a new, unopened operator for a validated config;
     - `state_codec`: the codec of the operator's per-key state (called once per runtime);
     - `result_key`: the Kafka key of a result;
-    - `retention`: versions kept per key;
+    - `retention` (a property, not a field): versions kept per key, from the shipped config's `state` section
+      (`retention_versions`), the one place retention is set (a `--config` file may set another);
     - `generate(n, seed)`: synthetic events (dicts) for `publish --events`, or None; `scenarios`: names of
       variants it also makes, `generate(n, seed, scenario=NAME)` (`publish --scenario NAME`);
     - `train(seed, registry, *, events, progress, k)` -> new model version, and
@@ -64,11 +65,16 @@ class PipelineDefinition:
     operator_from_config: Callable[[Any], Operator[Any, Any, Any]]
     state_codec: Callable[[], Codec[Any]]
     result_key: Callable[[Any], str]
-    retention: RetentionPolicy
     generate: Callable[..., list[dict[str, object]]] | None = None
     scenarios: tuple[str, ...] = ()
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., Any] | None = None
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """Versions kept per key by the shipped config (`state.retention_versions`)."""
+        policy: RetentionPolicy = self.load_config().state.retention_policy()
+        return policy
 
     def load_config(self, path: Path | None = None) -> Any:
         """The validated config at `path` (default: the shipped one); `ConfigError` if bad or another pipeline's."""

@@ -1,4 +1,5 @@
-"""Integration fixtures: the real single-node Kafka broker (started once per session) and unique topics."""
+"""Integration fixtures: the real single-node Kafka broker (started once per session), a 3-broker cluster (per
+module) and unique topics."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from pipelines.infra import broker
+from pipelines.infra.home import home
+from pipelines.infra.jars import KAFKA_BROKER, ensure_jars
 from pipelines.kafka.clients import ensure_topics
 
 TEST_PORT = int(os.environ.get("STREAMSCORE_TEST_PORT", "19292"))
+#: The 3-broker cluster's first port (its nodes use this port and the next five).
+CLUSTER_PORT = int(os.environ.get("STREAMSCORE_CLUSTER_TEST_PORT", "19892"))
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +32,23 @@ def bootstrap() -> Iterator[str]:
     yield status.bootstrap
     if started:
         broker.down(TEST_PORT)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-broker cluster on `CLUSTER_PORT` in a home of its own (sharing the fetched jars; the module's jobs inherit
+    it); its bootstrap servers. Stopped after the module."""
+    ensure_jars(KAFKA_BROKER)
+    own_home = tmp_path_factory.mktemp("cluster-home")
+    (own_home / "jars").symlink_to(home() / "jars", target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STREAMSCORE_HOME", str(own_home))
+        try:
+            status = broker.up(CLUSTER_PORT, brokers=3)
+            assert status.running and len(status.nodes) == 3
+            yield status.bootstrap
+        finally:
+            broker.down(CLUSTER_PORT)
 
 
 @dataclass(frozen=True)

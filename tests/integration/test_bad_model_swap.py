@@ -23,9 +23,9 @@ from operators.risk.schemas import RiskResult
 from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
 from pipelines.kafka.publishing import synthetic_events
-from pipelines.runtimes.offline import score_lines
 
 from .conftest import Topics, config_following_promotions, start_job, streamscore
+from .test_hot_swap import _offline
 from .test_job_metrics import _free_port, _scrape_text
 
 pytestmark = pytest.mark.integration
@@ -70,16 +70,6 @@ def _failures(port: int) -> float:
         return sum(float(v) for v in _FAILURES.findall(_scrape_text(port)))
     except OSError:
         return -1.0
-
-
-def _offline(events: list[dict[str, object]], config: Path, ref: str) -> dict[str, bytes]:
-    lines = (msgspec.json.encode(e) for e in events)
-    out = {}
-    for encoded, letter in score_lines("risk", lines, source="offline", config=config, model_ref=ref):
-        assert letter is None
-        result = msgspec.json.decode(encoded, type=RiskResult)
-        out[result.event_id] = msgspec.json.encode(msgspec.structs.replace(result, scored_at=0))
-    return out
 
 
 @pytest.mark.parametrize("runtime", ["flink", "faust"])

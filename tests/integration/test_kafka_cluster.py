@@ -9,7 +9,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,29 +17,11 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipelines.exceptions import SetupError
 from pipelines.infra import broker, kafka_cluster
-from pipelines.infra.home import home
-from pipelines.infra.jars import KAFKA_BROKER, ensure_jars
 from pipelines.kafka.clients import ensure_topics
 
+from .conftest import CLUSTER_PORT as PORT
+
 pytestmark = pytest.mark.integration
-
-PORT = int(os.environ.get("STREAMSCORE_CLUSTER_TEST_PORT", "19892"))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A 3-broker cluster in a home of its own (sharing the fetched jars); its bootstrap servers."""
-    ensure_jars(KAFKA_BROKER)
-    own_home = tmp_path_factory.mktemp("cluster-home")
-    (own_home / "jars").symlink_to(home() / "jars", target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STREAMSCORE_HOME", str(own_home))
-        try:
-            status = broker.up(PORT, brokers=3)
-            assert status.running and len(status.nodes) == 3
-            yield status.bootstrap
-        finally:
-            broker.down(PORT)
 
 
 def _partition_leaders(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:

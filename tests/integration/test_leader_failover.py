@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -26,35 +26,16 @@ from operators.contract import OperatorContext
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.schemas import Transaction
 from pipelines.infra import broker, kafka_cluster
-from pipelines.infra.home import home
-from pipelines.infra.jars import KAFKA_BROKER, ensure_jars
 from pipelines.kafka.clients import consume, end_offsets, ensure_topics
 from pipelines.kafka.publishing import synthetic_events
 from state import MemoryVersionedStore
 
+from .conftest import CLUSTER_PORT as PORT
 from .conftest import Topics, streamscore
 from .test_faust_runtime import _assert_exactly_offline, _publish
 from .test_kafka_cluster import _partition_leaders
 
 pytestmark = pytest.mark.integration
-
-PORT = int(os.environ.get("STREAMSCORE_CLUSTER_TEST_PORT", "19892"))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A 3-broker cluster in a home of its own (sharing the fetched jars); its bootstrap servers."""
-    ensure_jars(KAFKA_BROKER)
-    own_home = tmp_path_factory.mktemp("failover-home")
-    (own_home / "jars").symlink_to(home() / "jars", target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STREAMSCORE_HOME", str(own_home))
-        try:
-            status = broker.up(PORT, brokers=3)
-            assert status.running and len(status.nodes) == 3
-            yield status.bootstrap
-        finally:
-            broker.down(PORT)
 
 
 def _committed_results(bootstrap: str, topic: str) -> int:

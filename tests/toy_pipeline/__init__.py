@@ -18,7 +18,7 @@ from operators.idempotency import IdempotencyWindow, KeyIds
 from pipelines.config import PipelineConfigBase
 from pipelines.registry import PipelineDefinition, register
 from state.codec import Codec, MsgpackCodec
-from state.contract import RetentionPolicy, VersionedState
+from state.contract import VersionedState
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -111,6 +111,5 @@ COUNTER = register(PipelineDefinition(
     operator_from_config=lambda config: CounterOperator(),
     state_codec=_codec,
     result_key=attrgetter("user"),
-    retention=RetentionPolicy(max_versions=4),
     generate=generate,
 ))
