@@ -57,6 +57,7 @@ def _without_scored_at(values: list[bytes]) -> list[dict[str, Any]]:
     return results
 
 
+@pytest.mark.slow  # a layout-1 savepoint restored and run on (~46 s): `make test-slow`; test_legacy_state_resume stays
 def test_a_job_restored_from_an_old_layout_savepoint_continues_exactly(
     bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:

@@ -38,6 +38,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+@pytest.mark.slow  # a reco job, a dataset and a training run (~70 s): `make test-slow` with the closed-loop tests
 def test_reco_dataset_train_and_evaluate_on_what_production_served(
     bootstrap: str, topics: Topics, tmp_path: Path, private_registry: Path
 ) -> None:

@@ -20,7 +20,10 @@ from .conftest import Topics, run_bounded, streamscore
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("operator", ["buffered", "per-record"])
+@pytest.mark.parametrize("operator", [
+    "buffered",
+    pytest.param("per-record", marks=pytest.mark.slow),  # the default operator runs in `make test`
+])
 def test_state_get_version_returns_the_features_each_result_was_scored_on(
     bootstrap: str, topics: Topics, tmp_path: Path, operator: str
 ) -> None:
