@@ -116,7 +116,7 @@ SYSTEMS: dict[str, System] = {
         System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once (buffered)",
                (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "exactly-once"), exactly_once=True),
         System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks, "
-               "buffered)", (6_000, 30_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
+               "buffered)", (10_000, 50_000), (1_000, 4_000), _streamscore("reco", "at-least-once")),
         System("streamscore-risk-alo-per-record", "risk", "streamscore run risk --bounded --delivery at-least-once "
                "--operator per-record (PyFlink keyed function, one Python call per record)",
                (5_000, 25_000), (1_000, 4_000), _streamscore("risk", "at-least-once", "per-record")),
@@ -127,16 +127,16 @@ SYSTEMS: dict[str, System] = {
                "--operator per-record (clicks)", (3_000, 15_000), (1_000, 4_000),
                _streamscore("reco", "at-least-once", "per-record")),
         System("faust-risk-alo", "risk", "streamscore run risk --runtime faust --delivery at-least-once "
-               "(micro-batches of <= 500)", (5_000, 25_000), (1_000, 4_000), _faust("risk", "at-least-once", 500)),
+               "(micro-batches of <= 500)", (30_000, 150_000), (1_000, 4_000), _faust("risk", "at-least-once", 500)),
         System("faust-risk-eos", "risk", "streamscore run risk --runtime faust --delivery exactly-once "
-               "(micro-batches of <= 500, one transaction per batch)", (5_000, 25_000), (1_000, 4_000),
+               "(micro-batches of <= 500, one transaction per batch)", (30_000, 150_000), (1_000, 4_000),
                _faust("risk", "exactly-once", 500), exactly_once=True),
         System("faust-risk-alo-unbatched", "risk", "faust runtime, at-least-once, --batch-size 1 (a flush per event)",
                (500, 2_500), (200, 1_000), _faust("risk", "at-least-once", 1)),
         System("faust-risk-eos-unbatched", "risk", "faust runtime, exactly-once, --batch-size 1 (a transaction per "
                "event)", (500, 2_500), (200, 1_000), _faust("risk", "exactly-once", 1), exactly_once=True),
         System("faust-reco", "reco", "streamscore run reco --runtime faust --delivery at-least-once (clicks)",
-               (3_000, 15_000), (1_000, 4_000), _faust("reco", "at-least-once", 500)),
+               (20_000, 100_000), (1_000, 4_000), _faust("reco", "at-least-once", 500)),
     )
 }
 
