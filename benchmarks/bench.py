@@ -13,6 +13,8 @@ exactly-once, `streamscore run reco`, and the operator chain offline (µs/event)
   producer: send -> scored (`scored_at` - send time) and send -> visible (read_committed receive - send
   time), p50/p99/p99.9 of the steady state (the first `LATENCY_SETTLING_SECONDS` of pacing are checked but
   reported apart, as the settling p99);
+- latency at low load: the `low_load` systems again at `LOW_LOAD_FRACTION` (10 %) of their throughput, the same
+  way (`latency_low_load` in the JSON): what one event waits for when nothing is queued;
 - outputs: exactly one result per input event by event id, and scores/decisions equal to the offline scorer's;
   a system that loses or doubles results is `failed` and not ranked.
 
@@ -69,6 +71,10 @@ LATENCY_WARMUP_EVENTS = 20_000
 #: checkpoints), e.g. streamscore risk 316/426/241/39 ms per second, then 15 ms. What users run is the
 #: steady state; the settling window is still checked and its p99 reported (`settling_send_to_visible_ms`).
 LATENCY_SETTLING_SECONDS = 5.0
+#: The load of the second latency run that the `low_load` systems get (the faust runtimes, the Flink buffered risk
+#: job and the Quix app): at 10 % of its throughput a system is mostly idle, so its send -> scored is what one
+#: event waits for (a batch window, a poll interval), not a queue.
+LOW_LOAD_FRACTION = 0.1
 
 
 @dataclass
@@ -195,27 +201,27 @@ def latency_warmup(rate: float) -> int:
     return max(2_000, min(LATENCY_WARMUP_EVENTS, round(10 * rate)))
 
 
-def latency_phase(bench: Bench, systems: list[System], medians: dict[str, float], seconds: float, cap: float
-                  ) -> dict[str, LatencyRecord]:
-    """Each system with a throughput figure, fed at min(50 % of it, `cap`) events/s for ~`seconds`."""
+def latency_phase(bench: Bench, systems: list[System], medians: dict[str, float], seconds: float, cap: float,
+                  fraction: float = 0.5, tag: str = "latency") -> dict[str, LatencyRecord]:
+    """Each system with a throughput figure, fed at min(`fraction` of it, `cap`) events/s for ~`seconds`."""
     out = {}
     for system in systems:
         if system.name not in medians:
             continue
-        rate = min(0.5 * medians[system.name], cap)
+        rate = min(fraction * medians[system.name], cap)
         n = max(200, round(rate * seconds))
         settling = round(rate * LATENCY_SETTLING_SECONDS)
         warmup = latency_warmup(rate)
         records = list(synthetic_records(system.pipeline, warmup + settling + n, LATENCY_SEED))
         ids = [_event_id(v) for _, v in records]
-        record = latency_run(bench, system, records, ids, warmup, rate, settling)
+        record = latency_run(bench, system, records, ids, warmup, rate, settling, tag=tag)
         out[system.name] = record
         scored = sorted(record.send_to_scored_ms)
         visible = sorted(record.send_to_visible_ms)
         p50 = f"scored p50 {scored[len(scored) // 2]} ms, " if scored else ""
         p50 += f"visible p50 {visible[len(visible) // 2]} ms" if visible else ""
         ok = "ok" if record.check and record.check.ok and not record.error else f"FAILED {record.error[:200]}"
-        print(f"  latency {system.name:<22} at {rate:,.0f}/s: {p50} ({ok})", flush=True)
+        print(f"  {tag} {system.name:<22} at {rate:,.0f}/s: {p50} ({ok})", flush=True)
     return out
 
 
@@ -295,6 +301,8 @@ def main() -> None:
             reco_n = max((n for s in systems if s.pipeline == "reco" for n in sizes[s.name]), default=8_000)
             offline = offline_phase(min(risk_n, 30_000), reco_n, reps)
         latency = latency_phase(bench, systems, medians, latency_seconds, args.latency_cap)
+        low_load = latency_phase(bench, [s for s in systems if s.low_load], medians, latency_seconds,
+                                 args.latency_cap, LOW_LOAD_FRACTION, "low-load")
     finally:
         if not args.keep:
             delete_topics(bootstrap, f"bench-{run_id}")
@@ -310,9 +318,10 @@ def main() -> None:
         "settings": {"reps": reps, "quick": args.quick, "seed": SEED, "latency_seconds": latency_seconds,
                      "latency_rate": "50 % of the system's median throughput", "latency_cap": args.latency_cap,
                      "latency_warmup_events": f"min({LATENCY_WARMUP_EVENTS}, 10 s of the paced rate), at least 2000",
-                     "latency_settling_seconds": LATENCY_SETTLING_SECONDS},
+                     "latency_settling_seconds": LATENCY_SETTLING_SECONDS,
+                     "low_load_fraction": LOW_LOAD_FRACTION},
         "systems": {s.name: system_summary(s.name, s.description, sizes[s.name], runs[s.name], latency.get(s.name),
-                                           s.exactly_once) for s in systems},
+                                           s.exactly_once, low_load.get(s.name)) for s in systems},
         "offline": offline,
         "seconds": time.perf_counter() - started,
     }

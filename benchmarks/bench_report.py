@@ -67,13 +67,32 @@ def cdf_points(values: list[int], points: int = 200) -> list[float]:
     return [float(q) for q in np.quantile(np.asarray(values, dtype=np.float64), np.linspace(0, 1, points))]
 
 
+def latency_summary(latency: LatencyRecord) -> dict[str, Any]:
+    """One latency run: its rate, checks, percentiles, trends and CDF points."""
+    latency_ok = latency.check is not None and latency.check.ok and not latency.error
+    return {
+        "rate": latency.rate,
+        "events": latency.events,
+        "ok": latency_ok,
+        "check": asdict(latency.check) if latency.check else None,
+        "error": latency.error[-2000:],
+        "send_to_scored_ms": percentiles(latency.send_to_scored_ms),
+        "send_to_visible_ms": percentiles(latency.send_to_visible_ms),
+        "send_to_visible_trend_ms": trend(latency.send_to_visible_ms),
+        "settling_send_to_visible_ms": percentiles(latency.settling_send_to_visible_ms),
+        "settling_send_to_visible_trend_ms": trend(latency.settling_send_to_visible_ms),
+        "cdf_send_to_scored_ms": cdf_points(latency.send_to_scored_ms),
+        "cdf_send_to_visible_ms": cdf_points(latency.send_to_visible_ms),
+    }
+
+
 def system_summary(name: str, description: str, sizes: tuple[int, int], runs: list[RunRecord],
-                   latency: LatencyRecord | None, exactly_once: bool) -> dict[str, Any]:
-    """Everything the report says about one system."""
+                   latency: LatencyRecord | None, exactly_once: bool,
+                   low_load: LatencyRecord | None = None) -> dict[str, Any]:
+    """Everything the report says about one system (`latency`: its run at 50 % load; `low_load`: at 10 %)."""
     failed = [r for r in runs if not r.ok]
     large = [r for r in runs if r.ok and r.events == sizes[1]]
     rates = [r.rate for r in large if r.rate is not None]
-    latency_ok = latency is not None and latency.check is not None and latency.check.ok and not latency.error
     status = "failed" if failed or not runs else "ok" if rates else "no-slope"
     windows = [r.last_result_s - r.mark_s for r in large if r.last_result_s is not None and r.mark_s is not None]
     summary: dict[str, Any] = {
@@ -95,20 +114,9 @@ def system_summary(name: str, description: str, sizes: tuple[int, int], runs: li
         summary["failures"] = [{"events": r.events, "rep": r.rep, "check": asdict(r.check) if r.check else None,
                                 "error": r.error[-2000:]} for r in failed]
     if latency is not None:
-        summary["latency"] = {
-            "rate": latency.rate,
-            "events": latency.events,
-            "ok": latency_ok,
-            "check": asdict(latency.check) if latency.check else None,
-            "error": latency.error[-2000:],
-            "send_to_scored_ms": percentiles(latency.send_to_scored_ms),
-            "send_to_visible_ms": percentiles(latency.send_to_visible_ms),
-            "send_to_visible_trend_ms": trend(latency.send_to_visible_ms),
-            "settling_send_to_visible_ms": percentiles(latency.settling_send_to_visible_ms),
-            "settling_send_to_visible_trend_ms": trend(latency.settling_send_to_visible_ms),
-            "cdf_send_to_scored_ms": cdf_points(latency.send_to_scored_ms),
-            "cdf_send_to_visible_ms": cdf_points(latency.send_to_visible_ms),
-        }
+        summary["latency"] = latency_summary(latency)
+    if low_load is not None:
+        summary["latency_low_load"] = latency_summary(low_load)
     return summary
 
 
@@ -142,6 +150,15 @@ def _fmt_settling(lat: dict[str, Any] | None) -> str:
     return f"{settling['p99']:,.0f}" if settling else "-"
 
 
+def _fmt_low_load(lat: dict[str, Any] | None) -> str:
+    if not lat:
+        return "-"
+    scored = lat.get("send_to_scored_ms")
+    if not lat["ok"] or not scored:
+        return "failed"
+    return f"{scored['p50']:,.0f} / {scored['p99']:,.0f} ({lat['rate']:,.0f})"
+
+
 def _fmt_check(summary: dict[str, Any]) -> str:
     if summary["status"] in ("ok", "no-slope"):
         disagree = sum((r["check"] or {}).get("disagree", 0) for r in summary["runs"])
@@ -157,8 +174,9 @@ def table(report: dict[str, Any], reference: str) -> str:
     """The results as a Markdown table (one row per system, then the offline operator cost)."""
     lines = [
         f"| system | events/s, median (min-max) | x {reference} | send→scored p50 / p99 / p99.9 ms "
-        "| send→visible p50 / p99 / p99.9 ms | settling p99 ms | at events/s | outputs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| send→visible p50 / p99 / p99.9 ms | settling p99 ms | at events/s "
+        "| at 10 % load: send→scored p50 / p99 ms (at events/s) | outputs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in report["systems"].items():
         ratio = s.get(f"ratio_to_{reference}")
@@ -168,13 +186,13 @@ def table(report: dict[str, Any], reference: str) -> str:
             rate += " (latency run failed)"
         lines.append(f"| {name} | {_fmt_rate(s)} | {f'{ratio:.2f}' if ratio else '-'} | "
                      f"{_fmt_lat(lat, 'send_to_scored_ms')} | {_fmt_lat(lat, 'send_to_visible_ms')} | "
-                     f"{_fmt_settling(lat)} | {rate} | "
+                     f"{_fmt_settling(lat)} | {rate} | {_fmt_low_load(s.get('latency_low_load'))} | "
                      f"{_fmt_check(s)} |")
     for pipeline, o in report.get("offline", {}).items():
         us = o.get("us_per_event")
         if us:
             lines.append(f"| offline operator chain ({pipeline}) | {1e6 / us['median']:,.0f} "
-                         f"({us['median']:.1f} µs/event) | - | - | - | - | - | - |")
+                         f"({us['median']:.1f} µs/event) | - | - | - | - | - | - | - |")
     return "\n".join(lines)
 
 

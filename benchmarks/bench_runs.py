@@ -327,17 +327,18 @@ def throughput_run(bench: Bench, system: System, input_topic: str, events: int, 
 
 
 def latency_run(bench: Bench, system: System, records: list[tuple[bytes, bytes]], ids: list[str], warmup: int,
-                rate: float, settling: int = 0, ready_timeout_s: float = 240.0, drain_s: float = 30.0
-                ) -> LatencyRecord:
+                rate: float, settling: int = 0, ready_timeout_s: float = 240.0, drain_s: float = 30.0,
+                tag: str = "latency") -> LatencyRecord:
     """Start `system` unbounded, wait until the first `warmup` records are scored (it is up), then send the
     rest at `rate` per second and measure send -> scored (`scored_at`) and send -> visible (received,
     read_committed) per event. The first `settling` paced events (the seconds in which a just-started JVM
     still compiles its hot paths and drains what it queued) are checked like the others but kept out of
-    the percentiles: their send -> visible goes to `settling_send_to_visible_ms`."""
+    the percentiles: their send -> visible goes to `settling_send_to_visible_ms`. `tag` names the run's topics and
+    folder (one system has several latency runs, at different loads)."""
     result = LatencyRecord(system.name, rate, len(records) - warmup - settling)
-    input_topic = f"bench-{bench.run_id}-{system.name}-latency.in"
+    input_topic = f"bench-{bench.run_id}-{system.name}-{tag}.in"
     create_topics(bench.bootstrap, [input_topic])
-    target = bench.target(system, input_topic, "latency", 0)
+    target = bench.target(system, input_topic, tag, 0)
     proc, log = bench.start(system, target)
     collector = Collector(bench.bootstrap, target.output_topic)
     collector.start()

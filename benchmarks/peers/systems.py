@@ -50,6 +50,7 @@ class System:
     scores: bool = True  # results carry `scored_at` (passthroughs copy the input instead)
     exactly_once: bool = False
     needs_quix: bool = False
+    low_load: bool = False  # also measured at `bench.LOW_LOAD_FRACTION` of its throughput (latency when idle-ish)
 
 
 def _python_passthrough(t: RunTarget) -> list[str]:
@@ -109,10 +110,10 @@ SYSTEMS: dict[str, System] = {
                "risk as a PyFlink newcomer writes it (process mode, value-only KafkaSource, pickled ValueState)",
                (3_000, 15_000), (1_000, 4_000), _flink_module("peers.naive_pyflink")),
         System("quix", "risk", "risk as a Quix Streams 3.28 app (stateful apply, RocksDB state, at-least-once)",
-               (15_000, 75_000), (2_000, 10_000), _quix, needs_quix=True),
+               (15_000, 75_000), (2_000, 10_000), _quix, needs_quix=True, low_load=True),
         System("streamscore-risk-alo", "risk", "streamscore run risk --bounded --delivery at-least-once "
                "(buffered Java operator, one Python call per buffer)",
-               (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "at-least-once")),
+               (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "at-least-once"), low_load=True),
         System("streamscore-risk-eos", "risk", "streamscore run risk --bounded --delivery exactly-once (buffered)",
                (15_000, 75_000), (2_000, 10_000), _streamscore("risk", "exactly-once"), exactly_once=True),
         System("streamscore-reco", "reco", "streamscore run reco --bounded --delivery at-least-once (clicks, "
@@ -127,16 +128,17 @@ SYSTEMS: dict[str, System] = {
                "--operator per-record (clicks)", (3_000, 15_000), (1_000, 4_000),
                _streamscore("reco", "at-least-once", "per-record")),
         System("faust-risk-alo", "risk", "streamscore run risk --runtime faust --delivery at-least-once "
-               "(micro-batches of <= 500)", (30_000, 150_000), (1_000, 4_000), _faust("risk", "at-least-once", 500)),
+               "(micro-batches of <= 500)", (30_000, 150_000), (1_000, 4_000), _faust("risk", "at-least-once", 500),
+               low_load=True),
         System("faust-risk-eos", "risk", "streamscore run risk --runtime faust --delivery exactly-once "
                "(micro-batches of <= 500, one transaction per batch)", (30_000, 150_000), (1_000, 4_000),
-               _faust("risk", "exactly-once", 500), exactly_once=True),
+               _faust("risk", "exactly-once", 500), exactly_once=True, low_load=True),
         System("faust-risk-alo-unbatched", "risk", "faust runtime, at-least-once, --batch-size 1 (a flush per event)",
                (500, 2_500), (200, 1_000), _faust("risk", "at-least-once", 1)),
         System("faust-risk-eos-unbatched", "risk", "faust runtime, exactly-once, --batch-size 1 (a transaction per "
                "event)", (500, 2_500), (200, 1_000), _faust("risk", "exactly-once", 1), exactly_once=True),
         System("faust-reco", "reco", "streamscore run reco --runtime faust --delivery at-least-once (clicks)",
-               (20_000, 100_000), (1_000, 4_000), _faust("reco", "at-least-once", 500)),
+               (20_000, 100_000), (1_000, 4_000), _faust("reco", "at-least-once", 500), low_load=True),
     )
 }
 

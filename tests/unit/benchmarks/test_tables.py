@@ -62,3 +62,19 @@ def test_a_changed_result_makes_the_committed_readme_stale(tables: ModuleType, r
     changed["systems"]["quix"]["throughput"]["median"] += 1000
     stale = tables.rendered(changed)
     assert stale[tables.README_TABLE.path] != tables.README_TABLE.path.read_text()
+
+
+def test_the_low_load_latency_is_shown_where_measured_and_never_invented(tables: ModuleType, report: dict) -> None:
+    changed = copy.deepcopy(report)
+    for system in changed["systems"].values():
+        system.pop("latency_low_load", None)
+    changed["systems"]["faust-risk-alo"]["latency_low_load"] = {
+        "rate": 6_400.0, "ok": True, "send_to_scored_ms": {"p50": 7.0, "p99": 31.0, "p99.9": 40.0}}
+    changed["systems"]["quix"]["latency_low_load"] = {
+        "rate": 1_300.0, "ok": False, "send_to_scored_ms": {"p50": 3.0, "p99": 9.0, "p99.9": 12.0}}
+    rows = {line.split(" | ")[0]: line for line in tables.runtimes_table(changed).splitlines()}
+    assert rows["| risk send → scored p50 / p99 ms at 10 % load, at-least-once"].endswith("| n/a | 7 / 31 |")
+    readme = {line.split(" | ")[0]: line for line in tables.readme_table(changed).splitlines()}
+    assert "| 7 / 31 (6,400) |" in readme["| faust-risk-alo"]
+    assert "| failed |" in readme["| quix"]  # a run whose outputs failed their check gives no figure
+    assert "| - |" in readme["| faust-reco"]  # not measured
