@@ -299,7 +299,7 @@ def main() -> None:
         if "offline" in names:
             risk_n = max((n for s in systems if s.pipeline == "risk" for n in sizes[s.name]), default=10_000)
             reco_n = max((n for s in systems if s.pipeline == "reco" for n in sizes[s.name]), default=8_000)
-            offline = offline_phase(min(risk_n, 30_000), reco_n, reps)
+            offline = offline_phase(min(risk_n, 30_000), min(reco_n, 30_000), reps)
         latency = latency_phase(bench, systems, medians, latency_seconds, args.latency_cap)
         low_load = latency_phase(bench, [s for s in systems if s.low_load], medians, latency_seconds,
                                  args.latency_cap, LOW_LOAD_FRACTION, "low-load")

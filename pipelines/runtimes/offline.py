@@ -5,47 +5,87 @@ exactly like a Kafka value, keyed by the pipeline's key, run through the operato
 store, and encoded exactly like the job encodes results, so for the same events and model the results are
 byte-identical to the streaming job's (except `scored_at`). Bad lines become dead letters (to stderr, or
 `--dead-letters FILE`), with the line number as the offset.
+
+Lines are scored in batches of `BATCH_SIZE` through `operators.batching.apply_operator_batch`, the step the faust
+runtime and the Flink buffered operator take (one model call per batch for risk, one GRU step per wave for reco),
+whose contract is the one-at-a-time outcome for every event; `batch_size=1` scores one line at a time (the per-record
+path, the golden tests' reference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
+from operators.batching import BatchItem, apply_operator_batch
 from operators.contract import OperatorContext
 from operators.core import Failure
 from operators.dead_letter import DeadLetter, dead_letter
 from operators.decoding import Rejection
-from operators.harness import process_record
-from pipelines.registry import get
+from pipelines.registry import PipelineDefinition, get
 from state import MemoryVersionedStore
 from state.contract import SourceCoordinates
 
+#: Lines per operator call (the faust runtime's default batch).
+BATCH_SIZE = 500
+
 
 def score_lines(
-    pipeline: str, lines: Iterator[bytes], *, source: str, config: Path | None = None, model_ref: str | None = None
+    pipeline: str, lines: Iterator[bytes], *, source: str, config: Path | None = None, model_ref: str | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> Iterator[tuple[bytes, DeadLetter | None]]:
-    """Yield `(result JSON, None)` per result and `(b"", dead letter)` per bad line, in input order."""
+    """Yield `(result JSON, None)` per result and `(b"", dead letter)` per bad line, in input order; lines are
+    read and scored `batch_size` at a time (1: one at a time)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     chosen = get(pipeline)
-    decoder = chosen.decoder()
     settings = chosen.load_config(config)
     operator = chosen.operator_from_config(settings)
     operator.open(OperatorContext(model_ref=model_ref))
     store = MemoryVersionedStore(codec=chosen.state_codec(), retention=settings.state.retention_policy())
+    batch = _BatchScorer(chosen, operator, store, source)
+    numbered = enumerate(lines)
     try:
-        for number, line in enumerate(lines):
-            coordinates = SourceCoordinates(source, 0, number)
-            outcome = process_record(operator, decoder, chosen.key_of, store, line, coordinates)
+        while chunk := list(islice(numbered, batch_size)):
+            yield from batch.score(chunk)
+    finally:
+        operator.close()
+
+
+class _BatchScorer:
+    """Decodes a chunk of numbered lines, runs the decoded ones through the operator as one batch, and yields
+    every line's outputs in line order (a bad line's dead letter where the line stood)."""
+
+    def __init__(self, chosen: PipelineDefinition, operator: Any, store: MemoryVersionedStore[Any], source: str):
+        self._chosen = chosen
+        self._decoder = chosen.decoder()
+        self._operator = operator
+        self._store = store
+        self._source = source
+
+    def score(self, chunk: list[tuple[int, bytes]]) -> Iterator[tuple[bytes, DeadLetter | None]]:
+        """The outputs of `chunk`'s lines, in order."""
+        chosen, source = self._chosen, self._source
+        slots: list[Rejection | BatchItem] = []
+        for number, line in chunk:
+            event = self._decoder.decode(line)
+            if isinstance(event, Rejection):
+                slots.append(event)
+                continue
+            key = chosen.key_of(event)
+            slots.append(BatchItem(key, event, self._store.key(key), SourceCoordinates(source, 0, number)))
+        outcomes = iter(apply_operator_batch(self._operator, [s for s in slots if isinstance(s, BatchItem)]))
+        for (number, line), slot in zip(chunk, slots, strict=True):
+            outcome = slot if isinstance(slot, Rejection) else next(outcomes)
             if isinstance(outcome, Rejection | Failure):  # as in the job: a dead letter, and the file goes on
-                yield b"", _letter(pipeline, outcome.reason, outcome.error, line, source, number)
+                yield b"", _letter(chosen.name, outcome.reason, outcome.error, line, source, number)
                 continue
             for result in outcome:
                 yield chosen.encode_result(result), None
-    finally:
-        operator.close()
 
 
 def _letter(pipeline: str, reason: str, error: str, raw: bytes, source: str, number: int) -> DeadLetter:
