@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if server.process is not None and server.process.poll() is not None:
                 raise ModelServerError(
                     f"the model server exited ({server.process.returncode}); its log:\n{server.log_tail()}")
+        print("stopping the model server (SIGTERM; SIGKILL after 10 s)", file=sys.stderr, flush=True)
     finally:
         server.stop()
+    print("model server stopped", file=sys.stderr, flush=True)
     return EXIT_OK
 
 

@@ -233,17 +233,27 @@ def test_models_serve_serves_until_interrupted(tmp_path: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "pipelines", "models", "serve", "risk-large", "--port", str(http_port),
                "--grpc-port", str(grpc_port)]
-    cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads (a full pipe would block the CLI)
+    with errors.open("w") as stderr:
+        cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert cli.stdout is not None
         first = cli.stdout.readline()  # printed once every model answers ready
-        assert first.startswith("serving risk-large@1 over the Open Inference Protocol v2"), first + cli.stderr.read()
+        assert first.startswith("serving risk-large@1 over the Open Inference Protocol v2"), first + errors.read_text()
+        where = cli.stdout.readline()  # "  HTTP ... gRPC ... log PATH"
         url = f"http://127.0.0.1:{http_port}/v2/models/risk-large/versions/1"
         with urllib.request.urlopen(url, timeout=5) as answer:
             metadata = json.loads(answer.read())
         assert metadata["parameters"]["sha256"] == ModelRegistry().manifest("risk-large", 1)["sha256"]
         cli.send_signal(signal.SIGTERM)
-        assert cli.wait(timeout=30) == 0
+        try:
+            code = cli.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log = Path(where.rsplit(" log ", 1)[-1].strip())
+            server_log = log.read_text()[-3000:] if log.is_file() else "(no server log)"
+            raise AssertionError(f"models serve still running 30 s after SIGTERM; its stderr:\n{errors.read_text()}"
+                                 f"\nthe server's log:\n{server_log}") from None
+        assert code == 0, errors.read_text()
         with pytest.raises(OSError):
             urllib.request.urlopen(url, timeout=2)
     finally:
