@@ -200,6 +200,15 @@ def test_flink_buffered_job_scores_a_remote_route_falls_back_while_the_server_is
     assert metrics["remote_successes"] >= 2 and metrics["remote_latency_us_p50"] > 0, metrics
 
 
+def _reco_remote_config(path: Path, url: str, protocol: str) -> None:
+    """The shipped reco config with every click's GRU step routed to the server at `url`, written to `path`."""
+    config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
+    config["backends"] = {"server": {"url": url, "protocol": protocol, "deadline_ms": 10_000}}
+    config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
+                         "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
 @pytest.mark.slow  # two bounded workers and a second server (64 s on a loaded machine): `make test-slow`
 def test_faust_worker_steps_reco_sessions_on_the_server_as_in_process(
     bootstrap: str, topics: Topics, tmp_path: Path
@@ -209,11 +218,7 @@ def test_faust_worker_steps_reco_sessions_on_the_server_as_in_process(
     reco = ModelServer(["reco"], http_port=HTTP_PORT + 10, grpc_port=GRPC_PORT + 10).start()
     try:
         reco.wait_ready()
-        config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
-        config["backends"] = {"server": {"url": reco.grpc_target, "protocol": "grpc", "deadline_ms": 10_000}}
-        config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
-                             "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]
-        (tmp_path / "reco.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        _reco_remote_config(tmp_path / "reco.yaml", reco.grpc_target, "grpc")
         streamscore("--bootstrap", bootstrap, "publish", "reco", "--events", "1000", "--seed", "61",
                     "--topic", topics.input)
         twin = test_faust_runtime._twin(topics)
@@ -247,11 +252,7 @@ def test_flink_buffered_job_steps_reco_sessions_on_the_server_as_in_process(
     reco = ModelServer(["reco"], http_port=HTTP_PORT + 10, grpc_port=GRPC_PORT + 10).start()
     try:
         reco.wait_ready()
-        config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
-        config["backends"] = {"server": {"url": reco.http_url, "protocol": "http", "deadline_ms": 10_000}}
-        config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
-                             "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]
-        (tmp_path / "reco.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        _reco_remote_config(tmp_path / "reco.yaml", reco.http_url, "http")
         publish_records(bootstrap, topics.input, list(synthetic_records("reco", 1000, 67)))
         streamscore("--bootstrap", bootstrap, "run", "reco", "--bounded", "--input-topic", topics.input,
                     "--output-topic", topics.output, "--dlq-topic", topics.dlq, "--operator", "buffered",
