@@ -239,8 +239,14 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """The offsets consumer group `group` committed for `topic` (-1 where it committed none)."""
-    consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
+    """The offsets consumer group `group` committed for `topic` (-1 where it committed none).
+
+    Offsets sent inside a transaction that is still open (e.g. of a worker killed mid-transaction, until a new
+    producer with its transactional id fences it or the transaction times out) are not counted: the last
+    committed ones are returned at once. A read_committed client would ask for stable offsets only and wait,
+    through its timeout, until that transaction ends."""
+    consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False,
+                                                    "isolation.level": "read_uncommitted"}))
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed}

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
 
-from pipelines.kafka.clients import ensure_topics
+from pipelines.kafka.clients import commit_group_offsets, committed_offsets, ensure_topics
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +104,31 @@ def test_aiokafka_transactions_offsets_and_rebalance(bootstrap: str) -> None:
     assert committed == [5, 5]
     assert assignments[0] == {0, 1} and len(assignments) == 3 and assignments[1] | assignments[2] == {0, 1}
     assert not assignments[1] & assignments[2]  # the rebalance split the partitions
+
+
+def test_committed_offsets_answer_at_once_while_a_killed_workers_transaction_is_still_open(bootstrap: str) -> None:
+    """A bounded run's first step after a SIGKILL: the killed worker's transaction (offsets sent to it, never
+    committed) stays open until fenced or timed out. The probe must return the last committed offsets, not wait
+    for that transaction through its timeout (make test-slow failed once so)."""
+    topic = f"unstable-{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    ensure_topics(bootstrap, [topic], partitions=1)
+    commit_group_offsets(bootstrap, group, topic, {0: 3})
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"t-{topic}"})
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.produce(topic, b"in flight")
+    member = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        producer.send_offsets_to_transaction([KafkaPartition(topic, 0, 7)], member.consumer_group_metadata())
+    finally:
+        member.close()
+    producer.flush()
+    started = time.monotonic()
+    assert committed_offsets(bootstrap, group, topic, [0]) == {0: 3}
+    assert time.monotonic() - started < 5
+    producer.abort_transaction()
+    assert committed_offsets(bootstrap, group, topic, [0]) == {0: 3}
 
 
 def test_a_faust_worker_in_exactly_once_mode_round_trips(bootstrap: str, tmp_path: Path) -> None:
