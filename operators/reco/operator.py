@@ -267,6 +267,7 @@ class RecoOperator(ModelServingOperator):
         instead (so a model error is the same dead letter it is unbatched).
         """
         self.require_open()
+        started = time.monotonic()  # a remote backend's deadline counts from here, for all the batch's waves
         before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RecoResult] | Failure] = [[] for _ in items]
         latest: dict[str, tuple[SessionState, int]] = {}
@@ -275,7 +276,7 @@ class RecoOperator(ModelServingOperator):
         try:
             for wave in _waves(items):
                 staged = self._stage_wave(items, wave, latest, key_ids, outcomes)
-                for s, step in zip(staged, self._step_staged(staged), strict=True):
+                for s, step in zip(staged, self._step_staged(staged, started), strict=True):
                     written.append(self._finish(items[s.index], s, step, latest))
         except Exception as exc:
             return one_at_a_time(self, items, exc, before, expired_before)
@@ -333,9 +334,10 @@ class RecoOperator(ModelServingOperator):
                                        expired))
         return staged
 
-    def _step_staged(self, staged: list[_StagedClick]) -> list[_Step]:
+    def _step_staged(self, staged: list[_StagedClick], started: float) -> list[_Step]:
         """Every staged click's model step, with one model call per model (a lone in-process click through the
-        bound step). Remote models' requests go out first and are collected after the in-process steps ran; a
+        bound step). Remote models' requests go out first (their deadline counts from `started`, the batch's
+        start: a wave sent after it passed falls back at once) and are collected after the in-process steps ran; a
         remote model that fails steps its clicks with its fallback (the same version in-process), or raises
         `ModelUnavailableError` without one (`fallback: dead_letter`)."""
         if len(staged) == 1 and isinstance(staged[0].served, ModelHandle):
@@ -356,7 +358,7 @@ class RecoOperator(ModelServingOperator):
                 clicks = [staged[p] for p in positions]
                 facts = self._facts[model.ref]
                 inputs = _step_inputs(clicks, facts.hidden_size, facts.catalog)
-                calls.append((model, positions, clicks, model.submit(inputs)))
+                calls.append((model, positions, clicks, model.submit(inputs, started)))
         for model, positions in groups.values():
             if isinstance(model, ModelHandle):
                 for p, step in zip(positions, self._step_local(model.ref, [staged[p] for p in positions]),

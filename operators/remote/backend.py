@@ -6,8 +6,10 @@ interface of `ModelHandle` (name, version, ref, sha256, manifest, input/output n
 `submit(inputs)` -> `RemoteCall` so that a batch's remote request is in flight while the local models run:
 one request per backend per batch, never one per event.
 
-- Deadline: `RemoteCall.result()` returns within `deadline_ms` of `submit` whatever the server does (retries
-  share the deadline); a late answer is dropped.
+- Deadline: per batch, from the batch's start (`submit(inputs, started)`: the operator passes when it began the
+  batch, so the work done before the request is inside the budget): `RemoteCall.result()` returns by then
+  whatever the server does (retries share the deadline; a late answer is dropped), and a request whose batch has
+  no time left is not sent. A batch thus takes at most the deadline plus its fallback's in-process time.
 - Failures (timeout, transport error, HTTP/gRPC status, in-flight limit reached, open breaker) raise
   `ModelUnavailableError`; the operator then scores the batch's rows with `fallback` (the route's model run
   in-process) or dead-letters them with reason `model_unavailable` (`fallback: dead_letter`).
@@ -39,6 +41,8 @@ from operators.remote.oip_clients import GrpcOipClient, HttpOipClient, OipClient
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 _LATENCY_WINDOW = 2048
+#: A request is sent only if its batch has at least this much of its deadline left.
+_MIN_REQUEST_S = 0.001
 
 
 class BackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -186,9 +190,15 @@ class RemoteModel:
             )
         self._verified = True
 
-    def submit(self, inputs: Mapping[str, np.ndarray]) -> RemoteCall:
-        """Send one request for the whole batch (now, on a worker thread); see `RemoteCall.result`."""
-        deadline = time.monotonic() + self.config.deadline_ms / 1000.0
+    def submit(self, inputs: Mapping[str, np.ndarray], started: float | None = None) -> RemoteCall:
+        """Send one request for the whole batch (now, on a worker thread); see `RemoteCall.result`. `started`:
+        when the batch began (`time.monotonic()`), the deadline's origin (default: now)."""
+        now = time.monotonic()
+        deadline = (now if started is None else min(started, now)) + self.config.deadline_ms / 1000.0
+        if deadline - now < _MIN_REQUEST_S:  # the batch spent its budget before the request: not sent, not a
+            self.metrics.add(rejected=1)     # failure of the server (the breaker does not count it)
+            return RemoteCall(self, None, deadline, f"the batch's {self.config.deadline_ms} ms deadline passed "
+                                                    "before its request could be sent")
         probing = self.breaker.state is not BreakerState.CLOSED
         if not self.breaker.allow():
             self.metrics.add(rejected=1)

@@ -132,6 +132,7 @@ class RiskOperator(ModelServingOperator):
         error is the same dead letter it is unbatched).
         """
         self.require_open()
+        started = time.monotonic()  # a remote backend's deadline counts from here
         before, expired_before = self.duplicates, self.expired_keys
         outcomes: list[list[RiskResult] | Failure] = [[] for _ in items]
         staged: list[_Staged] = []
@@ -169,7 +170,7 @@ class RiskOperator(ModelServingOperator):
             latest[item.key] = (state, event.ts)
             staged.append(_Staged(index, model, packed, scored, outcome.fired, state, fresh and found is not None))
         try:
-            scores = self._score_staged(staged)
+            scores = self._score_staged(staged, started)
             decisions = [
                 None if isinstance(score, Failure) else
                 decide(score.score, s.scored, self.thresholds, s.fired, stats=self._stats[score.model],
@@ -192,9 +193,10 @@ class RiskOperator(ModelServingOperator):
             self.idempotency.store(ids, handle)
         return outcomes
 
-    def _score_staged(self, staged: list[_Staged]) -> list[_Score | Failure]:
+    def _score_staged(self, staged: list[_Staged], started: float) -> list[_Score | Failure]:
         """Every staged row's score and what scored it, with one model call per model (a lone row through the
-        bound model): the remote models' requests go out first and are collected after the local models ran;
+        bound model): the remote models' requests go out first (their deadline counts from `started`, the
+        batch's start) and are collected after the local models ran;
         a remote model that fails scores its rows with its fallback, or makes them `model_unavailable` dead
         letters (the state is still written: it never depends on the score)."""
         if len(staged) == 1 and isinstance(staged[0].model, ModelHandle):
@@ -208,7 +210,7 @@ class RiskOperator(ModelServingOperator):
         for model, positions in groups.values():
             if isinstance(model, RemoteModel):
                 rows = _rows(staged, positions)
-                calls.append((model, positions, rows, model.submit({"features": rows})))
+                calls.append((model, positions, rows, model.submit({"features": rows}, started)))
         for model, positions in groups.values():
             if isinstance(model, ModelHandle):
                 for p, score in zip(positions, self._scorers[model.ref].score_rows(_rows(staged, positions)),
