@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,7 +98,9 @@ def write_model_repository(folder: Path, registry: ModelRegistry, refs: Sequence
 class ModelServer:
     """A running MLServer process serving registry models: `start()`, `wait_ready()`, `stop()`/`kill()`.
 
-    `http_port`/`grpc_port` default to free ports. The process's output goes to `log_path`.
+    `http_port`/`grpc_port` default to free ports. The process's output goes to `log_path`. The server's files
+    (its model repository, and its log unless `log_path` is given) live in a temporary folder that `stop()`
+    removes, unless the server had exited with an error of its own (then its log stays for the post-mortem).
     """
 
     def __init__(self, refs: Sequence[str], registry: ModelRegistry | None = None, *, http_port: int | None = None,
@@ -124,6 +127,7 @@ class ModelServer:
     def start(self) -> ModelServer:
         """Write the model repository and start the server process (does not wait: see `wait_ready`)."""
         exe = mlserver_executable()
+        self._folder.mkdir(exist_ok=True)  # again after a stop() removed it
         repo = self._folder / "repository"
         if not repo.exists():
             repo.mkdir()
@@ -163,14 +167,16 @@ class ModelServer:
             self.process.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after `timeout` seconds)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """Stop the server (SIGTERM, then SIGKILL after `timeout` seconds) and remove its files (see the class)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        failed = self.process is not None and (self.process.returncode or 0) > 0
+        if not failed:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def _answers(url: str) -> bool:

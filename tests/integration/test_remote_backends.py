@@ -199,6 +199,7 @@ def test_killed_server_falls_back_opens_the_breaker_and_closes_after_restart(tmp
             second.stop()
     ids = [r.event_id for r in seen]
     assert len(ids) == len(set(ids)) == len(events[:1400])  # every event scored once: nothing lost or doubled
+    assert second is not None and not first.log_path.exists() and not second.log_path.exists()  # stop() cleans up
 
 
 def test_a_server_serving_another_file_is_refused_at_open(tmp_path: Path) -> None:
