@@ -113,10 +113,13 @@ bench-micro: $(BENCH_STAMP)
 	$(PY) benchmarks/models_bench.py
 
 # Local vs remote model backends (in-process ONNX, a model server over v2 HTTP and gRPC) at batch sizes 1, 64,
-# 500 through the risk operator (benchmarks/remote_bench.py, ~30 s): benchmarks/results/remote_bench.{json,png}.
+# 500 through the risk operator (benchmarks/remote_bench.py, ~1 min): benchmarks/results/remote_bench.{json,png};
+# then send->scored through the faust worker and the Flink job with the model in-process, on the server, and on
+# the server frozen (benchmarks/remote_runtime_bench.py, ~6 min): benchmarks/results/remote_runtime_bench.{json,png}.
 .PHONY: bench-remote
 bench-remote: $(BENCH_STAMP) $(SERVE_STAMP)
 	$(PY) benchmarks/remote_bench.py
+	$(PY) benchmarks/remote_runtime_bench.py
 
 # Scale figures (benchmarks/scale_bench.py, ~15 min on 2 cores): incremental vs full-recompute features at
 # history 1..1000, and the risk job's rate, state size and JVM RSS at 10k and 1M distinct keys

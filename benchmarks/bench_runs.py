@@ -328,13 +328,14 @@ def throughput_run(bench: Bench, system: System, input_topic: str, events: int, 
 
 def latency_run(bench: Bench, system: System, records: list[tuple[bytes, bytes]], ids: list[str], warmup: int,
                 rate: float, settling: int = 0, ready_timeout_s: float = 240.0, drain_s: float = 30.0,
-                tag: str = "latency") -> LatencyRecord:
+                tag: str = "latency", on_ready: Callable[[], None] | None = None) -> LatencyRecord:
     """Start `system` unbounded, wait until the first `warmup` records are scored (it is up), then send the
     rest at `rate` per second and measure send -> scored (`scored_at`) and send -> visible (received,
     read_committed) per event. The first `settling` paced events (the seconds in which a just-started JVM
     still compiles its hot paths and drains what it queued) are checked like the others but kept out of
     the percentiles: their send -> visible goes to `settling_send_to_visible_ms`. `tag` names the run's topics and
-    folder (one system has several latency runs, at different loads)."""
+    folder (one system has several latency runs, at different loads). `on_ready` runs once the system is up,
+    before the paced records (e.g. to freeze the model server the system calls)."""
     result = LatencyRecord(system.name, rate, len(records) - warmup - settling)
     input_topic = f"bench-{bench.run_id}-{system.name}-{tag}.in"
     create_topics(bench.bootstrap, [input_topic])
@@ -351,6 +352,8 @@ def latency_run(bench: Bench, system: System, records: list[tuple[bytes, bytes]]
                 result.error = f"not ready (exit code {proc.poll()}); log {log}:\n{_tail(log)}"
                 return result
             time.sleep(0.2)
+        if on_ready is not None:
+            on_ready()
         sent = publish(producer, input_topic, records[warmup:], ids[warmup:], rate)
         paced = ids[warmup:]
         deadline = time.monotonic() + drain_s
