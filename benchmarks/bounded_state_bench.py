@@ -79,7 +79,7 @@ class SeriesSampler:
             pids = scale.java_descendants(root)
             if not pids:
                 continue
-            rss = sum(scale._status_kb(pid, "VmRSS") for pid in pids) / 1024
+            rss = sum(scale.rss_kb(pid) for pid in pids) / 1024
             rocks = sum(scale._du(d) for pid in pids for d in scale.rocksdb_dirs(pid)) / MB
             checkpoint = scale.checkpoint_size(checkpoints)
             try:

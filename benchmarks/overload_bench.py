@@ -7,11 +7,14 @@ Phases, one unbounded exactly-once job (`--runtime faust` by default, or `flink`
 3. drain: input stopped; time until every result is visible, and the drain rate.
 4. after: `--after-seconds` at 0.3x capacity, to show the exactly-once latency back at its idle level.
 Sampled every second: RSS of the job's processes (Python client/worker and JVM), the consumer lag of the job's
-group (input end offsets minus committed offsets), results visible. Exactly-once latency: every 50th event's
-send time to its result's visibility in a read_committed consumer, reported for the events sent during the
-overload and those sent after the drain. Nothing lost: every event has one result.
+group (input end offsets minus committed offsets), results visible, and what the job's own metrics endpoint
+(`--metrics-port`) says of lag and backpressure: the faust worker's `streamscore_consumer_lag` (summed) and
+`streamscore_batch_size_max` (full batches: it is behind); the Flink job's Kafka source `pendingRecords` (summed)
+and the tasks' `backPressuredTimeMsPerSecond` and `busyTimeMsPerSecond` (max). Exactly-once latency: every 50th
+event's send time to its result's visibility in a read_committed consumer, reported for the events sent during
+the overload and those sent after the drain. Nothing lost: every event has one result.
 
-Results: benchmarks/results/overload_bench.json and overload_bench.png.
+Results: benchmarks/results/overload_bench_<runtime>.json and .png.
 Usage: python benchmarks/overload_bench.py [--minutes 5] [--runtime faust|flink] [--port 19692]
 """
 
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,9 +41,10 @@ from confluent_kafka import Consumer, KafkaException, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scale_bench import _status_kb, java_descendants
+from scale_bench import java_descendants, rss_kb
 
 from pipelines.infra import broker
+from pipelines.infra.model_server import free_port
 from pipelines.kafka.clients import committed_offsets, end_offsets, ensure_topics
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -131,9 +136,41 @@ class Probe(threading.Thread):
         return time.monotonic() - start
 
 
+#: What the job's metrics endpoint is sampled for: (short name, the exposition names ending so, how to combine).
+JOB_METRICS = {
+    "faust": (("consumer_lag", "streamscore_consumer_lag", sum), ("batch_size_max", "streamscore_batch_size_max", max)),
+    "flink": (("pending_records", "_pendingRecords", sum),
+              ("backpressured_ms_per_s", "flink_taskmanager_job_task_backPressuredTimeMsPerSecond", max),
+              ("busy_ms_per_s", "flink_taskmanager_job_task_busyTimeMsPerSecond", max)),
+}
+
+
+def scrape(port: int, runtime: str) -> dict[str, float]:
+    """The job's own lag and backpressure figures (`JOB_METRICS`) from its Prometheus endpoint; {} if it does not
+    answer (yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    values: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            value = float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        for short, suffix, _ in JOB_METRICS[runtime]:
+            if name.endswith(suffix) and value == value:  # NaN: a gauge with nothing yet
+                values.setdefault(short, []).append(value)
+    return {short: combine(values[short]) for short, _, combine in JOB_METRICS[runtime] if short in values}
+
+
 def _rss_mb(pid: int) -> tuple[float, float]:
     jvms = java_descendants(pid)
-    return _status_kb(pid, "VmRSS") / 1024, sum(_status_kb(p, "VmRSS") for p in jvms) / 1024
+    return rss_kb(pid) / 1024, sum(rss_kb(p) for p in jvms) / 1024
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -145,27 +182,31 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 def _chart(samples: list[dict[str, Any]], phases: dict[str, float], latencies: list[tuple[float, float]],
-           t0: float, path: Path) -> None:
+           t0: float, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
     t = [s["t_s"] for s in samples]
-    axes[0].plot(t, [s["lag"] for s in samples], label="consumer lag (events)")
+    axes[0].plot(t, [s["lag"] for s in samples], label="consumer lag (events, committed offsets)")
     axes[0].plot(t, [s["results"] for s in samples], label="results visible")
-    axes[1].plot(t, [s["python_rss_mb"] for s in samples], label="client/worker RSS (MB)")
-    axes[1].plot(t, [s["jvm_rss_mb"] for s in samples], label="JVM RSS (MB)")
-    axes[2].plot([at - t0 for at, _ in latencies], [ms / 1000 for _, ms in latencies], ".", markersize=2,
+    names = sorted({k for s in samples for k in s["job_metrics"]})
+    for name in names:
+        axes[1].plot(t, [s["job_metrics"].get(name, float("nan")) for s in samples], label=f"job metric: {name}")
+    axes[1].set_yscale("symlog")
+    axes[2].plot(t, [s["python_rss_mb"] for s in samples], label="client/worker RSS (MB)")
+    axes[2].plot(t, [s["jvm_rss_mb"] for s in samples], label="JVM RSS (MB)")
+    axes[3].plot([at - t0 for at, _ in latencies], [ms / 1000 for _, ms in latencies], ".", markersize=2,
                  label="send -> visible (s), read_committed")
     for axis in axes:
         for name, at in phases.items():
             axis.axvline(at, color="grey", linestyle="--", linewidth=0.8)
             axis.text(at, axis.get_ylim()[1] * 0.9, name, fontsize=7, color="grey")
         axis.legend(loc="upper left", fontsize=8)
-    axes[2].set_xlabel("seconds")
-    axes[0].set_title("risk job under 3x overload, then drained")
+    axes[3].set_xlabel("seconds")
+    axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -188,8 +229,10 @@ def main() -> None:
     ensure_topics(bootstrap, [input_topic, output_topic, dlq_topic])
     work = Path(tempfile.mkdtemp(prefix="overload-"))
     group = f"overload-{run}"
+    metrics_port = free_port()
     where = (["--runtime", "faust", "--state-dir", str(work / "state"), "--group-id", group]
              if args.runtime == "faust" else ["--checkpoint-dir", str(work / "checkpoints")])
+    where += ["--metrics-port", str(metrics_port)]
     if args.runtime == "flink":
         group = f"streamscore-risk-{output_topic}"
     publisher = Publisher(bootstrap, input_topic)
@@ -215,7 +258,8 @@ def main() -> None:
             python_mb, jvm_mb = _rss_mb(job.pid)
             samples.append({"t_s": round(time.time() - t0, 1), "results": len(probe.ids),
                             "lag": sum(end - max(done.get(p, 0), 0) for p, end in ends.items()),
-                            "python_rss_mb": round(python_mb, 1), "jvm_rss_mb": round(jvm_mb, 1)})
+                            "python_rss_mb": round(python_mb, 1), "jvm_rss_mb": round(jvm_mb, 1),
+                            "job_metrics": scrape(metrics_port, args.runtime)})
             stop_sampling.wait(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -261,6 +305,7 @@ def main() -> None:
     overload_lat = sent_between(phases["overload"], phases["input stopped"])
     after_lat = sent_between(phases["drained"], float("inf"))
     rss = [s for s in samples if s["t_s"] >= phases["overload"]]
+    overload = [s for s in rss if s["t_s"] < phases["input stopped"]]
     summary = {
         "runtime": args.runtime, "minutes": args.minutes, "factor": args.factor,
         "capacity_events_per_s": round(capacity), "target_rate": round(target), "reached_rate": round(reached),
@@ -275,10 +320,16 @@ def main() -> None:
                           "jvm": statistics.median([s["jvm_rss_mb"] for s in rss] or [0])},
         "eos_latency_during_overload": _quantiles(overload_lat), "eos_latency_after_drain": _quantiles(after_lat),
         "phases_s": {k: round(v, 1) for k, v in phases.items()},
+        "job_metrics_max_during_overload": {
+            name: max(s["job_metrics"][name] for s in overload if name in s["job_metrics"])
+            for name in sorted({k for s in overload for k in s["job_metrics"]})
+        },
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overload_bench.json").write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
-    _chart(samples, phases, probe.latencies, t0, RESULTS / "overload_bench.png")
+    out = RESULTS / f"overload_bench_{args.runtime}"
+    out.with_suffix(".json").write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
+    _chart(samples, phases, probe.latencies, t0, out.with_suffix(".png"),
+           f"risk job on {args.runtime} under {args.factor:g}x overload for {args.minutes:g} min, then drained")
     print(json.dumps(summary, indent=1))
 
 

@@ -290,7 +290,8 @@ def java_descendants(pid: int) -> list[int]:
     return found
 
 
-def _rss_kb(pid: int) -> int:
+def rss_kb(pid: int) -> int:
+    """The process's resident set in KiB (0 once it is gone)."""
     try:
         return psutil.Process(pid).memory_info().rss // 1024
     except psutil.Error:
@@ -387,7 +388,7 @@ class Sampler:
             s.java_pids.update(pids)
             dirs: set[Path] = set()
             for pid in pids:
-                s.peak_rss_kb = max(s.peak_rss_kb, _rss_kb(pid))
+                s.peak_rss_kb = max(s.peak_rss_kb, rss_kb(pid))
                 s.peak_hwm_kb = max(s.peak_hwm_kb, _peak_rss_kb(pid))
                 dirs |= rocksdb_dirs(pid)
             s.samples += 1

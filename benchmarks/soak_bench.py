@@ -40,7 +40,7 @@ from confluent_kafka import Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scale_bench import _du, _status_kb, checkpoint_size, java_descendants, rocksdb_dirs
+from scale_bench import _du, checkpoint_size, java_descendants, rocksdb_dirs, rss_kb
 
 from pipelines.infra import broker
 from pipelines.kafka.clients import consume, ensure_topics
@@ -111,18 +111,14 @@ class Feeder(threading.Thread):
         self.producer.flush(600)
 
 
-def _rss_kb(pid: int) -> int:
-    return _status_kb(pid, "VmRSS")
-
-
 def _sample(job: subprocess.Popen[bytes], checkpoints: Path, started: float) -> dict[str, Any]:
     jvms = java_descendants(job.pid)
     dirs = set().union(*(rocksdb_dirs(p) for p in jvms)) if jvms else set()
     checkpoint = checkpoint_size(checkpoints)
     return {
         "t_s": round(time.monotonic() - started, 1),
-        "jvm_rss_mb": round(sum(_rss_kb(p) for p in jvms) / 1024, 1),
-        "python_rss_mb": round(_rss_kb(job.pid) / 1024, 1),
+        "jvm_rss_mb": round(sum(rss_kb(p) for p in jvms) / 1024, 1),
+        "python_rss_mb": round(rss_kb(job.pid) / 1024, 1),
         "rocksdb_mb": round(sum(_du(d) for d in dirs) / 2**20, 2),
         "checkpoint_mb": round(checkpoint[1] / 2**20, 2) if checkpoint else None,
     }
