@@ -6,7 +6,8 @@ the state is rebuilt from the changelog and every result equals the offline scor
 `test_faust_runtime.test_lost_faust_state_is_rebuilt_from_its_changelog_and_readable_with_state_get`).
 
 Flink: a run whose checkpoints are gone or damaged while its consumer group has committed input offsets stops
-with a message saying what to do; `--fresh` starts it with empty state.
+with a message saying what to do (a missing or garbled `_metadata`, a state file it references cut short);
+`--fresh` starts it with empty state.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from pipelines.kafka.clients import end_offsets
 from pipelines.kafka.publishing import synthetic_events
 from pipelines.runtimes.flink.checkpoints import list_checkpoints
-from pipelines.runtimes.flink.resume import metadata_problem
+from pipelines.runtimes.flink.resume import metadata_problem, referenced_files
 
 from .conftest import Topics, start_job
 from .test_faust_runtime import _assert_exactly_offline, _faust_args, _publish, _records
@@ -117,6 +118,16 @@ def test_a_flink_run_whose_checkpoints_are_damaged_or_gone_stops_unless_fresh(
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert f"the newest checkpoint {newest} is damaged" in refused.stderr and "--fresh" in refused.stderr
     metadata.write_bytes(whole)
+
+    files = referenced_files(newest)  # the RocksDB files of the incremental checkpoint (shared/, its own)
+    assert files, f"{newest} references no state file: every state inline in _metadata"
+    victim = max(files, key=lambda path: files[path])
+    contents = victim.read_bytes()
+    victim.write_bytes(contents[: len(contents) // 2])  # a partial copy of the checkpoint folder
+    refused = _run(args)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert f"the newest checkpoint {newest} is damaged (it references {victim}" in refused.stderr, refused.stderr
+    victim.write_bytes(contents)
 
     shutil.rmtree(checkpoints)  # the folder is gone; the consumer group still has the offsets it committed
     refused = _run(args)

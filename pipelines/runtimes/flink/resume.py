@@ -3,8 +3,11 @@
 A job's keyed state lives only in its checkpoints; its input position also lives in its consumer group's committed
 offsets. When the checkpoint folder is gone but the group has committed offsets, a plain restart would score the
 rest of the input with empty state (results unlike an unbroken run's), so `run` stops and says what to do. When the
-newest checkpoint's `_metadata` is empty, cut short or not Flink's, `run` stops too, naming it. `--fresh` (empty
-state, input from the committed offsets) skips both checks: starting over is then the operator's decision.
+newest checkpoint's `_metadata` is empty, cut short or not Flink's, `run` stops too, naming it; and when a state
+file it references (an incremental checkpoint's RocksDB files under `shared/`, or its own) is missing or not the
+size the checkpoint recorded (a partial copy, a cleaned-up folder). Damage *inside* a file of the right size (a bit
+flip) is left to RocksDB's block checksums at restore: the job then fails after its restart attempts. `--fresh`
+(empty state, input from the committed offsets) skips these checks: starting over is then the operator's decision.
 """
 
 from __future__ import annotations
@@ -33,6 +36,41 @@ def metadata_problem(folder: Path) -> str | None:
     return None
 
 
+#: Flink's tag of a file-backed state handle in `_metadata` (MetadataV2V3SerializerBase.FILE_STREAM_STATE_HANDLE):
+#: the tag byte, the file's size (8 bytes, big-endian), then its path (Java `writeUTF`: 2-byte length, then bytes).
+_FILE_HANDLE = 2
+#: The tag of a state handle whose bytes are inline in `_metadata` (BYTE_STREAM_STATE_HANDLE): tag, name, bytes.
+_INLINE_HANDLE = 1
+
+
+def referenced_files(folder: Path) -> dict[Path, int]:
+    """The state files `folder/_metadata` references, with the size it recorded for each (files on the local
+    file system: `file:` paths). State small enough to be inline in `_metadata` has no file and is not listed."""
+    data = (folder / "_metadata").read_bytes()
+    files: dict[Path, int] = {}
+    start = data.find(b"file:")
+    while start >= 11:
+        length = int.from_bytes(data[start - 2:start], "big")
+        tagged_file = data[start - 11] == _FILE_HANDLE and data[start - 3] != _INLINE_HANDLE
+        if tagged_file and start + length <= len(data):
+            path = data[start:start + length].decode("utf-8", "replace").removeprefix("file:")
+            files[Path(path)] = int.from_bytes(data[start - 10:start - 2], "big", signed=True)
+        start = data.find(b"file:", start + 5)
+    return files
+
+
+def files_problem(folder: Path) -> str | None:
+    """The first state file `folder/_metadata` references that is missing or not of its recorded size, or None."""
+    for path, size in referenced_files(folder).items():
+        try:
+            found = path.stat().st_size
+        except OSError:
+            return f"references {path}, which is missing"
+        if found != size:
+            return f"references {path} of {size} bytes, but the file has {found}"
+    return None
+
+
 def resume_point(options: JobOptions) -> Path | None:
     """The checkpoint or savepoint `run` resumes from (None: start with empty state, as on a first run).
 
@@ -47,6 +85,10 @@ def resume_point(options: JobOptions) -> Path | None:
         if problem is not None:
             raise ConfigError(f"cannot resume {options.pipeline}: the newest checkpoint {latest.path} is damaged "
                               f"(its _metadata {problem}). Nothing was started: {fix}")
+        problem = files_problem(latest.path)
+        if problem is not None:
+            raise ConfigError(f"cannot resume {options.pipeline}: the newest checkpoint {latest.path} is damaged "
+                              f"(it {problem}). Nothing was started: {fix}")
         return latest.path
     if options.checkpoint_dir.is_dir() and any(options.checkpoint_dir.iterdir()):
         return None  # a finished job's folder (a finished job keeps no checkpoint): on from the committed offsets
