@@ -6,7 +6,7 @@ rest of the input with empty state (results unlike an unbroken run's), so `run` 
 newest checkpoint's `_metadata` is empty, cut short or not Flink's, `run` stops too, naming it; and when a state
 file it references (an incremental checkpoint's RocksDB files under `shared/`, or its own) is missing or not the
 size the checkpoint recorded (a partial copy, a cleaned-up folder). Damage *inside* a file of the right size (a bit
-flip) is left to RocksDB's block checksums at restore: the job then fails after its restart attempts. `--fresh`
+flip) is left to RocksDB's block checksums, which catch it when that block is read. `--fresh`
 (empty state, input from the committed offsets) skips these checks: starting over is then the operator's decision.
 """
 
