@@ -14,6 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from pipelines.infra.jvm_temp import release as release_jvm_temp
 from pipelines.runtimes.flink.options import JobOptions
 
 PATH_FIELDS = ("checkpoint_dir", "config_path")
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     run(options, restore, stops)
     print("shadow job finished", flush=True)
     sys.stderr.flush()
+    release_jvm_temp()
     os._exit(0)  # the embedded JVM is gone; skip finalisation, where py4j would log errors (as `cli._run_job`)
 
 

@@ -28,6 +28,7 @@ def _job_options(args: argparse.Namespace) -> object:
 
 
 def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> int:
+    from pipelines.infra.jvm_temp import release as release_jvm_temp
     from pipelines.kafka.clients import ensure_topics
     from pipelines.runtimes.flink import job
     from pipelines.runtimes.flink.options import JobOptions
@@ -78,6 +79,7 @@ def _run_job(options: object, restore: Path | None, *, attach: bool = True) -> i
     # The embedded JVM is gone once the job ends; skip interpreter finalisation, where py4j would log
     # errors for every Java object it can no longer release.
     sys.stderr.flush()
+    release_jvm_temp()
     os._exit(0)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from pipelines.exceptions import SetupError
 from pipelines.infra.home import subdir
+from pipelines.infra.jvm_temp import without_job_temp_dir
 from pipelines.infra.python_env import flink_python_environment
 
 #: Key groups of every job (`pipeline.max-parallelism`), fixed up front: a job's keyed state is split into this
@@ -212,6 +213,7 @@ def _env(folder: Path) -> dict[str, str]:
         "FLINK_LOG_DIR": str(subdir("cluster", "log")),
         "FLINK_PID_DIR": str(subdir("cluster", "pid")),
     })
+    env["JVM_ARGS"] = without_job_temp_dir(env.get("JVM_ARGS", ""))  # the cluster outlives a job process
     return env
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pipelines.infra.cluster import MAX_PARALLELISM
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
+from pipelines.infra.jvm_temp import with_temp_dir
 from pipelines.infra.operator_jar import operator_jar
 from pipelines.infra.python_env import flink_python_environment
 from pipelines.runtimes.flink.options import JobOptions
@@ -24,7 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 def prepare_process_environment() -> None:
     """Set the environment the Flink JVM inherits: Python paths for thread mode, and its log folder.
 
-    Flink's logs go to `<home>/logs/flink` (env `FLINK_LOG_DIR` wins) instead of PyFlink's install folder.
+    Flink's logs go to `<home>/logs/flink` (env `FLINK_LOG_DIR` wins) instead of PyFlink's install folder, and
+    its temporary files to this process's own folder (`jvm_temp`; a `-Djava.io.tmpdir` in `JVM_ARGS` wins).
 
     PyFlink's thread mode runs Python inside the JVM (pemja) with the base interpreter's paths, so a
     virtualenv's site-packages and an editable checkout are invisible unless put on PYTHONPATH before
@@ -32,6 +34,7 @@ def prepare_process_environment() -> None:
     """
     os.environ.update(flink_python_environment())
     os.environ.setdefault("FLINK_LOG_DIR", str(subdir("logs", "flink")))
+    os.environ["JVM_ARGS"] = with_temp_dir(os.environ.get("JVM_ARGS", ""))
 
 
 def free_local_port() -> int:
