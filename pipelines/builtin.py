@@ -1,5 +1,5 @@
 """The built-in pipelines, declared once: risk (transactions -> score, decision, reasons) and reco (click
-sessions -> top-k items). Registered with `pipelines.registry` on first lookup."""
+sessions -> top-k items). Found by `pipelines.registry` through the entry points `pyproject.toml` declares."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from operators.reco.decoding import click_decoder
 from operators.risk.decoding import transaction_decoder
 from pipelines.config import CONFIG_DIR, RecoPipelineConfig, RiskPipelineConfig
-from pipelines.registry import PipelineDefinition, register
+from pipelines.registry import PipelineDefinition
 from state.codec import Codec
 
 
@@ -87,7 +87,7 @@ def _evaluate(name: str) -> Any:
     return evaluate_hook
 
 
-RISK = register(PipelineDefinition(
+RISK = PipelineDefinition(
     name="risk",
     key_field="account_id",
     decoder=transaction_decoder,
@@ -101,9 +101,9 @@ RISK = register(PipelineDefinition(
     scenarios=(EMERGING_FRAUD,),
     train=_train("risk"),
     evaluate=_evaluate("risk"),
-))
+)
 
-RECO = register(PipelineDefinition(
+RECO = PipelineDefinition(
     name="reco",
     key_field="session_id",
     decoder=click_decoder,
@@ -117,4 +117,4 @@ RECO = register(PipelineDefinition(
     scenarios=(NEW_SEASON,),
     train=_train("reco"),
     evaluate=_evaluate("reco"),
-))
+)

@@ -2,10 +2,12 @@
 runtime (the CLI's choices, publish, score, run, replay, backtest, training, evaluation, the Flink function,
 the offline scorer) reads it from here by name.
 
-The built-in pipelines (`pipelines.builtin`: risk, reco) are registered on first use. More come from
-modules named in the environment variable `STREAMSCORE_PIPELINES` (comma-separated, e.g.
-`mycompany.pipelines.churn`): importing such a module calls `register(...)`. The variable is inherited by the
-Flink JVM, whose embedded Python looks pipelines up by name too, so a job runs a plugin pipeline unchanged.
+Pipelines are discovered on first use, without this module naming any: every installed package's entry points
+in the group `streamscore.pipelines` (`name = "module:DEFINITION"`; streamscore's own `pyproject.toml` declares
+risk and reco, from `pipelines.builtin`), then the modules named in the environment variable
+`STREAMSCORE_PIPELINES` (comma-separated, e.g. `mycompany.pipelines.churn`: importing such a module calls
+`register(...)`, for code that is not an installed package). The variable is inherited by the Flink JVM, whose
+embedded Python looks pipelines up by name too, so a job runs a plugin pipeline unchanged.
 
 A definition is cheap to import: what needs numpy or onnxruntime (the operator, its state codec) is behind
 callables that import on first call, so `streamscore --help` and the job's client stay light.
@@ -18,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Environment variable: comma-separated modules that register more pipelines when imported.
 PLUGINS_ENV = "STREAMSCORE_PIPELINES"
+#: The entry-point group installed packages declare their pipelines in.
+ENTRY_POINT_GROUP = "streamscore.pipelines"
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,11 @@ def _ensure_loaded() -> None:
         if _LOADED:
             return
         _LOADED = True
-        importlib.import_module("pipelines.builtin")
+        try:
+            _load_entry_points()
+        except BaseException:
+            _LOADED = False
+            raise
         for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
             try:
                 importlib.import_module(module)
@@ -128,6 +137,22 @@ def _ensure_loaded() -> None:
                     f"{PLUGINS_ENV} names {module!r}, which cannot be imported ({exc}); fix the module name "
                     "or put its folder on PYTHONPATH"
                 ) from None
+
+
+def _load_entry_points() -> None:
+    """Register the `PipelineDefinition` every entry point of `ENTRY_POINT_GROUP` names."""
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    if not found:
+        raise ConfigError(
+            f"no pipeline is installed (no entry point in group {ENTRY_POINT_GROUP!r}): streamscore's own package "
+            "declares risk and reco; install it (`make setup`, or `pip install -e .` in the checkout)"
+        )
+    for point in found:
+        definition = point.load()
+        if not isinstance(definition, PipelineDefinition) or definition.name != point.name:
+            raise ConfigError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINT_GROUP!r}) must name "
+                              f"the PipelineDefinition of pipeline {point.name!r}, got {definition!r}")
+        register(definition)
 
 
 def get(name: str) -> PipelineDefinition:
