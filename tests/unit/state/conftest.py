@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from state_testkit import BACKENDS, Backend
+
+from tests.unit.state.state_testkit import BACKENDS, Backend
 
 
 @pytest.fixture(params=sorted(BACKENDS))

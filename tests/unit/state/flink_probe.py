@@ -1,4 +1,4 @@
-"""Runs inside the PyFlink jobs of `test_state_flink.py` (and, for the reference, in the test itself).
+"""Runs inside the PyFlink jobs of `test_flink.py` (and, for the reference, in the test itself).
 
 `observe` applies one operation to a versioned state and reads it back every way the contract allows;
 `VersionedStateProbe` is the KeyedProcessFunction that does this on `FlinkVersionedState`; `Layout1Probe` writes

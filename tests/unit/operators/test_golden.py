@@ -12,7 +12,7 @@ state carries `seen_ids`; two long-after retries whose accounts had fewer than 3
 otherwise byte-identical, reco's entirely); a speed change that alters any byte fails here.
 
 If a change of behaviour is *intended* (a new feature, a retrained model in the registry), re-record the
-digests with `python -m tests.unit.operators.test_ops_golden` from the repository root (run as a file, it imports
+digests with `python -m tests.unit.operators.test_golden` from the repository root (run as a file, it imports
 whatever `operators` the environment installs instead of the working tree's) and say why in the commit message.
 """
 

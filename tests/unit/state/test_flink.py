@@ -18,7 +18,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from flink_probe import (
+
+from state import MemoryVersionedStore, MsgpackCodec, SourceCoordinates
+from state.flink_state import flink_state_configuration
+from tests.unit.state.flink_probe import (
     DEFAULT,
     RETAIN,
     SHORT,
@@ -29,9 +32,6 @@ from flink_probe import (
     observe,
     value_of,
 )
-
-from state import MemoryVersionedStore, MsgpackCodec, SourceCoordinates
-from state.flink_state import flink_state_configuration
 
 pytestmark = pytest.mark.integration
 

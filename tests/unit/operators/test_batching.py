@@ -1,7 +1,7 @@
 """`apply_operator_batch`: the model is called once per batch (risk) or once per wave of distinct sessions (reco),
 and a batch whose model call fails is processed one event at a time, with the same outcomes.
 
-Byte-identity of batched and unbatched outputs over long mixed streams is in `test_ops_golden.py`
+Byte-identity of batched and unbatched outputs over long mixed streams is in `test_golden.py`
 (`test_micro_batches_are_byte_identical_to_one_event_at_a_time`).
 """
 

@@ -14,9 +14,9 @@ from typing import Any
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from state_testkit import AnyStore, Backend, MemoryBackend, ModelStore, RocksBackend, as_tuple
 
 from state import RetentionPolicy, SourceCoordinates
+from tests.unit.state.state_testkit import AnyStore, Backend, MemoryBackend, ModelStore, RocksBackend, as_tuple
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 SIDE_NAMES = st.sampled_from(["ids", "ids/1", "x"])

@@ -9,7 +9,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
-from state_testkit import AnyStore, Backend, OtherCodec, as_tuple
 
 from state import (
     CorruptStateError,
@@ -23,6 +22,7 @@ from state import (
     VersionedState,
     VersionedStore,
 )
+from tests.unit.state.state_testkit import AnyStore, Backend, OtherCodec, as_tuple
 
 KEEP_ALL = RetentionPolicy()
 
