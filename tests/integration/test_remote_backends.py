@@ -144,8 +144,10 @@ def test_a_server_frozen_beyond_the_deadline_falls_back_within_it(server: ModelS
     large = [r for r, e in zip(results, events, strict=True) if e.amount >= 200.0]
     assert large and all(r.fallback and r.model == "risk-large@1" and r.backend == "" for r in large)
     metrics = operator.remote_metrics()["server/risk-large@1"]
-    # each of the two batches failed once: a timeout, or the socket's own timeout when it fires first
-    assert metrics["timeouts"] + metrics["errors"] == 2 and metrics["fallback_rows"] == len(large)
+    # each of the two batches failed once: a timeout, or the socket's own timeout when it fires first, or (on a
+    # loaded machine) not sent at all because staging the batch used up its deadline, which counts from its start
+    failed = metrics["timeouts"] + metrics["errors"] + metrics["rejected"]
+    assert failed == 2 and metrics["fallback_rows"] == len(large), metrics
     assert elapsed < 2 * (0.3 + 2.0)  # each batch waited its deadline, not the frozen server (+ local time, loaded)
     operator.close()
 
