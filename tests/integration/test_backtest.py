@@ -17,7 +17,7 @@ from pipelines.kafka.clients import consume
 
 from .conftest import Topics, run_bounded, streamscore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~60 s each: `make test-slow` (make test stays ~20 min)
 
 EVENTS = 3000
 

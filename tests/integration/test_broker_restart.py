@@ -25,7 +25,7 @@ from pipelines.kafka.publishing import synthetic_events
 from .conftest import Topics, start_job
 from .test_recovery import _kill, _offline, _publish, _results, _same_as_offline, _wait_for_results
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~60 s each: `make test-slow` (make test stays ~20 min)
 
 RESTART_PORT = int(os.environ.get("STREAMSCORE_RESTART_TEST_PORT", "19592"))
 BAD_RECORDS = [b"{not json", b'{"event_id": "x"}', b"[1, 2, 3]", b"\xff\xfe"]
