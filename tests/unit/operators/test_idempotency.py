@@ -18,7 +18,17 @@ from models.synthetic import generate_transactions
 from operators.batching import BatchItem, apply_operator_batch
 from operators.contract import OperatorContext
 from operators.harness import OperatorHarness
-from operators.idempotency import CHUNK_IDS, IDS_ENTRY, IdempotencyWindow, KeyIds, SeenEventIds, chunk_name, digest
+from operators.id_filter import FILTER_BITS_PER_ID, IdFilter
+from operators.idempotency import (
+    CHUNK_IDS,
+    FILTER_ENTRY,
+    IDS_ENTRY,
+    IdempotencyWindow,
+    KeyIds,
+    SeenEventIds,
+    chunk_name,
+    digest,
+)
 from operators.reco.decoding import click_decoder
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator, SessionState
 from operators.reco.schemas import Click
@@ -122,8 +132,10 @@ def test_memory_stays_bounded_by_one_window_of_ids() -> None:
     assert 3_600 <= kept <= 3_600 + CHUNK_IDS  # the last hour, plus at most one chunk not yet past it
     assert window.seen(ids, "e-5999", T0 + 5_999_000) and window.seen(ids, "e-2399", T0 + 2_399_000)  # age 1 h
     assert not window.seen(ids, "e-2398", T0 + 2_398_000)  # 1 h 1 s older than the newest: outside
-    sealed = [name for name in store._keys["k"].sides if name.startswith("ids/")]
+    sealed = [name for name in store._keys["k"].sides if name.startswith("ids/") and name != FILTER_ENTRY]
     assert len(sealed) == ids.next - ids.first == kept // CHUNK_IDS  # dropped chunks are deleted from the store
+    stored_filter = IdFilter.decode(store.key("k").side(FILTER_ENTRY) or b"")  # rebuilt: sized to the window
+    assert stored_filter.capacity <= 1.25 * (3_600 + 2 * CHUNK_IDS) + 1
     assert len(store.key("k").side(IDS_ENTRY) or b"") <= 33 + 8 * CHUNK_IDS  # inline: header + open chunk
 
 
@@ -136,8 +148,10 @@ def test_store_writes_the_inline_entry_and_each_chunk_once() -> None:
         window.store(ids, store.key("k"))
     window.store(ids, store.key("k"))  # nothing changed: nothing written
     inline = [name for name, _, inline in store.sides if inline]
-    chunks = [name for name, _, inline in store.sides if not inline]
+    chunks = [name for name, _, inline in store.sides if not inline and name != FILTER_ENTRY]
+    filters = [name for name, _, _ in store.sides if name == FILTER_ENTRY]
     assert len(inline) == 3 * CHUNK_IDS and chunks == [chunk_name(0), chunk_name(1), chunk_name(2)]
+    assert len(filters) == 3  # once per sealed chunk, never on the other events
     assert store.key("k").side(chunk_name(1)) == (T0 + 2 * CHUNK_IDS - 1).to_bytes(8, "big") + b"".join(
         digest(f"e-{i}") for i in range(CHUNK_IDS, 2 * CHUNK_IDS)
     )
@@ -361,13 +375,101 @@ def _bytes_per_event(events: list[dict[str, Any]], measured: int) -> tuple[float
 
 
 def test_a_key_with_10000_ids_in_its_window_writes_a_bounded_number_of_bytes_per_event() -> None:
-    """Per event, a key whose window holds 10,000 ids writes its version, the inline entry (header + open chunk)
-    and a 520-byte sealed chunk every 64 events: within 2x of a quiet key (50 events, hours apart), whatever
-    the window holds."""
+    """Per event, a key whose window holds 10,000 ids writes its version, the inline entry (header + open chunk),
+    and every 64 events a 520-byte sealed chunk and its filter (10 bits per id of a capacity of at most 1.25x
+    the window, plus a chunk): within 2x of a quiet key (50 events, hours apart)."""
     busy = [_tx(i, T0 + i * 5_000, "acct-busy") for i in range(10_640)]  # 5 s apart: 14.8 h, all in the window
     quiet = [_tx(i, T0 + i * 7 * HOUR, "acct-quiet") for i in range(50)]
     busy_versions, busy_sides = _bytes_per_event(busy, 640)
     quiet_versions, quiet_sides = _bytes_per_event(quiet, 10)
-    assert busy_sides <= 33 + 8 * CHUNK_IDS + (8 + 8 * CHUNK_IDS) / CHUNK_IDS + 8  # inline, 1/64 chunk, delete
+    filter_bytes = 10 + (1.25 * (10_000 + 2 * CHUNK_IDS)) * FILTER_BITS_PER_ID / 8
+    assert busy_sides <= 33 + 8 * CHUNK_IDS + (8 + 8 * CHUNK_IDS + filter_bytes) / CHUNK_IDS + 8  # + a delete
     assert busy_versions + busy_sides <= 2 * (quiet_versions + quiet_sides)
     assert busy_versions + busy_sides <= 1_536
+
+
+class _CountingStore(MemoryVersionedStore[Any]):
+    """A memory store that counts the reads of sealed chunks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunk_reads = 0
+
+    def side(self, key: str, name: str) -> bytes | None:
+        if name.startswith("ids/") and name != FILTER_ENTRY:
+            self.chunk_reads += 1
+        return super().side(key, name)
+
+
+def _stored(window: IdempotencyWindow, events: list[tuple[str, int]]) -> _CountingStore:
+    store = _CountingStore()
+    ids = window.new()
+    for event_id, ts in events:
+        window.remember(ids, event_id, ts)
+        window.store(ids, store.key("k"))
+    store.chunk_reads = 0
+    return store
+
+
+def test_a_new_id_is_answered_by_the_filter_without_reading_the_sealed_chunks() -> None:
+    """A key holding 10,000 ids: a lookup of an id it never saw reads no sealed chunk, but for the filter's
+    rare false "maybe" (each lookup from a fresh load, as a runtime's next batch would)."""
+    window = IdempotencyWindow()
+    store = _stored(window, [(f"e-{i}", T0 + i * 5_000) for i in range(10_000)])
+    newest = T0 + 9_999 * 5_000
+    misses = sum(window.seen(window.load(store.key("k")), f"new-{i}", newest) for i in range(2_000))
+    assert misses == 0
+    assert store.chunk_reads <= 0.02 * 2_000 * (10_000 // CHUNK_IDS)  # at most 2 % of the lookups scanned
+    store.chunk_reads = 0
+    assert all(window.seen(window.load(store.key("k")), f"e-{i}", T0 + i * 5_000) for i in range(0, 10_000, 97))
+    assert store.chunk_reads > 0  # a remembered id is confirmed in its chunk, never by the filter alone
+
+
+def test_every_remembered_id_passes_the_filter_through_drops_and_rebuilds() -> None:
+    """A window sliding over 20,000 events with `max_ids` 1,000: chunks are dropped and the filter rebuilt many
+    times; every id still remembered is recognised from the stored state, and none of those forgotten."""
+    window = IdempotencyWindow(HOUR, max_ids=1_000)
+    events = [(f"e-{i}", T0 + i * 100) for i in range(20_000)]  # 100 ms apart: the cap binds, not the window
+    store = _stored(window, events)
+    ids = window.load(store.key("k"))
+    kept = window.count(ids)
+    assert 1_000 <= kept < 1_000 + CHUNK_IDS
+    assert all(window.seen(window.load(store.key("k")), e, ts) for e, ts in events[-kept:])
+    assert not any(window.seen(ids, e, ts) for e, ts in events[:-kept])
+    stored_filter = IdFilter.decode(store.key("k").side(FILTER_ENTRY) or b"")
+    assert stored_filter.capacity <= 1.25 * (1_000 + CHUNK_IDS) + CHUNK_IDS  # rebuilt: not grown with the stream
+
+
+def test_state_written_before_the_filter_gets_one_built_from_its_chunks_on_first_touch() -> None:
+    """Sealed chunks without a filter (the layout before it): a lookup builds the filter from the chunks, gives
+    the same answers, and the next store writes it, equal to the one the key would have had."""
+    window = IdempotencyWindow()
+    events = [(f"e-{i}", T0 + i * 5_000) for i in range(1_000)]
+    store = _stored(window, events)
+    with_filter = store.key("k").side(FILTER_ENTRY)
+    store.key("k").put_side(FILTER_ENTRY, None)  # as the code before the filter left it
+    ids = window.load(store.key("k"))
+    assert window.seen(ids, "e-3", T0 + 3 * 5_000) and not window.seen(ids, "new", T0 + 999 * 5_000)
+    window.store(ids, store.key("k"))
+    rebuilt = store.key("k").side(FILTER_ENTRY)
+    assert rebuilt is not None and with_filter is not None
+    sealed = (ids.next - ids.first) * CHUNK_IDS
+    assert sealed == 960 and IdFilter.decode(rebuilt).capacity == 1_200  # 1.25x the live chunks' ids
+    assert all(IdFilter.decode(rebuilt).may_hold(digest(e)) for e, _ in events[:sealed])
+    store.chunk_reads = 0
+    assert not window.seen(window.load(store.key("k")), "new-2", T0 + 999 * 5_000)
+    assert store.chunk_reads == 0  # from now on the stored filter answers
+
+
+def test_the_filter_goes_with_the_last_sealed_chunk_and_a_damaged_one_is_a_clear_error() -> None:
+    window = IdempotencyWindow(HOUR)
+    store = _stored(window, [(f"e-{i}", T0 + i) for i in range(3 * CHUNK_IDS)])
+    assert store.key("k").side(FILTER_ENTRY) is not None
+    ids = window.load(store.key("k"))
+    window.remember(ids, "later", T0 + 2 * HOUR)  # every sealed chunk is past the window
+    window.store(ids, store.key("k"))
+    assert ids.first == ids.next and store.key("k").side(FILTER_ENTRY) is None
+    store = _stored(window, [(f"e-{i}", T0 + i) for i in range(2 * CHUNK_IDS)])
+    store.key("k").put_side(FILTER_ENTRY, b"\x07garbage")
+    with pytest.raises(ValueError, match=r"ids/filter.*not an id filter"):
+        window.seen(window.load(store.key("k")), "x", T0 + 2 * CHUNK_IDS)
