@@ -22,11 +22,12 @@ window holds:
 * `ids/filter` (written when a chunk is sealed, never on other events): a Bloom filter over the digests of the
   sealed chunks (10 bits and 7 probes per id: a new id is mistaken for a remembered one about once in 120
   lookups at full capacity), so a lookup reads the sealed chunks only when the filter says "maybe". Without
-  it, every new id of a key holding 10,000 ids read and scanned 156 chunks (a 5-minute overload run drained
-  at 0.23x its capacity). The filter may also hold ids of chunks already forgotten (those only cost false
-  "maybe"s); it is rebuilt from the live chunks, 1.25x their count in capacity, when what it holds would
-  exceed its capacity, and deleted with the last sealed chunk. State written before it (sealed chunks without
-  a filter) gets one built from its chunks the first time a lookup or a seal needs it.
+  it, every new id of a key holding 10,000 ids read and scanned its 156 chunks (the scoring step's CPU per
+  event: 512 us, against 256 us with the filter; `benchmarks/state_bytes_bench.py`). The filter may also hold
+  ids of chunks already forgotten (those only cost false "maybe"s); it is rebuilt from the live chunks, 1.25x
+  their count in capacity, when what it holds would exceed its capacity, and deleted with the last sealed chunk.
+  State written before it (sealed chunks without a filter) gets one built from its chunks the first time a
+  lookup or a seal needs it.
 
 A chunk is forgotten as a whole once every id in it is past the window (its largest `ts` is older than the
 newest minus the window): the open chunk is emptied, sealed chunks are deleted oldest first (a sealed chunk
