@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -69,12 +70,27 @@ def _free_port() -> int:
     return port
 
 
+def _hammer(port: int, stop: threading.Event, scrapes: list[int]) -> None:
+    """Scrape the endpoint back to back until `stop` (a Prometheus that scrapes often, or several at once)."""
+    while not stop.is_set():
+        try:
+            _scrape_text(port)
+            scrapes[0] += 1
+        except OSError:
+            time.sleep(0.05)  # not serving yet
+
+
 def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    """Also scraped back to back while the job scores: reading a gauge must never call into the job's Python
+    from the reporter's thread (a PyFlink Python gauge did, and crashed the TaskManager under load)."""
     published_at = time.time()
     test_risk_job._publish(bootstrap, topics, tmp_path, events=EVENTS, seed=17)
     port = _free_port()
     log = tmp_path / "job.log"
     job = start_job(bootstrap, topics, tmp_path / "checkpoints", log, "--metrics-port", str(port))
+    stop_hammer, scrapes = threading.Event(), [0]
+    hammer = threading.Thread(target=_hammer, args=(port, stop_hammer, scrapes), daemon=True)
+    hammer.start()
     try:
         deadline = time.monotonic() + 240
         while sum(1 for _ in consume(bootstrap, topics.output, timeout_s=1)) < EVENTS:
@@ -90,14 +106,18 @@ def test_operator_metrics_count_what_the_job_did(bootstrap: str, topics: Topics,
             samples = _scrape(port)
         scraped_at = time.time()
         exported = set(re.findall(r"^(flink_[A-Za-z0-9_]+)", _scrape_text(port), re.MULTILINE))
+        stop_hammer.set()
+        hammer.join(10)
+        assert job.poll() is None, log.read_text()[-3000:]
     finally:
+        stop_hammer.set()
         job.send_signal(signal.SIGTERM)
         try:
             job.wait(60)
         except subprocess.TimeoutExpired:
             job.kill()
 
-    assert len(results) == EVENTS
+    assert len(results) == EVENTS and scrapes[0] > 20, scrapes
     assert samples[("events_scored", "")] == EVENTS
     assert samples[("duplicate_events", "")] == 10  # the producer retries _publish sends
     by_reason = Counter(letter["reason"] for letter in letters)

@@ -195,10 +195,11 @@ class BufferedStep:
         self._counters = OperatorCounters(group, operator)
         self._next_metrics_flush = time.monotonic() + METRICS_FLUSH_MS / 1000
         self._latency = LatencyWindow()
-        self._latency.register(group)
+        self._latency.register(self._counters, group)
         model = getattr(operator, "model", None)
         if model is not None:
-            group.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
+            self._counters.add_gauge(group.add_group("model", str(model.ref).partition("@")[0]), "model_version",
+                                     self._model_version)
         from pipelines.runtimes.gc_tuning import tune_for_scoring
 
         tune_for_scoring()  # PyFlink, the model and the operator, frozen out of every collection

@@ -6,13 +6,43 @@ event into a few per second. The metric names and groups are those the job alway
 `decisions{decision}`, `dead_letters{reason}`, `duplicate_events`, `expired_keys`, `swept_keys`, `model_swaps`,
 `model_swap_failures`; the remote backends' `remote_*` counters and gauges (`pipelines.runtimes.remote_export`), in
 the groups `backend` and `model` (Prometheus labels `backend="server"`, `model="risk-large@1"`).
+
+**No Python gauges.** A PyFlink thread-mode gauge (`MetricGroup.gauge(name, callable)`) is a Java `MetricGauge`
+that calls the Python callable through pemja on whichever thread reads it: the Prometheus reporter's HTTP
+thread, while the task thread runs the job's Python. Scraped once a second under load, that crashed the
+TaskManager JVM with a SIGSEGV in `_PyEval_EvalFrameDefault` (thread `prometheus-http-1-4`, Java frames
+`pemja.core.object.PyObject.invokeMethod` <- `org.apache.flink.python.metric.embedded.MetricGauge.getValue`)
+within a minute of a 2026-12-07 overload run. Every gauge is therefore a `PushedGauge`: a Flink counter that
+Python sets from the task thread at each flush (at most once a second), which Flink's Prometheus reporter
+exports under the same name (it exports counters as Prometheus gauges), and which the reporter reads without
+calling into Python.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.runtimes import remote_export as rx
+
+
+class PushedGauge:
+    """A gauge whose value Python pushes from the task thread: a Flink counter moved by the difference
+    (`set`), so the metric reporter reads a Java value and never calls into Python."""
+
+    __slots__ = ("_counter", "value")
+
+    def __init__(self, group: Any, name: str) -> None:
+        self._counter = group.counter(name)
+        self.value = 0
+
+    def set(self, value: int) -> None:
+        """Make the exported value `value` (one JVM call when it changed, none otherwise)."""
+        value = int(value)
+        if value != self.value:
+            self._counter.inc(value - self.value)
+            self.value = value
 
 
 class OperatorCounters:
@@ -44,6 +74,15 @@ class OperatorCounters:
         #: Per remote model (`backend/name@version`): its Flink counters, and the snapshot last flushed.
         self._remote_counters: dict[str, dict[str, Any]] = {}
         self._remote_seen: dict[str, dict[str, Any]] = {}
+        #: Gauges set at each flush from what their reader returns then.
+        self._gauges: list[tuple[PushedGauge, Callable[[], int]]] = []
+
+    def add_gauge(self, group: Any, name: str, read: Callable[[], int]) -> PushedGauge:
+        """A gauge `name` in `group`, set to `read()` at each `flush` (on the task thread) and now."""
+        gauge = PushedGauge(group, name)
+        gauge.set(read())
+        self._gauges.append((gauge, read))
+        return gauge
 
     def count_decision(self, decision: str) -> None:
         """One scored result with `decision`."""
@@ -54,7 +93,8 @@ class OperatorCounters:
         self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
 
     def flush(self) -> None:
-        """Add every pending count to Flink's counters (one JVM call per counter that changed)."""
+        """Add every pending count to Flink's counters and set the gauges (one JVM call per metric that
+        changed)."""
         if self.scored:
             self._scored_counter.inc(self.scored)
             self.scored = 0
@@ -90,14 +130,18 @@ class OperatorCounters:
             counter.inc(count)
         self.dead_letters.clear()
         self._flush_remote()
+        for gauge, read in self._gauges:
+            gauge.set(read())
 
     def _flush_remote(self) -> None:
-        """Add what each remote model counted since the last flush; its gauges read the latest snapshot."""
+        """Add what each remote model counted since the last flush; its gauges read the latest snapshot (set
+        with the other gauges, after this)."""
         for key, snapshot in self._operator.remote_metrics().items():
+            seen = self._remote_seen.get(key, {})
             counters = self._remote_counters.get(key)
             if counters is None:
+                self._remote_seen[key] = dict(snapshot)
                 counters = self._remote_counters[key] = self._register_remote(key)
-            seen = self._remote_seen.get(key, {})
             for field in rx.REMOTE_COUNTERS:
                 delta = int(snapshot.get(field, 0)) - int(seen.get(field, 0))
                 if delta:
@@ -108,8 +152,12 @@ class OperatorCounters:
         backend, model = rx.split_key(key)
         group = self._group.add_group("backend", backend).add_group("model", model)
         for field, name in rx.REMOTE_GAUGES.items():
-            group.gauge(name,
-                        lambda key=key, field=field: rx.latency_us(self._remote_seen.get(key, {}).get(field, 0.0)))
-        group.gauge(rx.BREAKER_GAUGE,
-                    lambda key=key: rx.breaker_open(str(self._remote_seen.get(key, {}).get("breaker", "closed"))))
+            self.add_gauge(group, name, functools.partial(self._remote_latency_us, key, field))
+        self.add_gauge(group, rx.BREAKER_GAUGE, functools.partial(self._remote_breaker_open, key))
         return {field: group.counter(name) for field, name in rx.REMOTE_COUNTERS.items()}
+
+    def _remote_latency_us(self, key: str, field: str) -> int:
+        return rx.latency_us(self._remote_seen.get(key, {}).get(field, 0.0))
+
+    def _remote_breaker_open(self, key: str) -> int:
+        return rx.breaker_open(str(self._remote_seen.get(key, {}).get("breaker", "closed")))

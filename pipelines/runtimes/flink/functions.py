@@ -154,10 +154,11 @@ class KeyedOperatorFunction(KeyedProcessFunction):
         self._counters = OperatorCounters(metrics, operator)
         self._next_metrics_flush = time.monotonic() + METRICS_FLUSH_MS / 1000
         self._latency = LatencyWindow()
-        self._latency.register(metrics)
+        self._latency.register(self._counters, metrics)
         model = getattr(operator, "model", None)
         if model is not None:  # the default model's version in use (changes on a hot-swap)
-            metrics.add_group("model", str(model.ref).partition("@")[0]).gauge("model_version", self._model_version)
+            self._counters.add_gauge(metrics.add_group("model", str(model.ref).partition("@")[0]), "model_version",
+                                     self._model_version)
         from pipelines.runtimes.gc_tuning import tune_for_scoring
 
         tune_for_scoring()

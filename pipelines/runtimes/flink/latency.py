@@ -5,15 +5,20 @@ the scored time is when the operator emits the result, both in epoch millisecond
 the time a record waited in Kafka and in Flink's network buffers (clocks of one machine, or NTP-synchronised).
 The Flink job samples every 16th record (`keying.LATENCY_SAMPLE`: converting every record's timestamp in SQL
 cost measurable throughput and latency).
-`record` is O(1) per result (one slot of a fixed ring); the percentiles are computed when a gauge is read,
-over the results of the last `window_s` seconds (at most `capacity` of them), so an idle job reports 0
-instead of an old figure. Records replayed from the past have old timestamps: their latencies say how far
+`record` is O(1) per result (one slot of a fixed ring); the percentiles are computed at each metrics flush of
+the keyed function (at most once a second, on the task thread: see `counters.PushedGauge`), over the results of
+the last `window_s` seconds (at most `capacity` of them), so a job idle for a window reports 0 instead of an old
+figure. Records replayed from the past have old timestamps: their latencies say how far
 behind the job is, which is what a replay's lag is.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.runtimes.flink.counters import OperatorCounters
 
 
 class LatencyWindow:
@@ -49,8 +54,9 @@ class LatencyWindow:
         rank = min(len(recent) - 1, max(0, int(fraction * len(recent) + 0.999999) - 1))
         return recent[rank]
 
-    def register(self, group: object) -> None:
-        """Add the gauges `send_to_scored_ms_p50`, `_p99` and `_max` to a Flink metric group."""
-        group.gauge("send_to_scored_ms_p50", lambda: self.percentile(0.50))  # type: ignore[attr-defined]
-        group.gauge("send_to_scored_ms_p99", lambda: self.percentile(0.99))  # type: ignore[attr-defined]
-        group.gauge("send_to_scored_ms_max", lambda: self.percentile(1.0))  # type: ignore[attr-defined]
+    def register(self, counters: OperatorCounters, group: object) -> None:
+        """Add the gauges `send_to_scored_ms_p50`, `_p99` and `_max` to a Flink metric group, set by `counters`
+        at each of its flushes."""
+        counters.add_gauge(group, "send_to_scored_ms_p50", lambda: self.percentile(0.50))
+        counters.add_gauge(group, "send_to_scored_ms_p99", lambda: self.percentile(0.99))
+        counters.add_gauge(group, "send_to_scored_ms_max", lambda: self.percentile(1.0))
