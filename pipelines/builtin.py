@@ -9,7 +9,9 @@ from typing import Any
 from operators.reco.decoding import click_decoder
 from operators.risk.decoding import transaction_decoder
 from pipelines.config import CONFIG_DIR, RecoPipelineConfig, RiskPipelineConfig
+from pipelines.reco.loop import RecoLoop
 from pipelines.registry import PipelineDefinition
+from pipelines.risk.loop import RiskLoop
 from state.codec import Codec
 
 
@@ -101,6 +103,7 @@ RISK = PipelineDefinition(
     scenarios=(EMERGING_FRAUD,),
     train=_train("risk"),
     evaluate=_evaluate("risk"),
+    loop=RiskLoop(),
 )
 
 RECO = PipelineDefinition(
@@ -117,4 +120,5 @@ RECO = PipelineDefinition(
     scenarios=(NEW_SEASON,),
     train=_train("reco"),
     evaluate=_evaluate("reco"),
+    loop=RecoLoop(),
 )

@@ -32,6 +32,7 @@ from state.contract import RetentionPolicy
 if TYPE_CHECKING:
     from operators.contract import Operator
     from operators.decoding import EventDecoder
+    from pipelines.loop.spec import LoopSpec
     from state.codec import Codec
 
 #: Environment variable: comma-separated modules that register more pipelines when imported.
@@ -58,7 +59,9 @@ class PipelineDefinition:
       variants it also makes, `generate(n, seed, scenario=NAME)` (`publish --scenario NAME`);
     - `train(seed, registry, *, events, progress, k)` -> new model version, and
       `evaluate(version, seed, events, *, registry, progress)` -> `Evaluation`: the model hooks, or None
-      (`streamscore models train|evaluate` offer the pipelines that have them).
+      (`streamscore models train|evaluate` offer the pipelines that have them);
+    - `loop`: the pipeline's part of the closed loop (`pipelines.loop.spec.LoopSpec`), or None (`streamscore
+      loop|dataset|drift` and `publish feedback` offer the pipelines that have one).
     """
 
     name: str
@@ -74,6 +77,7 @@ class PipelineDefinition:
     scenarios: tuple[str, ...] = ()
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., Any] | None = None
+    loop: LoopSpec | None = None
 
     @property
     def retention(self) -> RetentionPolicy:
@@ -168,6 +172,11 @@ def pipeline_names() -> list[str]:
     """The registered pipelines, sorted."""
     _ensure_loaded()
     return sorted(_REGISTRY)
+
+
+def loop_pipelines() -> list[str]:
+    """The registered pipelines that declare a closed loop, sorted."""
+    return [name for name in pipeline_names() if _REGISTRY[name].loop is not None]
 
 
 def definitions() -> list[PipelineDefinition]:

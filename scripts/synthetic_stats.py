@@ -26,7 +26,7 @@ import numpy as np
 from models.registry import ModelRegistry
 from operators.risk.features import FEATURE_NAMES
 from pipelines.builtin import EMERGING_FROM, EMERGING_RATE, NEW_SEASON_FROM
-from pipelines.drift import DEFAULT_THRESHOLD, positive_drift, psi
+from pipelines.risk.drift import DEFAULT_THRESHOLD, positive_drift, psi
 from pipelines.training import risk_dataset
 
 

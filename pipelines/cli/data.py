@@ -19,7 +19,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if args.scenario is not None and args.file is not None:
         raise UsageError("--scenario shapes synthetic events (--events); a --file is sent as it is")
     if args.pipeline == "feedback":
-        from pipelines.feedback import feedback_topic, synthetic_label_records
+        from pipelines.loop.feedback import feedback_topic, synthetic_label_records
 
         if args.of not in pipeline_names():
             raise UsageError(f"publish feedback needs the pipeline whose events the labels are of: one of "

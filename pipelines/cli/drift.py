@@ -1,10 +1,13 @@
-"""`streamscore drift risk`: PSI of the scored features and the score, reference window vs the current one."""
+"""`streamscore drift PIPELINE`: how the job's inputs and scores moved between a reference window and the current
+one (`LoopSpec.measure_drift`; risk: PSI of the scored features and the score, `pipelines.risk.drift`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Any
+
+from pipelines.registry import definitions
 
 
 def _window(text: str, option: str) -> tuple[int, int]:
@@ -18,36 +21,34 @@ def _window(text: str, option: str) -> tuple[int, int]:
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
-    from pipelines.drift import measure_drift, write_drift_report
     from pipelines.exceptions import UsageError
     from pipelines.infra.home import subdir
     from pipelines.kafka.clients import check_reachable
+    from pipelines.loop.spec import DriftRequest
+    from pipelines.loop.turn import loop_spec
     from pipelines.registry import get
 
     if args.window <= 0:
         raise UsageError(f"--window must be > 0 hours, got {args.window}")
+    spec = loop_spec(args.pipeline)
     check_reachable(args.bootstrap)
-    report, scores = measure_drift(
+    outcome = spec.measure_drift(DriftRequest(
         args.bootstrap, results_topic=args.results or get(args.pipeline).topics.output,
         changelog_topic=args.changelog or f"{args.pipeline}.state-changelog", window_ms=int(args.window * 3_600_000),
         reference=_window(args.reference, "--reference") if args.reference else None, threshold=args.threshold,
         feedback_topic=args.feedback,
-    )
-    json_path, png_path = write_drift_report(report, scores, Path(args.report_dir) if args.report_dir
-                                             else subdir("reports", "drift"))
-    print(f"{report.reference_rows:,} reference vs {report.current_rows:,} current results; score PSI "
-          f"{report.score_psi}; features at or above {report.threshold}: {', '.join(report.flagged) or 'none'}")
-    if report.positives is not None:
-        print(f"label-1 results: {report.positives.reference_rows:,} reference vs {report.positives.current_rows:,} "
-              f"current; features that changed (KS): {', '.join(report.positives.flagged) or 'none'}")
-    print(f"report: {json_path} {png_path}")
+        report_dir=Path(args.report_dir) if args.report_dir else subdir("reports", "drift")))
+    for line in outcome.summary:
+        print(line)
+    print(f"report: {outcome.json_path} {outcome.png_path}")
     return 0
 
 
 def add_drift_command(commands: Any) -> None:
     """Add `drift`."""
     drift = commands.add_parser("drift", help="PSI of the scored features and the score between two windows")
-    drift.add_argument("pipeline", choices=["risk"], help="whose results")
+    drift.add_argument("pipeline", choices=[d.name for d in definitions() if d.loop is not None and d.loop.has_drift],
+                       help="whose results")
     drift.add_argument("--results", metavar="TOPIC", help="the job's results (default: the config's output topic)")
     drift.add_argument("--changelog", metavar="TOPIC",
                        help="the job's --state-changelog topic (default: PIPELINE.state-changelog)")

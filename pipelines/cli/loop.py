@@ -1,5 +1,5 @@
-"""`streamscore loop risk|reco`: dataset -> train -> backtest -> report -> promote if better (`pipelines.loop`,
-`pipelines.reco_loop`)."""
+"""`streamscore loop PIPELINE`: dataset -> train -> backtest -> report -> promote if better (`pipelines.loop.turn`),
+for the pipelines that declare a closed loop."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-#: `pipelines.loop.METRICS` of both pipelines (not imported: the CLI starts without numpy/pyarrow).
-LOOP_METRICS = ("roc_auc", "pr_auc", "hr_at_10", "mrr_at_10", "purchase_hr_at_10")
+from pipelines.registry import definitions, loop_pipelines
+
+
+def loop_metrics() -> list[str]:
+    """Every metric a loop can decide on, over the pipelines that have one (each pipeline's in its order)."""
+    return list(dict.fromkeys(m for d in definitions() if d.loop is not None for m in d.loop.metrics))
 
 
 def _cmd_loop(args: argparse.Namespace) -> int:
@@ -17,17 +21,20 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
     from pipelines.cli.state import _iso_ms
     from pipelines.exceptions import UsageError
-    from pipelines.feedback import feedback_topic
     from pipelines.infra.home import subdir
     from pipelines.kafka.clients import check_reachable
-    from pipelines.loop import LoopRequest, run_loop
+    from pipelines.loop.feedback import feedback_topic
+    from pipelines.loop.request import LoopRequest
+    from pipelines.loop.spec import CHANGELOG
+    from pipelines.loop.turn import loop_spec, run_loop
     from pipelines.registry import get
     from pipelines.runtimes.flink.options import JobOptions
 
     if not 0 <= args.margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {args.margin}")
-    if args.pipeline == "reco" and args.changelog is not None:
-        raise UsageError("--changelog is for risk (the reco dataset takes the clicks from the input topic)")
+    if args.changelog is not None and CHANGELOG not in loop_spec(args.pipeline).sources:
+        raise UsageError(f"--changelog is for pipelines whose dataset reads the state changelog; {args.pipeline}'s "
+                         "does not")
     check_reachable(args.bootstrap)
     spec = get(args.pipeline)
     config = spec.load_config(Path(args.config) if args.config else None)
@@ -49,26 +56,27 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         echo=lambda line: print(line, flush=True),
     )
     print(f"report: {report_dir / 'loop.json'} {report_dir / 'loop.png'}")
-    return 0 if report["promoted"] or not args.fail_if_kept else 1
+    return 0 if report.promoted or not args.fail_if_kept else 1
 
 
 def add_loop_command(commands: Any) -> None:
     """Add `loop`."""
 
     loop = commands.add_parser("loop", help="dataset -> train -> backtest -> promote if the candidate is better")
-    loop.add_argument("pipeline", choices=["risk", "reco"], help="which pipeline's model")
+    loop.add_argument("pipeline", choices=loop_pipelines(), help="which pipeline's model")
     loop.add_argument("--until", required=True, metavar="ISO",
                       help="build the dataset as of this time (results up to it, labels known by it)")
     loop.add_argument("--feedback", metavar="TOPIC", help="labels (default: PIPELINE.feedback)")
-    loop.add_argument("--changelog", metavar="TOPIC", help="risk: the production job's --state-changelog topic "
-                      "(default: risk.state-changelog)")
+    loop.add_argument("--changelog", metavar="TOPIC", help="the production job's --state-changelog topic, for a "
+                      "dataset that reads it (default: PIPELINE.state-changelog)")
     loop.add_argument("--config", help="the production job's pipeline YAML (its topics and rules)")
     loop.add_argument("--input-topic", help="the production input (default: the config's)")
     loop.add_argument("--output-topic", help="the production results (default: the config's)")
     loop.add_argument("--dlq-topic", help="the production dead letters (default: the config's)")
-    loop.add_argument("--metric", choices=LOOP_METRICS, default=None,
-                      help="what the candidate must improve (risk: roc_auc, pr_auc; reco: hr_at_10, mrr_at_10, "
-                      "purchase_hr_at_10), default the first of the pipeline's")
+    loop.add_argument("--metric", choices=loop_metrics(), default=None,
+                      help="what the candidate must improve (" + "; ".join(
+                          f"{d.name}: {', '.join(d.loop.metrics)}" for d in definitions() if d.loop is not None)
+                      + "), default the first of the pipeline's")
     loop.add_argument("--margin", type=float, default=0.02,
                       help="by how much (absolute) to be promoted, default %(default)s")
     loop.add_argument("--holdout-share", type=float, default=0.2,

@@ -32,25 +32,24 @@ def _ref(text: str) -> tuple[str, int | None]:
         raise UsageError(str(exc)) from None
 
 
+def _loop_spec(name: str) -> Any:
+    from pipelines.loop.turn import loop_spec
+
+    return loop_spec(name)
+
+
 def _cmd_train_on_dataset(args: argparse.Namespace) -> int:
     if args.events is not None or args.k is not None:
         raise UsageError("--events and --k are for synthetic training, not --dataset")
     registry = _registry(args)
-    if args.name == "reco":
-        from pipelines.reco_retraining import train_reco_on_dataset
-
-        version, manifest = train_reco_on_dataset(Path(args.dataset), registry, seed=args.seed,
-                                                  holdout_share=args.holdout_share, from_scratch=args.from_scratch)
-        scope = f"{manifest['metrics_holdout']['sessions']:,} sessions from the cutoff"
-    else:
-        from pipelines.retraining import train_risk_on_dataset
-
-        version, manifest = train_risk_on_dataset(Path(args.dataset), registry, seed=args.seed,
-                                                  holdout_share=args.holdout_share, from_scratch=args.from_scratch)
-        scope = f"last {manifest['metrics_holdout']['rows']:,} rows"
-    name = args.name
-    print(f"registered {name}@{version} from {args.dataset} (not promoted; current: {name}@{registry.current(name)})")
-    print(f"on the dataset's {scope} (time-ordered holdout): {manifest['metrics']}; "
+    spec = _loop_spec(args.name)
+    candidate = spec.train(Path(args.dataset), registry, seed=args.seed, holdout_share=args.holdout_share,
+                           from_scratch=args.from_scratch)
+    name, manifest = args.name, candidate.manifest
+    scope = spec.holdout(Path(args.dataset), args.holdout_share).size_text
+    print(f"registered {name}@{candidate.version} from {args.dataset} (not promoted; current: "
+          f"{name}@{registry.current(name)})")
+    print(f"on the dataset's time-ordered holdout ({scope}): {manifest['metrics']}; "
           f"production served {manifest['metrics_holdout']['production']}")
     return EXIT_OK
 
@@ -162,24 +161,13 @@ def _cmd_evaluate_on_dataset(args: argparse.Namespace) -> int:
         raise UsageError("--dataset evaluates on the dataset's holdout (no --seed/--events)")
     registry = _registry(args)
     handle = registry.load(args.name, args.version)
-    if args.name == "reco":
-        from pipelines.reco_retraining import evaluate_reco_on_dataset, load_reco_splits, production_reco_metrics
-
-        reco_splits = load_reco_splits(Path(args.dataset), args.holdout_share)
-        model, production = evaluate_reco_on_dataset(handle, reco_splits), production_reco_metrics(reco_splits)
-        size = {"holdout_sessions": len(reco_splits.holdout())}
-        scope = f"{size['holdout_sessions']:,} sessions from the cutoff"
-    else:
-        from pipelines.retraining import evaluate_on_dataset, load_splits, production_metrics
-
-        splits = load_splits(Path(args.dataset), args.holdout_share)
-        model, production = evaluate_on_dataset(handle, splits), production_metrics(splits)
-        size = {"holdout_rows": splits.holdout.stop - splits.holdout.start}
-        scope = f"last {size['holdout_rows']:,} rows"
+    holdout = _loop_spec(args.name).holdout(Path(args.dataset), args.holdout_share)
+    model, production = holdout.evaluate(handle), holdout.served()
     if args.json:
-        print(json.dumps({"model": model, "production": production, **size}, sort_keys=True))
+        print(json.dumps({"model": model, "production": production, "holdout": holdout.size_text}, sort_keys=True))
     else:
-        print(f"{handle.ref} on the {scope} of {args.dataset}: {model}; production served {production}")
+        print(f"{handle.ref} on the time-ordered holdout ({holdout.size_text}) of {args.dataset}: {model}; "
+              f"production served {production}")
     return EXIT_OK
 
 

@@ -22,9 +22,10 @@ from models.registry import ModelRegistry
 from models.synthetic import generate_transactions
 from operators.dead_letter import DeadLetter
 from operators.risk.features import FEATURE_NAMES, RiskFeatureState, TransactionView, update
-from pipelines.datasets import FEATURE_COLUMNS, dataset_metadata
-from pipelines.feedback import synthetic_labels
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
+from pipelines.loop.dataset_file import dataset_metadata
+from pipelines.loop.feedback import synthetic_labels
+from pipelines.risk.dataset import FEATURE_COLUMNS
 from pipelines.training import risk_dataset
 
 from .conftest import Topics, run_bounded, streamscore

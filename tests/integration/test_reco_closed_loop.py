@@ -22,9 +22,9 @@ from models.registry import ModelRegistry
 from models.synthetic import generate_clicks
 from pipelines.builtin import NEW_SEASON, NEW_SEASON_FROM
 from pipelines.config import RECO_CONFIG_PATH
-from pipelines.feedback import ATTRIBUTION_MS
 from pipelines.kafka.clients import consume, ensure_topics
-from pipelines.reco_retraining import Session, metrics_at_k
+from pipelines.reco.feedback import ATTRIBUTION_MS
+from pipelines.reco.retraining import Session, metrics_at_k
 
 from .conftest import Topics, config_following_promotions, streamscore
 from .test_closed_loop import _iso, _wait_for, assert_next_results_name

@@ -20,10 +20,10 @@ import pytest
 from models.registry import ModelRegistry
 from models.synthetic import generate_clicks
 from operators.dead_letter import DeadLetter
-from pipelines.datasets import dataset_metadata
-from pipelines.feedback import synthetic_labels
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
-from pipelines.reco_retraining import evaluate_reco_on_dataset, load_reco_splits, production_reco_metrics
+from pipelines.loop.dataset_file import dataset_metadata
+from pipelines.loop.feedback import synthetic_labels
+from pipelines.reco.retraining import evaluate_reco_on_dataset, load_reco_splits, production_reco_metrics
 
 from .conftest import Topics, streamscore
 

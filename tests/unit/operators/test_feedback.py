@@ -9,14 +9,9 @@ import pytest
 from models.synthetic import generate_clicks, generate_transactions
 from operators.decoding import Rejection
 from operators.feedback import Label, label_decoder
-from pipelines.feedback import (
-    ATTRIBUTION_MS,
-    CANCEL_SHARE,
-    CHARGEBACK_DELAY_MS,
-    MATURITY_MS,
-    ORDER_DELAY_MS,
-    synthetic_labels,
-)
+from pipelines.loop.feedback import synthetic_labels
+from pipelines.reco.feedback import ATTRIBUTION_MS, CANCEL_SHARE, ORDER_DELAY_MS
+from pipelines.risk.feedback import CHARGEBACK_DELAY_MS, MATURITY_MS
 
 T = 1_767_225_600_000
 

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from operators.risk.features import FEATURE_NAMES
-from pipelines.datasets import FEATURE_COLUMNS, dataset_metadata
-from pipelines.drift import psi
 from pipelines.exceptions import ConfigError
-from pipelines.retraining import load_splits, production_metrics
+from pipelines.loop.dataset_file import dataset_metadata
+from pipelines.risk.dataset import FEATURE_COLUMNS
+from pipelines.risk.drift import psi
+from pipelines.risk.retraining import load_splits, production_metrics
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
@@ -34,13 +35,13 @@ def test_psi_sees_a_new_population_in_a_tail_and_handles_flags() -> None:
     assert psi(flags, (rng.random(10_000) < 0.3).astype(float)) > 0.2
 
 
-def _dataset(path: Path, labels: list[int], names: tuple[str, ...] = FEATURE_NAMES) -> Path:
+def _dataset(path: Path, labels: list[int], names: tuple[str, ...] = FEATURE_NAMES, pipeline: str = "risk") -> Path:
     n = len(labels)
     ts = np.arange(n)[::-1] + 1_767_225_600_000  # written newest first: the splits must sort by time
     columns = {"event_id": [f"e{i}" for i in range(n)], "ts": ts, "label": labels,
                "score": np.linspace(0, 1, n)}
     columns |= {c: np.full(n, i, dtype=np.float32) for i, c in enumerate(FEATURE_COLUMNS)}
-    meta = {"feature_names": list(names), "until_ms": 1, "report": {}}
+    meta = {"pipeline": pipeline, "feature_names": list(names), "until_ms": 1, "report": {}}
     pq.write_table(pa.table(columns).replace_schema_metadata({"streamscore": json.dumps(meta)}), path)
     return path
 
@@ -53,6 +54,11 @@ def test_splits_are_in_time_order_holdout_newest(tmp_path: Path) -> None:
     assert splits.ts[splits.train].max() < splits.ts[splits.holdout].min()
     assert set(production_metrics(splits)) == {"roc_auc", "pr_auc"}
     assert dataset_metadata(tmp_path / "d.parquet")["until_ms"] == 1
+
+
+def test_splits_refuse_another_pipelines_dataset(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a reco dataset; risk models train on `streamscore dataset build risk`"):
+        load_splits(_dataset(tmp_path / "d.parquet", [i % 2 for i in range(100)], pipeline="reco"))
 
 
 def test_splits_refuse_a_split_with_one_class_or_other_features(tmp_path: Path) -> None:
@@ -70,7 +76,7 @@ def test_splits_refuse_a_split_with_one_class_or_other_features(tmp_path: Path) 
 def test_the_positives_drift_flags_what_a_new_fraud_pattern_changes_and_only_that(seed: int) -> None:
     from models.synthetic import generate_transactions
     from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
-    from pipelines.drift import positive_drift
+    from pipelines.risk.drift import positive_drift
     from pipelines.training import risk_dataset
 
     flagged = {}
@@ -92,7 +98,7 @@ def test_the_positives_drift_flags_what_a_new_fraud_pattern_changes_and_only_tha
 
 
 def test_the_default_windows_are_the_last_two_and_refuse_a_span_shorter_than_both() -> None:
-    from pipelines.drift import windows
+    from pipelines.risk.drift import windows
 
     assert windows(0, 100, 30) == ((40, 70), (70, 101))
     assert windows(0, 100, 30, reference=(0, 30)) == ((0, 30), (70, 101))
@@ -109,7 +115,7 @@ def test_drift_on_the_default_stream_flags_nothing_at_the_default_threshold(seed
     default synthetic stream. Against the job's first 24 h (its state's warm-up) the history features would."""
     from models.registry import SHIPPED_ROOT, ModelRegistry
     from models.synthetic import generate_transactions
-    from pipelines.drift import DEFAULT_THRESHOLD, compare_windows, windows
+    from pipelines.risk.drift import DEFAULT_THRESHOLD, compare_windows, windows
     from pipelines.training import risk_dataset
 
     events = generate_transactions(40_000, seed)
@@ -132,7 +138,7 @@ def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_fraud
     from models.registry import SHIPPED_ROOT, ModelRegistry
     from models.synthetic import generate_transactions
     from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
-    from pipelines.drift import compare_windows, windows
+    from pipelines.risk.drift import compare_windows, windows
     from pipelines.training import risk_dataset
 
     events = generate_transactions(40_000, seed, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)

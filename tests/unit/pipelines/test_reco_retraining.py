@@ -13,7 +13,7 @@ import torch
 
 from models.training.reco import RecoTrainingConfig, train_reco
 from pipelines.exceptions import ConfigError
-from pipelines.reco_retraining import (
+from pipelines.reco.retraining import (
     PURCHASE_WEIGHT,
     Session,
     load_reco_splits,
@@ -93,7 +93,7 @@ def test_purchase_weights_change_what_the_model_learns_and_an_oov_target_is_skip
 
 
 def test_the_cli_offers_the_metrics_the_loop_decides_on() -> None:
-    from pipelines.cli.loop import LOOP_METRICS
-    from pipelines.loop_request import METRICS
+    from pipelines.cli.loop import loop_metrics
+    from pipelines.registry import get
 
-    assert list(LOOP_METRICS) == [m for metrics in METRICS.values() for m in metrics]
+    assert loop_metrics() == [*get("reco").loop.metrics, *get("risk").loop.metrics]  # type: ignore[union-attr]

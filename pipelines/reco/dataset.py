@@ -8,21 +8,19 @@ production recommended after each click, and the purchases known by `until`.
   serving model recommended after each click - the production side of every comparison, as served, never
   re-run; an at-least-once repeat of an event id counts once;
 - the feedback (`operators.feedback.Label`, `publish feedback reco`): whether the session bought the click's
-  item, as the order system reported it. Labels are read as for risk (`pipelines.datasets.read_labels`: known
+  item, as the order system reported it. Labels are read as for risk (`pipelines.loop.labels.read_labels`: known
   by `until`, first wins, malformed ones dead-lettered, unknown event ids counted and ignored). A row whose
   label is not known by `until` has `label` null: its click still trains the next-item model, it just does not
   count as a purchase.
 and writes one Parquet row per scored click up to `until` (by event time), ordered by `(ts, event_id)`:
 `event_id`, `user_id`, `session_id`, `item_id`, `action`, `ts`, `model`, `state_version`, `recommended`
 (list of item ids), `label`, `labelled_at`, `label_source`; the file's metadata names the topics, `until`, the
-time range and the counts (`pipelines.datasets.dataset_metadata` reads it).
+time range and the counts (`pipelines.loop.dataset_file.dataset_metadata` reads it).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,9 @@ import msgspec
 from operators.decoding import Rejection
 from operators.reco.decoding import click_decoder
 from operators.reco.schemas import Click, RecoResult
-from pipelines.datasets import DatasetReport, known_labels
 from pipelines.kafka.topic_reader import read_records
+from pipelines.loop.dataset_file import write_dataset
+from pipelines.loop.labels import DatasetReport, known_labels
 
 
 @dataclass
@@ -41,6 +40,10 @@ class RecoDatasetReport(DatasetReport):
 
     sessions: int = 0
     missing_events: int = 0
+
+    def details(self) -> str:
+        """The sessions written and the results whose click is missing."""
+        return f"{self.sessions:,} sessions; results without their click on the events topic: {self.missing_events:,}"
 
 
 def _clicks(bootstrap: str, topic: str, until_ms: int) -> dict[str, Click]:
@@ -61,7 +64,6 @@ def build_reco_dataset(
     """Join the clicks of `events_topic`, the results of `results_topic` and the purchases of `feedback_topic`
     known by `until_ms` into the Parquet file `out` (module doc)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     report = RecoDatasetReport(path=str(out))
     labels = known_labels(bootstrap, feedback_topic, until_ms, dlq_topic, report, "reco")
@@ -95,10 +97,6 @@ def build_reco_dataset(
         "labelled_at": pa.array([None if label is None else label.labelled_at for label in chosen], pa.int64()),
         "label_source": [None if label is None else label.source for label in chosen],
     }
-    metadata = {"pipeline": "reco", "events_topic": events_topic, "results_topic": results_topic,
-                "feedback_topic": feedback_topic, "until_ms": until_ms, "built_at_ms": int(time.time() * 1000),
-                "report": asdict(report)}
-    table = pa.table(columns).replace_schema_metadata({"streamscore": json.dumps(metadata)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    write_dataset(out, columns, "reco", {"events_topic": events_topic, "results_topic": results_topic,
+                                         "feedback_topic": feedback_topic, "until_ms": until_ms}, report)
     return report

@@ -1,4 +1,4 @@
-"""Training and evaluating the session recommender on a point-in-time dataset (`pipelines.reco_dataset`).
+"""Training and evaluating the session recommender on a point-in-time dataset (`pipelines.reco.dataset`).
 
 Time-ordered split: the dataset's rows are ordered by event time and the time of the row at
 `1 - holdout_share` is the cutoff. The sessions that start at or after it are the holdout (never trained on);
@@ -37,10 +37,10 @@ from models.evaluation import hr_at_k, mrr_at_k
 from models.handle import ModelHandle, file_sha256
 from models.registry import ModelRegistry
 from models.session_replay import replay_sessions
-from pipelines.datasets import dataset_metadata
 from pipelines.exceptions import ConfigError
+from pipelines.loop.dataset_file import dataset_metadata
+from pipelines.loop.spec import DEFAULT_HOLDOUT_SHARE
 
-DEFAULT_HOLDOUT_SHARE = 0.2
 PURCHASE_WEIGHT = 4.0
 K = 10
 FINE_TUNING_EPOCHS, FINE_TUNING_LR = 4, 4e-3
@@ -87,10 +87,7 @@ def load_reco_splits(path: Path, holdout_share: float = DEFAULT_HOLDOUT_SHARE) -
 
     if not 0 < holdout_share < 1:
         raise ConfigError(f"--holdout-share must be between 0 and 1, got {holdout_share}")
-    metadata = dataset_metadata(path)
-    if metadata.get("pipeline") != "reco":
-        raise ConfigError(f"{path} is a {metadata.get('pipeline')} dataset; reco models train on "
-                          "`streamscore dataset build reco`")
+    metadata = dataset_metadata(path, "reco")
     table = pq.read_table(path).to_pydict()
     order = sorted(range(len(table["ts"])), key=lambda i: (table["ts"][i], table["event_id"][i]))
     if not order:

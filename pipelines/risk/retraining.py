@@ -1,4 +1,4 @@
-"""Training and evaluating risk models on a point-in-time dataset (`pipelines.datasets`), time-ordered.
+"""Training and evaluating risk models on a point-in-time dataset (`pipelines.risk.dataset`), time-ordered.
 
 The dataset's rows are ordered by event time; the last `holdout_share` of them is the holdout (never trained
 on), and of the rows before it the last fifth is the validation split (best epoch, calibration) - no row is
@@ -27,10 +27,11 @@ from models.evaluation import pr_auc, roc_auc
 from models.handle import ModelHandle, file_sha256
 from models.registry import ModelRegistry
 from operators.risk.features import FEATURE_NAMES
-from pipelines.datasets import FEATURE_COLUMNS, dataset_metadata
 from pipelines.exceptions import ConfigError
+from pipelines.loop.dataset_file import dataset_metadata
+from pipelines.loop.spec import DEFAULT_HOLDOUT_SHARE
+from pipelines.risk.dataset import FEATURE_COLUMNS
 
-DEFAULT_HOLDOUT_SHARE = 0.2
 VALIDATION_SHARE = 0.2
 FINE_TUNING_EPOCHS, FINE_TUNING_LR = 8, 1e-3
 
@@ -56,7 +57,7 @@ def load_splits(path: Path, holdout_share: float = DEFAULT_HOLDOUT_SHARE) -> Dat
 
     if not 0 < holdout_share < 1:
         raise ConfigError(f"--holdout-share must be between 0 and 1, got {holdout_share}")
-    metadata = dataset_metadata(path)
+    metadata = dataset_metadata(path, "risk")
     if list(metadata.get("feature_names", [])) != list(FEATURE_NAMES):
         raise ConfigError(f"{path} holds features {metadata.get('feature_names')}, but this version computes "
                           f"{list(FEATURE_NAMES)}: rebuild it with `streamscore dataset build`")

@@ -7,7 +7,7 @@ spends its first window warming up (every account's first events, lifetime count
 an explicit reference (`--reference`) to compare with a fixed period, e.g. the one before a suspected change.
 
 The features are the ones each result's state version holds (the state changelog), the same point-in-time
-vectors as `pipelines.datasets`. PSI = sum over bins of (current share - reference share) * ln(current share /
+vectors as `pipelines.risk.dataset`. PSI = sum over bins of (current share - reference share) * ln(current share /
 reference share); bins are the reference's deciles and 0.5 %/1 % tails (a feature with at most `MAX_DISCRETE`
 distinct values in the reference, e.g. the 0/1 flags, gets one bin per value); empty shares count as `EPSILON`.
 The common reading: below 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a large one; a feature at or above
@@ -26,9 +26,10 @@ import numpy as np
 
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
-from pipelines.datasets import read_labels, scored_features
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.topic_reader import read_records
+from pipelines.loop.labels import read_labels
+from pipelines.risk.dataset import scored_features
 
 DEFAULT_THRESHOLD = 0.2
 #: Label-conditional drift (the positives' features): flagged when the two-sample KS test's p-value is below

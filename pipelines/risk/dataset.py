@@ -20,86 +20,31 @@ Why not recompute: features recomputed from the account's history after the fact
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from operators.dead_letter import dead_letter_json
-from operators.decoding import Rejection
-from operators.feedback import Label, label_decoder
+from operators.feedback import Label
 from operators.risk.features import FEATURE_NAMES
 from operators.risk.schemas import RiskResult
 from pipelines.exceptions import ConfigError
 from pipelines.kafka.changelog import versions_of
-from pipelines.kafka.clients import ensure_topics, publish_records
-from pipelines.kafka.topic_reader import TopicRecord, read_records
+from pipelines.kafka.topic_reader import read_records
+from pipelines.loop.dataset_file import write_dataset
+from pipelines.loop.labels import DatasetReport, known_labels
 
 #: The Parquet column of each feature (a prefix keeps them apart from the result's fields).
 FEATURE_COLUMNS = tuple(f"f_{name}" for name in FEATURE_NAMES)
 
 
-@dataclass
-class DatasetReport:
-    """What a build read, joined, dropped and wrote."""
+class RiskDatasetReport(DatasetReport):
+    """`DatasetReport`, whose `missing_features` counts the labelled results without their state version."""
 
-    path: str
-    rows: int = 0
-    positives: int = 0
-    results: int = 0
-    labels: int = 0
-    malformed_labels: int = 0
-    late_labels: int = 0
-    duplicate_labels: int = 0
-    unknown_labels: int = 0
-    unlabelled_results: int = 0
-    missing_features: int = 0
-    first_ts: int | None = None
-    last_ts: int | None = None
-
-
-def read_labels(
-    bootstrap: str, topic: str, until_ms: int | None = None, report: DatasetReport | None = None
-) -> tuple[dict[str, Label], list[tuple[TopicRecord, Rejection]]]:
-    """The first label of each event id on `topic` known by `until_ms` (all when None), and the records that
-    are not valid labels with why; `report` (if given) counts labels read, late and duplicate."""
-    decoder = label_decoder()
-    labels: dict[str, Label] = {}
-    rejected: list[tuple[TopicRecord, Rejection]] = []
-    for record in read_records(bootstrap, topic):
-        decoded = decoder.decode(record.value)
-        if isinstance(decoded, Rejection):
-            rejected.append((record, decoded))
-        elif until_ms is not None and decoded.labelled_at > until_ms:
-            if report is not None:
-                report.late_labels += 1
-        elif decoded.event_id in labels:
-            if report is not None:
-                report.duplicate_labels += 1
-        else:
-            labels[decoded.event_id] = decoded
-    if report is not None:
-        report.labels = len(labels) + report.late_labels + report.duplicate_labels
-    return labels, rejected
-
-
-def known_labels(
-    bootstrap: str, topic: str, until_ms: int, dlq_topic: str, report: DatasetReport, pipeline: str
-) -> dict[str, Label]:
-    """`read_labels`, with the malformed ones dead-lettered to `dlq_topic` (as `PIPELINE-feedback`)."""
-    labels, rejected = read_labels(bootstrap, topic, until_ms, report)
-    letters = [(None, dead_letter_json(f"{pipeline}-feedback", why.reason, why.error, record.value, topic=topic,
-                                       partition=record.partition, offset=record.offset))
-               for record, why in rejected]
-    report.malformed_labels = len(letters)
-    if letters:
-        ensure_topics(bootstrap, [dlq_topic])
-        publish_records(bootstrap, dlq_topic, letters)
-    return labels
+    def details(self) -> str:
+        """The labelled results left out for want of their features."""
+        return f"results without their state version: {self.missing_features:,}"
 
 
 def scored_features(
@@ -119,13 +64,12 @@ def scored_features(
 def build_risk_dataset(
     bootstrap: str, *, results_topic: str, feedback_topic: str, changelog_topic: str, until_ms: int, out: Path,
     dlq_topic: str,
-) -> DatasetReport:
+) -> RiskDatasetReport:
     """Join the labels of `feedback_topic` known by `until_ms` to the results of `results_topic` up to it, with
     features from `changelog_topic`, into the Parquet file `out` (module doc)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    report = DatasetReport(path=str(out))
+    report = RiskDatasetReport(path=str(out))
     labels = known_labels(bootstrap, feedback_topic, until_ms, dlq_topic, report, "risk")
     wanted: dict[tuple[str, int, int], tuple[RiskResult, Label]] = {}
     seen: set[str] = set()
@@ -169,21 +113,7 @@ def build_risk_dataset(
     report.positives = sum(label.label for label in chosen)
     report.first_ts = results[0].ts if results else None
     report.last_ts = results[-1].ts if results else None
-    metadata = {"pipeline": "risk", "results_topic": results_topic, "feedback_topic": feedback_topic,
-                "changelog_topic": changelog_topic, "until_ms": until_ms, "feature_names": list(FEATURE_NAMES),
-                "built_at_ms": int(time.time() * 1000), "report": asdict(report)}
-    table = pa.table(columns).replace_schema_metadata({"streamscore": json.dumps(metadata)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    write_dataset(out, columns, "risk", {"results_topic": results_topic, "feedback_topic": feedback_topic,
+                                         "changelog_topic": changelog_topic, "until_ms": until_ms,
+                                         "feature_names": list(FEATURE_NAMES)}, report)
     return report
-
-
-def dataset_metadata(path: Path) -> dict[str, Any]:
-    """The `streamscore` metadata a dataset file was written with (topics, until, time range, counts)."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(path).metadata or {}).get(b"streamscore")
-    if raw is None:
-        raise ConfigError(f"{path} is not a streamscore dataset (no streamscore metadata): build it with "
-                          "`streamscore dataset build`")
-    return dict(json.loads(raw))

@@ -1,0 +1,2 @@
+"""The risk pipeline: what is its own and not an operator's (its closed loop, datasets, training on them,
+drift, synthetic feedback). The online logic is `operators.risk`."""
