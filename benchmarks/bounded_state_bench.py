@@ -99,9 +99,9 @@ class SeriesSampler:
 
 def run(bootstrap: str, keys: int, events_per_key: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run over fresh topics (deleted afterwards)."""
-    from pipelines.config import RISK_CONFIG_PATH
     from pipelines.infra.processes import stop_process_group
     from pipelines.kafka.clients import ensure_topics
+    from pipelines.risk.config import RISK_CONFIG_PATH
 
     run_id = f"bs{uuid.uuid4().hex[:8]}"
     names = {"in": f"bounded-{run_id}.in", "out": f"bounded-{run_id}.out", "dlq": f"bounded-{run_id}.dlq"}

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.handle import ModelHandle
 from models.quantization import quantize_registered
 from models.registry import ModelRegistry
-from pipelines.training import DEFAULT_EVAL_SEED, evaluate, risk_dataset
+from pipelines.risk.training import risk_dataset
+from pipelines.training import DEFAULT_EVAL_SEED, evaluate
 
 BATCHES = (1, 64, 512)
 MODELS = ("risk", "reco")

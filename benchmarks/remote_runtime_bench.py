@@ -58,7 +58,7 @@ class _Scored(msgspec.Struct):
 
 def _config(path: Path, model: str, server: ModelServer | None) -> Path:
     """The shipped risk YAML with every transaction routed to `model` (on `server` if given)."""
-    config = yaml.safe_load((ROOT / "pipelines/configs/risk.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((ROOT / "pipelines/risk/risk.yaml").read_text(encoding="utf-8"))
     version = ModelRegistry().current(model)
     route: dict[str, Any] = {"code": "all", "when": {"amount": {"at_least": 0.0}}, "model": f"{model}@{version}"}
     if server is not None:

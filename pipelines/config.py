@@ -1,27 +1,13 @@
 """Pipeline configuration files: one YAML per pipeline, validated once at start-up (msgspec, no unknown fields).
 
-A risk config (the shipped defaults are `pipelines/configs/risk.yaml`)::
+Every config has `pipeline: <name>` (the tag that picks its type), `topics`, `model_refresh_seconds` and `state`
+(`PipelineConfigBase`); a pipeline that serves registry models has `model`, `routes` and `backends` too
+(`ModelPipelineConfig`). Each pipeline's own type lives in its folder with its shipped YAML (risk:
+`pipelines/risk/config.py` and `risk.yaml`; reco: `pipelines/reco/`) and is named by its `PipelineDefinition`.
 
-    pipeline: risk
-    topics: {input: risk.transactions, output: risk.scores, dlq: risk.dlq}
-    model: risk                  # the registry's current version; `risk@1` pins one
-    routes:                      # optional: the first matching route picks the model (operators.routing)
-      - {code: high_value, when: {amount: {at_least: 2000}}, model: risk@2}
-    model_refresh_seconds: 2     # follow promotions of unpinned models (hot-swap); 0: never
-    backends:                    # optional: model servers routes may name (operators.remote.backend.BackendConfig)
-      server: {url: "http://127.0.0.1:8080", protocol: http, deadline_ms: 200, fallback: local}
-    thresholds: {review: 0.3, block: 0.7}
-    rules:                       # operators.risk.rules: amount_above, count_in_window, country_change_within,
-      - {code: burst, kind: count_in_window, count: 5, window_minutes: 10, action: review}
-    state: {retention_versions: 16, ttl_hours: 720, dedup_window_hours: 24}   # optional; each field optional
-
-A reco config has `pipeline: reco`, `topics`, `model: reco[@N]`, `k`, `idle_timeout_minutes` and `state`, and may
-have `routes` and `backends` as a risk config does (a remote route steps its sessions on a model server).
-
-`load_config(path)` returns a `RiskPipelineConfig` or `RecoPipelineConfig`; anything wrong raises
-`ConfigError` whose message names the file and the field path and says what was expected and what was
-found, e.g. `risk.yaml: rules[2].window_minutes: expected int >= 1, got -5. Fix ...`.
-`risk_operator_from_config(cfg)` builds the `RiskOperator` a risk config describes.
+`load_config(path)` returns the config of whichever pipeline the file names; anything wrong raises `ConfigError`
+whose message names the file and the field path and says what was expected and what was found, e.g.
+`risk.yaml: rules[2].window_minutes: expected int >= 1, got -5. Fix ...`.
 """
 
 from __future__ import annotations
@@ -36,25 +22,14 @@ import msgspec
 import yaml
 
 from operators.exceptions import OperatorConfigError
-from operators.reco.operator import RecoOperator
-from operators.reco.schemas import Click
 from operators.remote.backend import BackendConfig
-from operators.risk.operator import RiskOperator
-from operators.risk.policy import RiskThresholds
-from operators.risk.rules import AnyRule, Code, Currency, RuleSet, check_rules
-from operators.risk.schemas import Transaction
+from operators.risk.rules import Code, Currency
 from operators.routing import ModelRef, Route, check_routes
 from pipelines.config_errors import explain, kind, yaml_problem
 from pipelines.exceptions import ConfigError
 from state.contract import RetentionPolicy
 
-#: The folder of the shipped pipeline configs (package data).
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-#: The shipped risk config: the defaults (`DEFAULT_RULES`, `RiskThresholds()`, the default topics).
-RISK_CONFIG_PATH = CONFIG_DIR / "risk.yaml"
-#: The shipped reco config (`RecoOperator` defaults and the default topics).
-RECO_CONFIG_PATH = CONFIG_DIR / "reco.yaml"
-_EXAMPLE = "pipelines/configs/risk.yaml"
+_EXAMPLE = "pipelines/risk/risk.yaml"
 
 TopicName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9._-]{1,249}\\Z")]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -64,11 +39,11 @@ class FieldError(ValueError):
     """A semantic check of one config section failed; the message starts with the field (`review: ...`)."""
 
 
-class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of the config sections: immutable, no unknown fields."""
 
 
-class TopicsConfig(_Section, frozen=True):
+class TopicsConfig(Section, frozen=True):
     """The pipeline's Kafka topics: input, output (results) and dlq (dead letters); all distinct."""
 
     input: TopicName
@@ -82,24 +57,7 @@ class TopicsConfig(_Section, frozen=True):
             raise FieldError(f"dlq: must differ from input and output, got {self.dlq!r}")
 
 
-class ThresholdsConfig(_Section, frozen=True):
-    """Score thresholds of the risk decision: `0 < review <= block <= 1`."""
-
-    review: float
-    block: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.review <= self.block <= 1.0:
-            raise FieldError(
-                f"review: expected 0 < review <= block <= 1, got review={self.review}, block={self.block}"
-            )
-
-    def to_risk_thresholds(self) -> RiskThresholds:
-        """The operator's `RiskThresholds`."""
-        return RiskThresholds(review=self.review, block=self.block)
-
-
-class StateConfig(_Section, frozen=True):
+class StateConfig(Section, frozen=True):
     """Per-key state bounds, read by every runtime, the offline scorer and the harness alike: the newest
     `retention_versions` versions are kept; `ttl_hours` (optional) is how long a key's state lives without an
     event, in event time: the next event of a key idle for longer starts it cold, as a new key's first event
@@ -149,13 +107,14 @@ class PipelineConfigBase(
     (`model_refresh_seconds`, 0 = never). A pipeline's config subclasses it with `tag="<pipeline name>"`
     (a pipeline without models too) and is named as `config_type` in its `PipelineDefinition`."""
 
+    BASE: ClassVar[bool] = True
     topics: TopicsConfig
     model_refresh_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
     state: StateConfig = msgspec.field(default_factory=StateConfig)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):  # a pipeline's config (private bases are not)
+        if not cls.__dict__.get("BASE", False):  # a pipeline's config (a base of configs says BASE = True)
             _CONFIG_TYPES.append(cls)
 
     @property
@@ -164,10 +123,12 @@ class PipelineConfigBase(
         return str(type(self).__struct_config__.tag)
 
 
-class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ModelPipelineConfig(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A pipeline that serves models: the model (`name` or `name@version`), routes to other models, and the model
-    servers (`backends`, by name) routes may send their events to."""
+    servers (`backends`, by name) routes may send their events to. Its subclass names `MODEL_NAME` (the registry
+    name `model` must have) and `EVENT_TYPE` (what routes match on)."""
 
+    BASE: ClassVar[bool] = True
     MODEL_NAME: ClassVar[str] = ""
     EVENT_TYPE: ClassVar[type[msgspec.Struct]] = msgspec.Struct
 
@@ -214,53 +175,9 @@ class _PipelineBase(PipelineConfigBase, frozen=True, kw_only=True, forbid_unknow
         return self.model if "@" in self.model else None
 
 
-class RiskPipelineConfig(_PipelineBase, frozen=True, tag="risk"):
-    """The risk pipeline: decision thresholds and rules (in evaluation and reason order), and the model servers
-    (`backends`, by name) its routes may send their events to."""
-
-    MODEL_NAME: ClassVar[str] = "risk"
-    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Transaction
-
-    thresholds: ThresholdsConfig
-    rules: tuple[AnyRule, ...]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_rules(self.rules)
-
-    def rule_set(self) -> RuleSet:
-        """The rules as the operator's `RuleSet`."""
-        return RuleSet(self.rules)
-
-
-class RecoPipelineConfig(_PipelineBase, frozen=True, tag="reco"):
-    """The session recommendation pipeline: `k` items per click, sessions end after `idle_timeout_minutes`."""
-
-    MODEL_NAME: ClassVar[str] = "reco"
-    EVENT_TYPE: ClassVar[type[msgspec.Struct]] = Click
-
-    k: Annotated[int, msgspec.Meta(ge=1, le=1000)]
-    idle_timeout_minutes: PositiveInt
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.k <= 1000:
-            raise FieldError(f"k: expected int in [1, 1000], got {self.k}")
-        if self.idle_timeout_minutes < 1:
-            raise FieldError(f"idle_timeout_minutes: expected int >= 1, got {self.idle_timeout_minutes}")
-
-    @property
-    def idle_timeout_ms(self) -> int:
-        """`idle_timeout_minutes` in milliseconds."""
-        return self.idle_timeout_minutes * 60_000
-
-
-PipelineConfig = RiskPipelineConfig | RecoPipelineConfig
-
-
 def _config_union() -> Any:
-    """The tagged union of every pipeline config type defined (`pipeline:` picks the member): the built-in
-    ones and those of pipelines registered so far (`pipelines.registry` imports them before any lookup)."""
+    """The tagged union of every pipeline config type defined so far (`pipeline:` picks the member): those of
+    the pipelines registered (`pipelines.registry` imports them before any lookup) and any imported."""
     return Union[tuple(_CONFIG_TYPES)]  # noqa: UP007 - built at run time
 
 
@@ -283,7 +200,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) -> PipelineConfig:
+def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) -> Any:
     """Read and validate the pipeline config at `path` (expecting `pipeline` if given); `ConfigError` if bad."""
     where = os.fspath(path)
     try:
@@ -291,7 +208,7 @@ def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) ->
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"{where}: cannot read the pipeline config ({exc}); pass the path of a UTF-8 YAML file "
-            f"(the shipped defaults: {RISK_CONFIG_PATH})"
+            f"(the shipped defaults: pipelines/<name>/<name>.yaml, e.g. {_EXAMPLE})"
         ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
@@ -300,7 +217,7 @@ def load_config(path: str | os.PathLike[str], *, pipeline: str | None = None) ->
     return parse_config(data, where, pipeline=pipeline)
 
 
-def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = None) -> PipelineConfig:
+def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = None) -> Any:
     """Validate already-parsed YAML/JSON `data` (as read from `where`) into a pipeline config."""
     if not isinstance(data, dict):
         raise ConfigError(
@@ -308,7 +225,7 @@ def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = N
             f"got {kind(data)}; see {_EXAMPLE} for a complete, valid example"
         )
     try:
-        config: PipelineConfig = msgspec.convert(data, _config_union())
+        config: PipelineConfigBase = msgspec.convert(data, _config_union())
     except msgspec.ValidationError as exc:
         field, detail = explain(str(exc), data, _config_union(), _PATTERNS)
         raise ConfigError(
@@ -323,51 +240,6 @@ def parse_config(data: Any, where: str = "<config>", *, pipeline: str | None = N
             f"{pipeline} pipeline"
         )
     return config
-
-
-def default_config_path(pipeline: str) -> Path:
-    """The shipped config of `pipeline` (`pipelines/configs/<pipeline>.yaml`); `ConfigError` if none."""
-    path = CONFIG_DIR / f"{pipeline}.yaml"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"no shipped config for pipeline {pipeline!r} in {CONFIG_DIR}; shipped: {shipped}")
-    return path
-
-
-def load_risk_config(path: str | os.PathLike[str] | None = None) -> RiskPipelineConfig:
-    """The risk config at `path` (default: the shipped `risk.yaml`); `ConfigError` if bad or not a risk one."""
-    config = load_config(RISK_CONFIG_PATH if path is None else path, pipeline="risk")
-    assert isinstance(config, RiskPipelineConfig)
-    return config
-
-
-def risk_operator_from_config(cfg: RiskPipelineConfig) -> RiskOperator:
-    """The `RiskOperator` of a risk config: thresholds, rules, the default model and routes (a `--model`
-    given at `open` via `OperatorContext.model_ref` pins one model instead)."""
-    if not isinstance(cfg, RiskPipelineConfig):
-        raise ConfigError(f"risk_operator_from_config needs a risk config, got pipeline {cfg.pipeline!r}")
-    return RiskOperator(
-        thresholds=cfg.thresholds.to_risk_thresholds(), rules=cfg.rule_set(), model=cfg.model, routes=cfg.routes,
-        dedup_window_ms=cfg.state.dedup_window_ms, dedup_max_ids=cfg.state.dedup_max_ids,
-        ttl_ms=cfg.state.ttl_ms, backends=cfg.backend_configs(),
-    )
-
-
-def load_reco_config(path: str | os.PathLike[str] | None = None) -> RecoPipelineConfig:
-    """The reco config at `path` (default: the shipped `reco.yaml`); `ConfigError` if bad or not a reco one."""
-    config = load_config(RECO_CONFIG_PATH if path is None else path, pipeline="reco")
-    assert isinstance(config, RecoPipelineConfig)
-    return config
-
-
-def reco_operator_from_config(cfg: RecoPipelineConfig) -> RecoOperator:
-    """The `RecoOperator` of a reco config: k, idle timeout, the default model and routes."""
-    if not isinstance(cfg, RecoPipelineConfig):
-        raise ConfigError(f"reco_operator_from_config needs a reco config, got pipeline {cfg.pipeline!r}")
-    return RecoOperator(k=cfg.k, idle_timeout_ms=cfg.idle_timeout_ms, model=cfg.model, routes=cfg.routes,
-                        dedup_window_ms=cfg.state.dedup_window_ms,
-                        dedup_max_ids=cfg.state.dedup_max_ids, ttl_ms=cfg.state.ttl_ms,
-                        backends=cfg.backend_configs())
 
 
 def _pattern(annotated: Any) -> str:

@@ -4,10 +4,10 @@ the offline scorer) reads it from here by name.
 
 Pipelines are discovered on first use, without this module naming any: every installed package's entry points
 in the group `streamscore.pipelines` (`name = "module:DEFINITION"`; streamscore's own `pyproject.toml` declares
-risk and reco, from `pipelines.builtin`), then the modules named in the environment variable
-`STREAMSCORE_PIPELINES` (comma-separated, e.g. `mycompany.pipelines.churn`: importing such a module calls
-`register(...)`, for code that is not an installed package). The variable is inherited by the Flink JVM, whose
-embedded Python looks pipelines up by name too, so a job runs a plugin pipeline unchanged.
+risk and reco, from `pipelines.risk.definition` and `pipelines.reco.definition`), then the modules named in the
+environment variable `STREAMSCORE_PIPELINES` (comma-separated, e.g. `mycompany.pipelines.churn`: importing such a
+module calls `register(...)`, for code that is not an installed package). The variable is inherited by the Flink
+JVM, whose embedded Python looks pipelines up by name too, so a job runs a plugin pipeline unchanged.
 
 A definition is cheap to import: what needs numpy or onnxruntime (the operator, its state codec) is behind
 callables that import on first call, so `streamscore --help` and the job's client stay light.

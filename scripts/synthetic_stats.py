@@ -25,9 +25,10 @@ import numpy as np
 
 from models.registry import ModelRegistry
 from operators.risk.features import FEATURE_NAMES
-from pipelines.builtin import EMERGING_FROM, EMERGING_RATE, NEW_SEASON_FROM
+from pipelines.reco.definition import NEW_SEASON_FROM
+from pipelines.risk.definition import EMERGING_FROM, EMERGING_RATE
 from pipelines.risk.drift import DEFAULT_THRESHOLD, positive_drift, psi
-from pipelines.training import risk_dataset
+from pipelines.risk.training import risk_dataset
 
 
 def timestamp_stats(ts: np.ndarray, keys: list[str], legit: np.ndarray | None = None) -> dict[str, float]:

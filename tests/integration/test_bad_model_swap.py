@@ -20,9 +20,9 @@ import pytest
 
 from models.registry import CURRENT_FILE, MANIFEST_FILE, ModelRegistry, _write_atomic
 from operators.risk.schemas import RiskResult
-from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
 from pipelines.kafka.publishing import synthetic_events
+from pipelines.risk.config import RISK_CONFIG_PATH
 
 from .conftest import Topics, config_following_promotions, start_job, streamscore
 from .test_hot_swap import _offline

@@ -22,12 +22,12 @@ import pytest
 
 from models.evaluation import roc_auc
 from models.registry import ModelRegistry
-from pipelines.builtin import EMERGING_FROM
-from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, end_offsets, ensure_topics, publish_records
 from pipelines.kafka.publishing import synthetic_events
 from pipelines.loop.feedback import synthetic_labels
 from pipelines.registry import get
+from pipelines.risk.config import RISK_CONFIG_PATH
+from pipelines.risk.definition import EMERGING_FROM
 from pipelines.risk.feedback import MATURITY_MS
 
 from .conftest import Topics, config_following_promotions, start_job, streamscore

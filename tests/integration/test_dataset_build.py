@@ -26,7 +26,7 @@ from pipelines.kafka.clients import consume, ensure_topics, publish_records
 from pipelines.loop.dataset_file import dataset_metadata
 from pipelines.loop.feedback import synthetic_labels
 from pipelines.risk.dataset import FEATURE_COLUMNS
-from pipelines.training import risk_dataset
+from pipelines.risk.training import risk_dataset
 
 from .conftest import Topics, run_bounded, streamscore
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.changelog import ChangelogVersion, versions_of
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
+from pipelines.risk.config import RISK_CONFIG_PATH
 from pipelines.runtimes.offline import score_lines
 
 from .conftest import Topics, start_job, streamscore

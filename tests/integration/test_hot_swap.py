@@ -16,9 +16,9 @@ import yaml
 
 from models.registry import DEFAULT_ROOT, REGISTRY_ENV, ModelRegistry
 from operators.risk.schemas import RiskResult
-from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
 from pipelines.kafka.publishing import synthetic_events
+from pipelines.risk.config import RISK_CONFIG_PATH
 from pipelines.runtimes.offline import score_lines
 
 from .conftest import Topics, start_job, streamscore

@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipelines.config import RISK_CONFIG_PATH
 from pipelines.kafka.clients import consume, publish_records
+from pipelines.risk.config import RISK_CONFIG_PATH
 from pipelines.runtimes.offline import score_lines
 
 from .conftest import Topics, run_bounded

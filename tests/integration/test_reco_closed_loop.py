@@ -20,9 +20,9 @@ import pytest
 
 from models.registry import ModelRegistry
 from models.synthetic import generate_clicks
-from pipelines.builtin import NEW_SEASON, NEW_SEASON_FROM
-from pipelines.config import RECO_CONFIG_PATH
 from pipelines.kafka.clients import consume, ensure_topics
+from pipelines.reco.config import RECO_CONFIG_PATH
+from pipelines.reco.definition import NEW_SEASON, NEW_SEASON_FROM
 from pipelines.reco.feedback import ATTRIBUTION_MS
 from pipelines.reco.retraining import Session, metrics_at_k
 

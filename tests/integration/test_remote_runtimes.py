@@ -54,7 +54,7 @@ def server() -> Iterator[ModelServer]:
 
 def remote_config(out: Path, protocol: str = "http") -> Path:
     """The shipped risk YAML with every transaction routed to the current `risk` on this module's server."""
-    config = yaml.safe_load((ROOT / "pipelines/configs/risk.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((ROOT / "pipelines/risk/risk.yaml").read_text(encoding="utf-8"))
     url = f"http://127.0.0.1:{HTTP_PORT}" if protocol == "http" else f"127.0.0.1:{GRPC_PORT}"
     config["backends"] = {"server": {"url": url, "protocol": protocol, "deadline_ms": 2000, "retries": 0,
                                      "max_in_flight": 2, "breaker_failures": 2, "breaker_reset_ms": 300}}
@@ -202,7 +202,7 @@ def test_flink_buffered_job_scores_a_remote_route_falls_back_while_the_server_is
 
 def _reco_remote_config(path: Path, url: str, protocol: str) -> None:
     """The shipped reco config with every click's GRU step routed to the server at `url`, written to `path`."""
-    config = yaml.safe_load((ROOT / "pipelines/configs/reco.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((ROOT / "pipelines/reco/reco.yaml").read_text(encoding="utf-8"))
     config["backends"] = {"server": {"url": url, "protocol": protocol, "deadline_ms": 10_000}}
     config["routes"] = [{"code": "remote_all", "when": {"action": ["view", "click", "cart", "purchase"]},
                          "model": f"reco@{ModelRegistry().current('reco')}", "backend": "server"}]

@@ -4,7 +4,7 @@ PyFlink's thread mode runs every Python operator of a TaskManager in one embedde
 as long as the TaskManager: a module imported by one job stays in `sys.modules` for the next. So shipping the
 project's code with each job (`python.files`) does not work there: the second job on a TaskManager imports
 nothing and runs the first job's modules, from a folder Flink deleted when that job ended (seen here: the
-second job failed to read `pipelines/configs/risk.yaml` under the first job's `flink-dist-cache` folder). The code
+second job failed to read `pipelines/risk/risk.yaml` under the first job's `flink-dist-cache` folder). The code
 is therefore the TaskManagers' installed streamscore (this checkout for `streamscore cluster up`, the package
 baked into the image for compose and Kubernetes), and each job carries the fingerprint of the client's code:
 the operator refuses to open when the code its interpreter loaded differs (e.g. the checkout was edited after

@@ -19,7 +19,8 @@ from models.training.risk import (
     train_risk,
 )
 from operators.risk.features import FEATURE_NAMES
-from pipelines.training import DEFAULT_SEED, evaluate, risk_dataset, validation_mask
+from pipelines.risk.training import risk_dataset, validation_mask
+from pipelines.training import DEFAULT_SEED, evaluate
 
 
 @pytest.fixture(scope="module")

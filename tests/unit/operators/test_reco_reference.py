@@ -91,7 +91,8 @@ def test_hidden_after_n_clicks_equals_the_full_sequence_reference(
 
 def test_a_model_trained_by_the_pipeline_opens_with_its_popular_items(tmp_path: Path) -> None:
     """`streamscore models train reco` writes `popular_items` from its own training stream (seed, events)."""
-    from pipelines.training import RECO_CATALOG_SIZE, train
+    from pipelines.reco.training import RECO_CATALOG_SIZE
+    from pipelines.training import train
 
     registry = ModelRegistry(tmp_path / "registry")
     version = train("reco", seed=3, registry=registry, events=8_000, progress=False)

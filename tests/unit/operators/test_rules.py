@@ -45,7 +45,7 @@ from operators.risk.rules import (
     RuleSet,
 )
 from operators.risk.schemas import Transaction
-from pipelines.training import risk_dataset
+from pipelines.risk.training import risk_dataset
 from state import MemoryVersionedStore
 from state.codec import MsgpackCodec
 

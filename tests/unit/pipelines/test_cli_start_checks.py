@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.config import RECO_CONFIG_PATH, RISK_CONFIG_PATH
+from pipelines.reco.config import RECO_CONFIG_PATH
+from pipelines.risk.config import RISK_CONFIG_PATH
 
 
 def _config(tmp_path: Path, source: Path, **changes: object) -> Path:

@@ -24,22 +24,12 @@ from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
 from operators.risk.policy import RiskThresholds
 from operators.risk.rules import DEFAULT_RULES, AmountAbove, CountInWindow, CountryChangeWithin, RuleSet
 from operators.risk.schemas import Transaction
-from pipelines.builtin import RECO, RISK
-from pipelines.config import (
-    CONFIG_DIR,
-    RECO_CONFIG_PATH,
-    RISK_CONFIG_PATH,
-    RecoPipelineConfig,
-    RiskPipelineConfig,
-    default_config_path,
-    load_config,
-    load_reco_config,
-    load_risk_config,
-    parse_config,
-    reco_operator_from_config,
-    risk_operator_from_config,
-)
+from pipelines.config import load_config, parse_config
 from pipelines.exceptions import ConfigError
+from pipelines.reco.config import RECO_CONFIG_PATH, RecoPipelineConfig, load_reco_config, reco_operator_from_config
+from pipelines.reco.definition import RECO
+from pipelines.risk.config import RISK_CONFIG_PATH, RiskPipelineConfig, load_risk_config, risk_operator_from_config
+from pipelines.risk.definition import RISK
 from state import MemoryVersionedStore
 from state.contract import RetentionPolicy
 
@@ -69,8 +59,8 @@ def test_shipped_risk_config_loads_and_is_todays_behaviour() -> None:
     assert config.state.ttl_ms is None
     assert config.model == "risk" and config.model_ref is None
     assert load_risk_config() == config
-    assert default_config_path("risk") == RISK_CONFIG_PATH
-    assert RISK_CONFIG_PATH.parent == CONFIG_DIR
+    assert RISK.default_config == RISK_CONFIG_PATH  # shipped in the pipeline's own folder
+    assert RISK_CONFIG_PATH.parent.name == "risk" and RECO.default_config.parent.name == "reco"
 
 
 def test_operator_from_the_shipped_config_scores_like_the_default_operator() -> None:
@@ -170,8 +160,6 @@ def test_a_reco_config(tmp_path: Path) -> None:
         load_config(_write(tmp_path, data, "reco.yaml"), pipeline="risk")
     with pytest.raises(ConfigError, match="needs a risk config"):
         risk_operator_from_config(config)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="no shipped config for pipeline 'nope'"):
-        default_config_path("nope")
 
 
 # --------------------------------------------------------------------------------------- bad configs

@@ -75,9 +75,9 @@ def test_splits_refuse_a_split_with_one_class_or_other_features(tmp_path: Path) 
 @pytest.mark.parametrize("seed", [21, 5])
 def test_the_positives_drift_flags_what_a_new_fraud_pattern_changes_and_only_that(seed: int) -> None:
     from models.synthetic import generate_transactions
-    from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
+    from pipelines.risk.definition import EMERGING_FROM, EMERGING_RATE
     from pipelines.risk.drift import positive_drift
-    from pipelines.training import risk_dataset
+    from pipelines.risk.training import risk_dataset
 
     flagged = {}
     for scenario in (True, False):
@@ -116,7 +116,7 @@ def test_drift_on_the_default_stream_flags_nothing_at_the_default_threshold(seed
     from models.registry import SHIPPED_ROOT, ModelRegistry
     from models.synthetic import generate_transactions
     from pipelines.risk.drift import DEFAULT_THRESHOLD, compare_windows, windows
-    from pipelines.training import risk_dataset
+    from pipelines.risk.training import risk_dataset
 
     events = generate_transactions(40_000, seed)
     data = risk_dataset(events)
@@ -137,9 +137,9 @@ def test_drift_with_the_emerging_fraud_flags_the_amount_features_among_the_fraud
     last): the label-1 events' amount features are flagged."""
     from models.registry import SHIPPED_ROOT, ModelRegistry
     from models.synthetic import generate_transactions
-    from pipelines.builtin import EMERGING_FROM, EMERGING_RATE
+    from pipelines.risk.definition import EMERGING_FROM, EMERGING_RATE
     from pipelines.risk.drift import compare_windows, windows
-    from pipelines.training import risk_dataset
+    from pipelines.risk.training import risk_dataset
 
     events = generate_transactions(40_000, seed, emerging_from=EMERGING_FROM, emerging_rate=EMERGING_RATE)
     data = risk_dataset(events)

@@ -7,8 +7,10 @@ from importlib.metadata import EntryPoint, entry_points
 
 import pytest
 
-from pipelines import builtin, registry
+from pipelines import registry
 from pipelines.exceptions import ConfigError
+from pipelines.reco.definition import RECO
+from pipelines.risk.definition import RISK
 
 
 @pytest.fixture
@@ -19,15 +21,16 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_built_in_pipelines_are_the_installed_packages_entry_points() -> None:
     declared = {p.name: p.value for p in entry_points(group=registry.ENTRY_POINT_GROUP)}
-    assert declared["risk"] == "pipelines.builtin:RISK" and declared["reco"] == "pipelines.builtin:RECO"
-    assert registry.get("risk") is builtin.RISK and registry.get("reco") is builtin.RECO
+    assert declared["risk"] == "pipelines.risk.definition:RISK"
+    assert declared["reco"] == "pipelines.reco.definition:RECO"
+    assert registry.get("risk") is RISK and registry.get("reco") is RECO
 
 
 @pytest.mark.usefixtures("fresh_registry")
 def test_an_entry_point_that_does_not_name_its_pipelines_definition_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wrong = EntryPoint("risk", "pipelines.builtin:RECO", registry.ENTRY_POINT_GROUP)
+    wrong = EntryPoint("risk", "pipelines.reco.definition:RECO", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [wrong])
     with pytest.raises(ConfigError, match="must name the PipelineDefinition of pipeline 'risk'"):
         registry.get("risk")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.config import RISK_CONFIG_PATH
+from pipelines.risk.config import RISK_CONFIG_PATH
 from state.contract import RetentionPolicy
 from state.rocks import RocksVersionedStore
 
