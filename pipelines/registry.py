@@ -32,6 +32,7 @@ from state.contract import RetentionPolicy
 if TYPE_CHECKING:
     from operators.contract import Operator
     from operators.decoding import EventDecoder
+    from pipelines.backtest.report import DiffOutcome
     from pipelines.loop.spec import LoopSpec
     from state.codec import Codec
 
@@ -60,6 +61,8 @@ class PipelineDefinition:
     - `train(seed, registry, *, events, progress, k)` -> new model version, and
       `evaluate(version, seed, events, *, registry, progress)` -> `Evaluation`: the model hooks, or None
       (`streamscore models train|evaluate` offer the pipelines that have them);
+    - `backtest_diff(production, shadow, window, *, k, title, report_dir)` -> `DiffOutcome`: how a backtest
+      compares the shadow's results with production's (None: whole results, `pipelines.backtest.report`);
     - `loop`: the pipeline's part of the closed loop (`pipelines.loop.spec.LoopSpec`), or None (`streamscore
       loop|dataset|drift` and `publish feedback` offer the pipelines that have one).
     """
@@ -77,6 +80,7 @@ class PipelineDefinition:
     scenarios: tuple[str, ...] = ()
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., Any] | None = None
+    backtest_diff: Callable[..., DiffOutcome] | None = None
     loop: LoopSpec | None = None
 
     @property

@@ -1,11 +1,10 @@
 """The diff report of a backtest: production results vs shadow results of the same events, joined on event_id.
 
-Pure Python (numpy for percentiles; matplotlib only to draw the histogram). Inputs are decoded result objects
-(`dict`s as read from the topics); nothing here talks to Kafka or Flink.
-
-Risk: a decision flip matrix (production decision -> shadow decision), unchanged count, events missing on either
-side, and statistics of `delta = shadow score - production score`. Reco: overlap@k of the two item lists and the
-rate of changed top-1 items.
+Pure Python (numpy for percentiles; matplotlib only to draw a histogram). Inputs are decoded result objects
+(`dict`s as read from the topics); nothing here talks to Kafka or Flink. What is compared is the pipeline's
+(`PipelineDefinition.backtest_diff`: risk's decision flips and score deltas, `pipelines.risk.backtest`; reco's
+overlap@k, `pipelines.reco.backtest`); a pipeline that declares none gets `diff_results`: how many results are
+byte-for-byte unchanged (`scored_at` aside).
 """
 
 from __future__ import annotations
@@ -13,14 +12,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DECISIONS = ("approve", "review", "block")
 Result = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DiffOutcome:
+    """A pipeline's diff of a backtest: its JSON summary, a short text and the chart it drew."""
+
+    summary: dict[str, Any]
+    text: str
+    png: Path
 
 
 @dataclass(frozen=True)
@@ -95,134 +102,36 @@ def delta_stats(deltas: list[float]) -> DeltaStats:
     )
 
 
-@dataclass
-class RiskDiff:
-    """Risk backtest diff: decision matrix and flips, unchanged, missing on either side, score deltas."""
-
-    compared: int
-    unchanged: int
-    flips: dict[str, int]
-    matrix: dict[str, dict[str, int]]
-    missing_in_shadow: int
-    missing_in_production: int
-    duplicates_production: int
-    duplicates_shadow: int
-    score_delta: DeltaStats
-    production_models: dict[str, int]
-    shadow_models: dict[str, int]
-    examples_missing_in_shadow: list[str] = field(default_factory=list)
-    examples_missing_in_production: list[str] = field(default_factory=list)
-    deltas: list[float] = field(default_factory=list, repr=False)
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON-ready summary (without the per-event deltas)."""
-        summary = asdict(self)
-        summary.pop("deltas")
-        return summary
-
-
-def flip_key(before: str, after: str) -> str:
-    """The name of a decision flip, e.g. `approve->review`."""
-    return f"{before}->{after}"
-
-
-def diff_risk(production: IndexedResults, shadow: IndexedResults, window: set[str] | None) -> RiskDiff:
-    """Compare risk results event by event (see `join` for what `window` does)."""
+def diff_results(production: IndexedResults, shadow: IndexedResults, window: set[str] | None, *, k: int,
+                 title: str, report_dir: Path) -> DiffOutcome:
+    """The diff of a pipeline that declares none: results compared whole, `scored_at` aside (`k` unused)."""
     joined = join(production.by_event, shadow.by_event, window)
-    labels = sorted({*DECISIONS, *(str(r["decision"]) for r in (*production.by_event.values(),
-                                                                   *shadow.by_event.values()))},
-                    key=lambda d: (DECISIONS.index(d) if d in DECISIONS else len(DECISIONS), d))
-    matrix = {before: dict.fromkeys(labels, 0) for before in labels}
-    deltas: list[float] = []
-    for event_id in joined.both:
-        before, after = production.by_event[event_id], shadow.by_event[event_id]
-        matrix[str(before["decision"])][str(after["decision"])] += 1
-        deltas.append(float(after["score"]) - float(before["score"]))
-    flips = {flip_key(b, a): n for b, row in matrix.items() for a, n in row.items() if a != b}
-    compared = set(joined.both)
-    return RiskDiff(
-        compared=len(joined.both),
-        unchanged=sum(matrix[d][d] for d in labels),
-        flips=flips,
-        matrix=matrix,
-        missing_in_shadow=len(joined.missing_in_shadow),
-        missing_in_production=len(joined.missing_in_production),
-        duplicates_production=production.duplicates,
-        duplicates_shadow=shadow.duplicates,
-        score_delta=delta_stats(deltas),
-        production_models=_models(r for e, r in production.by_event.items() if e in compared),
-        shadow_models=_models(shadow.by_event.values()),
-        examples_missing_in_shadow=joined.missing_in_shadow[:10],
-        examples_missing_in_production=joined.missing_in_production[:10],
-        deltas=deltas,
-    )
+
+    def comparable(result: Result) -> dict[str, Any]:
+        return {key: value for key, value in result.items() if key != "scored_at"}
+
+    changed = [e for e in joined.both if comparable(production.by_event[e]) != comparable(shadow.by_event[e])]
+    summary = {"compared": len(joined.both), "unchanged": len(joined.both) - len(changed), "changed": len(changed),
+               "missing_in_shadow": len(joined.missing_in_shadow),
+               "missing_in_production": len(joined.missing_in_production),
+               "duplicates_production": production.duplicates, "duplicates_shadow": shadow.duplicates,
+               "production_models": models_of(r for e, r in production.by_event.items() if e in set(joined.both)),
+               "shadow_models": models_of(shadow.by_event.values()), "examples_changed": changed[:10]}
+    png = write_histogram(report_dir / "changed.png", [float(e in set(changed)) for e in joined.both], title,
+                          "result changed (0: no, 1: yes)", bins=2, zero_line=False)
+    text = (f"compared {len(joined.both)} events: {summary['unchanged']} results unchanged, {len(changed)} changed\n"
+            f"missing in shadow: {len(joined.missing_in_shadow)}; missing in production: "
+            f"{len(joined.missing_in_production)}")
+    return DiffOutcome(summary, text, png)
 
 
-@dataclass
-class RecoDiff:
-    """Reco backtest diff: mean overlap@k of the item lists, changed top-1 rate, missing on either side."""
-
-    compared: int
-    k: int
-    mean_overlap_at_k: float | None
-    top1_changed: int
-    top1_changed_rate: float | None
-    missing_in_shadow: int
-    missing_in_production: int
-    duplicates_production: int
-    duplicates_shadow: int
-    production_models: dict[str, int]
-    shadow_models: dict[str, int]
-    overlaps: list[float] = field(default_factory=list, repr=False)
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON-ready summary (without the per-event overlaps)."""
-        summary = asdict(self)
-        summary.pop("overlaps")
-        return summary
-
-
-def overlap_at_k(a: list[int], b: list[int], k: int) -> float:
-    """|top-k of a ∩ top-k of b| / k."""
-    return len(set(a[:k]) & set(b[:k])) / k
-
-
-def diff_reco(production: IndexedResults, shadow: IndexedResults, window: set[str] | None, k: int = 10) -> RecoDiff:
-    """Compare reco results event by event (see `join` for what `window` does)."""
-    if k < 1:
-        raise ValueError(f"overlap@k needs k >= 1, got {k}")
-    joined = join(production.by_event, shadow.by_event, window)
-    overlaps: list[float] = []
-    top1_changed = 0
-    for event_id in joined.both:
-        before = list(production.by_event[event_id]["items"])
-        after = list(shadow.by_event[event_id]["items"])
-        overlaps.append(overlap_at_k(before, after, k))
-        top1_changed += (before[:1] != after[:1])
-    both = set(joined.both)
-    return RecoDiff(
-        compared=len(joined.both),
-        k=k,
-        mean_overlap_at_k=float(np.mean(overlaps)) if overlaps else None,
-        top1_changed=top1_changed,
-        top1_changed_rate=top1_changed / len(joined.both) if joined.both else None,
-        missing_in_shadow=len(joined.missing_in_shadow),
-        missing_in_production=len(joined.missing_in_production),
-        duplicates_production=production.duplicates,
-        duplicates_shadow=shadow.duplicates,
-        production_models=_models(r for e, r in production.by_event.items() if e in both),
-        shadow_models=_models(shadow.by_event.values()),
-        overlaps=overlaps,
-    )
-
-
-def _models(results: Iterable[Result]) -> dict[str, int]:
+def models_of(results: Iterable[Result]) -> dict[str, int]:
     """Results per model and where it ran: `risk@3` in-process, `risk-large@1 on server` on a model server,
     `risk-large@1 fallback` in-process after its server failed (the results' `model`, `backend`, `fallback`)."""
-    return dict(sorted(Counter(_scored_by(r) for r in results).items()))
+    return dict(sorted(Counter(scored_by(r) for r in results).items()))
 
 
-def _scored_by(result: Result) -> str:
+def scored_by(result: Result) -> str:
     model = str(result.get("model"))
     if result.get("backend"):
         return f"{model} on {result['backend']}"
@@ -236,18 +145,9 @@ def write_json(path: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
-def write_delta_histogram(path: Path, deltas: list[float], title: str) -> Path:
-    """A histogram PNG of the score deltas (log-scaled counts; an empty plot says there was nothing to compare)."""
-    return _histogram(path, deltas, title, "shadow score - production score", bins=60, zero_line=True)
-
-
-def write_overlap_chart(path: Path, diff: RecoDiff, title: str) -> Path:
-    """A histogram PNG of the per-event overlap@k of a reco diff."""
-    return _histogram(path, diff.overlaps, title, f"overlap@{diff.k} (production vs shadow items)",
-                      bins=diff.k + 1, zero_line=False)
-
-
-def _histogram(path: Path, values: list[float], title: str, xlabel: str, *, bins: int, zero_line: bool) -> Path:
+def write_histogram(path: Path, values: list[float], title: str, xlabel: str, *, bins: int,
+                    zero_line: bool) -> Path:
+    """A histogram PNG of `values` (log-scaled counts; an empty plot says there was nothing to compare)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -270,23 +170,3 @@ def _histogram(path: Path, values: list[float], title: str, xlabel: str, *, bins
     return path
 
 
-def format_risk(diff: RiskDiff) -> str:
-    """A short human-readable summary of a risk diff."""
-    stats = diff.score_delta
-    lines = [f"compared {diff.compared} events: {diff.unchanged} decisions unchanged, "
-             f"{sum(diff.flips.values())} flipped"]
-    lines += [f"  {name:<18} {count}" for name, count in diff.flips.items() if count]
-    lines.append(f"missing in shadow: {diff.missing_in_shadow}; missing in production: {diff.missing_in_production}")
-    if stats.count:
-        lines.append(f"score delta (shadow - production): mean {stats.mean:+.5f}, |delta| p50 {stats.p50_abs:.5f}, "
-                     f"p95 {stats.p95_abs:.5f}, max {stats.max_abs:.5f}; {stats.changed} scores changed")
-    return "\n".join(lines)
-
-
-def format_reco(diff: RecoDiff) -> str:
-    """A short human-readable summary of a reco diff."""
-    overlap = "n/a" if diff.mean_overlap_at_k is None else f"{diff.mean_overlap_at_k:.3f}"
-    rate = "n/a" if diff.top1_changed_rate is None else f"{diff.top1_changed_rate:.3f}"
-    return (f"compared {diff.compared} events: overlap@{diff.k} {overlap}, top-1 changed {diff.top1_changed} "
-            f"({rate})\nmissing in shadow: {diff.missing_in_shadow}; missing in production: "
-            f"{diff.missing_in_production}")

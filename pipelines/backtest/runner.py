@@ -4,8 +4,8 @@
 everything — state (fresh, or copied from a restored production checkpoint, which stays read-only), checkpoint
 folder, consumer group, transactional id prefix, output and dead-letter topics — so the production job's
 checkpoints and topics are never written. Then it reads the production output topic and the shadow topic
-(read_committed), joins them on event_id and writes a JSON summary and a PNG histogram (see
-`pipelines.backtest.report`).
+(read_committed), joins them on event_id and writes a JSON summary and a PNG histogram (the pipeline's
+`backtest_diff`, see `pipelines.backtest.report`).
 
 A start from a timestamp has empty state: per-key features warm up from that point, so results of keys with
 history before it differ from production for reasons other than the model; compare after the warm-up, or
@@ -30,6 +30,7 @@ from pipelines.backtest import report
 from pipelines.backtest.topics import window_event_ids
 from pipelines.exceptions import ConfigError, SetupError, UsageError
 from pipelines.kafka.topic_reader import offsets_for_time, partitions, read_values
+from pipelines.registry import get
 from pipelines.runtimes.flink.options import JobOptions
 
 WARM_UP_NOTE = (
@@ -217,20 +218,12 @@ def run_backtest(request: BacktestRequest, *, echo: Callable[[str], None] = prin
 
     summary: dict[str, Any] = {"backtest": _describe(the_plan, request, starts, stops, seconds)}
     summary["window"] = {"valid_events": len(window) if window is not None else None, "invalid_records": invalid}
-    png = the_plan.report_dir / "score_delta.png"
-    if shadow.pipeline == "risk":
-        risk = report.diff_risk(production, shadowed, window)
-        summary["diff"] = risk.as_json()
-        text = report.format_risk(risk)
-        report.write_delta_histogram(png, risk.deltas, f"{shadow.model_ref} vs production: score deltas")
-    else:
-        reco = report.diff_reco(production, shadowed, window, k=request.reco_k)
-        summary["diff"] = reco.as_json()
-        text = report.format_reco(reco)
-        png = the_plan.report_dir / "overlap.png"
-        report.write_overlap_chart(png, reco, f"{shadow.model_ref} vs production")
+    diff = get(shadow.pipeline).backtest_diff or report.diff_results
+    outcome = diff(production, shadowed, window, k=request.reco_k, title=f"{shadow.model_ref} vs production",
+                   report_dir=the_plan.report_dir)
+    summary["diff"] = outcome.summary
     json_path = report.write_json(the_plan.report_dir / "report.json", summary)
-    return BacktestOutcome(json_path, png, summary, text)
+    return BacktestOutcome(json_path, outcome.png, summary, outcome.text)
 
 
 def _describe(the_plan: BacktestPlan, request: BacktestRequest, starts: dict[int, int] | None,

@@ -19,6 +19,13 @@ def _operator(config: RecoPipelineConfig) -> Any:
     return reco_operator_from_config(config)
 
 
+def _backtest_diff(*args: Any, **kwargs: Any) -> Any:
+    """`pipelines.reco.backtest.reco_backtest_diff` (imports numpy and matplotlib only when called)."""
+    from pipelines.reco.backtest import reco_backtest_diff
+
+    return reco_backtest_diff(*args, **kwargs)
+
+
 def _codec() -> Codec[Any]:
     from operators.reco.operator import RECO_STATE_CODEC
 
@@ -67,5 +74,6 @@ RECO = PipelineDefinition(
     scenarios=(NEW_SEASON,),
     train=_train,
     evaluate=_evaluate,
+    backtest_diff=_backtest_diff,
     loop=RecoLoop(),
 )

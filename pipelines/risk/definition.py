@@ -19,6 +19,13 @@ def _operator(config: RiskPipelineConfig) -> Any:
     return risk_operator_from_config(config)
 
 
+def _backtest_diff(*args: Any, **kwargs: Any) -> Any:
+    """`pipelines.risk.backtest.risk_backtest_diff` (imports numpy and matplotlib only when called)."""
+    from pipelines.risk.backtest import risk_backtest_diff
+
+    return risk_backtest_diff(*args, **kwargs)
+
+
 def _codec() -> Codec[Any]:
     from operators.risk.operator import RISK_STATE_CODEC
 
@@ -67,5 +74,6 @@ RISK = PipelineDefinition(
     scenarios=(EMERGING_FRAUD,),
     train=_train,
     evaluate=_evaluate,
+    backtest_diff=_backtest_diff,
     loop=RiskLoop(),
 )

@@ -10,19 +10,11 @@ from typing import Any
 import pytest
 
 from pipelines.backtest.job import options_from_json, options_to_json
-from pipelines.backtest.report import (
-    DECISIONS,
-    delta_stats,
-    diff_reco,
-    diff_risk,
-    index_results,
-    join,
-    overlap_at_k,
-    write_delta_histogram,
-    write_json,
-)
+from pipelines.backtest.report import delta_stats, diff_results, index_results, join, write_json
 from pipelines.backtest.runner import BacktestRequest, default_shadow_topic, plan, topic_safe
 from pipelines.exceptions import ConfigError
+from pipelines.reco.backtest import diff_reco, overlap_at_k
+from pipelines.risk.backtest import DECISIONS, diff_risk, write_delta_histogram
 from pipelines.runtimes.flink.options import JobOptions
 
 
@@ -175,3 +167,13 @@ def test_the_models_count_says_which_backend_scored_production_and_which_fell_ba
     diff = diff_risk(index_results(production), index_results(shadow), {"e0", "e1", "e2"})
     assert diff.production_models == {"risk-large@1 on server": 1, "risk-large@1 fallback": 1, "risk@1": 1}
     assert diff.shadow_models == {"risk@2": 3}
+
+
+def test_a_pipeline_without_its_own_diff_gets_whole_results_compared_scored_at_aside(tmp_path: Path) -> None:
+    production = [{"event_id": f"e{i}", "count": i, "scored_at": 1} for i in range(5)]
+    shadow = [{"event_id": f"e{i}", "count": i + (i == 3), "scored_at": 2} for i in range(1, 5)]
+    outcome = diff_results(index_results(production), index_results(shadow), {f"e{i}" for i in range(5)}, k=10,
+                           title="toy", report_dir=tmp_path)
+    assert (outcome.summary["compared"], outcome.summary["unchanged"], outcome.summary["changed"]) == (4, 3, 1)
+    assert outcome.summary["missing_in_shadow"] == 1 and outcome.summary["examples_changed"] == ["e3"]
+    assert outcome.png.is_file() and "3 results unchanged, 1 changed" in outcome.text
