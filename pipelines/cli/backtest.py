@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipelines.exceptions import ConfigError
+from pipelines.registry import pipeline_names
 
 HELP = """\
 Re-score the input from a point in time with model NAME@V as a bounded job with its own state, checkpoint
@@ -78,7 +79,7 @@ def add_backtest_command(commands: argparse._SubParsersAction) -> None:
         "backtest", help="re-score history with another model into a shadow topic and diff it against production",
         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    backtest.add_argument("pipeline", choices=["risk", "reco"], help="which pipeline")
+    backtest.add_argument("pipeline", choices=pipeline_names(), help="which pipeline")
     backtest.add_argument("--model", required=True, metavar="NAME@V", help="the model version to try, e.g. risk@2")
     origin = backtest.add_mutually_exclusive_group(required=True)
     origin.add_argument("--from-timestamp", metavar="ISO-TIME",
