@@ -4,7 +4,7 @@ Pure Python (numpy for percentiles; matplotlib only to draw a histogram). Inputs
 (`dict`s as read from the topics); nothing here talks to Kafka or Flink. What is compared is the pipeline's
 (`PipelineDefinition.backtest_diff`: risk's decision flips and score deltas, `pipelines.risk.backtest`; reco's
 overlap@k, `pipelines.reco.backtest`); a pipeline that declares none gets `diff_results`: how many results are
-byte-for-byte unchanged (`scored_at` aside).
+unchanged, compared whole but for when and by which model they were made (`scored_at`, `model`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 Result = Mapping[str, Any]
+#: What `diff_results` leaves out: when a result was made, and by which model (it differs by design).
+IGNORED = frozenset({"scored_at", "model"})
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,11 @@ def delta_stats(deltas: list[float]) -> DeltaStats:
 
 def diff_results(production: IndexedResults, shadow: IndexedResults, window: set[str] | None, *, k: int,
                  title: str, report_dir: Path) -> DiffOutcome:
-    """The diff of a pipeline that declares none: results compared whole, `scored_at` aside (`k` unused)."""
+    """The diff of a pipeline that declares none: results compared whole but for `IGNORED` (`k` unused)."""
     joined = join(production.by_event, shadow.by_event, window)
 
     def comparable(result: Result) -> dict[str, Any]:
-        return {key: value for key, value in result.items() if key != "scored_at"}
+        return {key: value for key, value in result.items() if key not in IGNORED}
 
     changed = [e for e in joined.both if comparable(production.by_event[e]) != comparable(shadow.by_event[e])]
     summary = {"compared": len(joined.both), "unchanged": len(joined.both) - len(changed), "changed": len(changed),

@@ -10,15 +10,26 @@ import sys
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
+from models.registry import REGISTRY_ENV, ModelRegistry
 from operators.harness import OperatorHarness
 from pipelines.kafka.clients import consume
 from pipelines.registry import PLUGINS_ENV, get
 from tests.integration.conftest import Topics
 from tests.toy_pipeline import COUNTER, CountResult, generate
+from tests.toy_pipeline.model import registry_with_counter
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _toy_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The committed registry plus the toy's `counter@1`, for the test and every process it starts."""
+    root = registry_with_counter(tmp_path / "registry")
+    monkeypatch.setenv(REGISTRY_ENV, str(root))
+    return root
 
 BAD = [b'{"event_id": "x", "user": ""', b'{"event_id": "x", "user": "", "ts": 1}', b"[1]"]
 
@@ -34,7 +45,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def _corpus(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
     events = generate(300, 3)
     lines = [msgspec.json.encode(e) for e in events]
-    lines[150:150] = [lines[149], lines[120]]  # producer retries (within the last 8 of the user): counted once
+    lines[150:150] = [lines[149], lines[120]]  # producer retries (within the idempotency window): counted once
     lines[200:200] = BAD
     path = tmp_path / "counter.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -42,12 +53,16 @@ def _corpus(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
 
 
 def _expected(events: list[dict[str, object]]) -> list[CountResult]:
+    """Each user's running count, scored by the registered `counter@1` (run here, one event at a time)."""
+    model = ModelRegistry().load("counter")
     counts: dict[str, int] = {}
     out = []
     for e in events:
         user = str(e["user"])
         counts[user] = counts.get(user, 0) + 1
-        out.append(CountResult(str(e["event_id"]), user, counts[user], counts[user], int(str(e["ts"]))))
+        score = model.run({"count": np.array([[counts[user]]], dtype=np.float32)})["probability"].item()
+        out.append(CountResult(str(e["event_id"]), user, counts[user], counts[user], int(str(e["ts"])),
+                               round(score, 6), "counter@1"))
     return out
 
 

@@ -12,15 +12,25 @@ import msgspec
 import pytest
 
 import tests.toy_pipeline  # noqa: F401 - registers the toy pipeline
+from models.registry import REGISTRY_ENV
 from operators.contract import OperatorContext
 from operators.core import Failure, apply_operator
 from operators.decoding import Rejection
 from pipelines.registry import PipelineDefinition, definitions
 from state import MemoryVersionedStore
+from tests.toy_pipeline.model import registry_with_counter
 
 EVENTS = 120
 _WALL_CLOCK = re.compile(rb',"scored_at":[0-9]+')  # when a result was made: the one field not determined
 DEFINITIONS = [d for d in definitions() if d.generate is not None]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registry_with_the_toys_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The committed models plus the toy's `counter@1`, for every operator the suite opens."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(REGISTRY_ENV, str(registry_with_counter(tmp_path_factory.mktemp("models") / "registry")))
+        yield
 
 
 def _events(definition: PipelineDefinition, n: int = EVENTS, seed: int = 4) -> list[Any]:

@@ -169,9 +169,9 @@ def test_the_models_count_says_which_backend_scored_production_and_which_fell_ba
     assert diff.shadow_models == {"risk@2": 3}
 
 
-def test_a_pipeline_without_its_own_diff_gets_whole_results_compared_scored_at_aside(tmp_path: Path) -> None:
-    production = [{"event_id": f"e{i}", "count": i, "scored_at": 1} for i in range(5)]
-    shadow = [{"event_id": f"e{i}", "count": i + (i == 3), "scored_at": 2} for i in range(1, 5)]
+def test_a_pipeline_without_its_own_diff_gets_whole_results_compared_time_and_model_aside(tmp_path: Path) -> None:
+    production = [{"event_id": f"e{i}", "count": i, "scored_at": 1, "model": "m@1"} for i in range(5)]
+    shadow = [{"event_id": f"e{i}", "count": i + (i == 3), "scored_at": 2, "model": "m@2"} for i in range(1, 5)]
     outcome = diff_results(index_results(production), index_results(shadow), {f"e{i}" for i in range(5)}, k=10,
                            title="toy", report_dir=tmp_path)
     assert (outcome.summary["compared"], outcome.summary["unchanged"], outcome.summary["changed"]) == (4, 3, 1)

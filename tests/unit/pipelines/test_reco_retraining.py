@@ -94,6 +94,11 @@ def test_purchase_weights_change_what_the_model_learns_and_an_oov_target_is_skip
 
 def test_the_cli_offers_the_metrics_the_loop_decides_on() -> None:
     from pipelines.cli.loop import loop_metrics
-    from pipelines.registry import get
+    from pipelines.registry import definitions, get
 
-    assert loop_metrics() == [*get("reco").loop.metrics, *get("risk").loop.metrics]  # type: ignore[union-attr]
+    offered = loop_metrics()
+    assert len(offered) == len(set(offered))
+    assert set(offered) == {m for d in definitions() if d.loop is not None for m in d.loop.metrics}
+    assert {"roc_auc", "pr_auc", "hr_at_10", "mrr_at_10", "purchase_hr_at_10"} <= set(offered)
+    assert offered.index("roc_auc") < offered.index("pr_auc")  # each pipeline's in its order (its first: default)
+    assert get("risk").loop is not None and get("risk").loop.metrics[0] == "roc_auc"
