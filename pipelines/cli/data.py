@@ -82,6 +82,8 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     from pipelines.kafka.clients import consume
     from pipelines.registry import get
 
+    if args.topic is None and args.pipeline is None:
+        raise UsageError(f"dlq: give --pipeline ({', '.join(pipeline_names())}) or --topic")
     topic = args.topic or get(args.pipeline).topics.dlq
     counts: Counter[str] = Counter()
     for record in consume(args.bootstrap, topic, max_records=args.max, timeout_s=args.timeout):
@@ -133,8 +135,7 @@ def add_data_commands(commands: Any) -> None:
 
     dlq = commands.add_parser("dlq", help="read a pipeline's dead letters")
     dlq.add_argument("action", choices=["tail", "count"], help="print the dead letters, or count them by reason")
-    dlq.add_argument("--pipeline", choices=pipeline_names(), default="risk",
-                     help="whose dead-letter topic, default %(default)s")
+    dlq.add_argument("--pipeline", choices=pipeline_names(), help="whose dead-letter topic (or give --topic)")
     dlq.add_argument("--topic", help="default: the pipeline's dead-letter topic")
     dlq.add_argument("--max", type=int, help="stop after N records")
     dlq.add_argument("--timeout", type=float, default=5.0, help="stop after S seconds without a record")

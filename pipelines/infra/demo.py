@@ -25,6 +25,10 @@ from pipelines.infra.home import subdir
 from pipelines.infra.processes import stop_process_group
 from pipelines.kafka.clients import consume, ensure_topics, publish_records
 from pipelines.kafka.publishing import synthetic_events
+from pipelines.risk.definition import RISK
+
+#: The demo runs the risk pipeline.
+PIPELINE = RISK.name
 
 MALFORMED_EVERY = 250
 CHECKPOINT_INTERVAL_MS = 1000
@@ -82,9 +86,9 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
     started_broker = not broker.status(port).running
     bootstrap = broker.up(port).bootstrap
     run = time.strftime("%Y%m%d-%H%M%S")
-    topics = [f"risk.demo-{run}.{suffix}" for suffix in ("transactions", "scores", "dlq")]
+    topics = [f"{PIPELINE}.demo-{run}.{suffix}" for suffix in ("transactions", "scores", "dlq")]
     ensure_topics(bootstrap, topics)
-    checkpoints = subdir("checkpoints", "risk", f"demo-{run}")
+    checkpoints = subdir("checkpoints", PIPELINE, f"demo-{run}")
     log_path = subdir("logs") / f"demo-{run}-job.log"
     print(f"broker: {bootstrap}; topics: {', '.join(topics)}", flush=True)
 
@@ -98,13 +102,13 @@ def run_demo(*, port: int, latency_events: int, burst_events: int, rate: float, 
         collector.start()
     with open(log_path, "wb") as log:
         job = subprocess.Popen(
-            [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", "risk",
+            [sys.executable, "-m", "pipelines", "--bootstrap", bootstrap, "run", PIPELINE,
              "--input-topic", topics[0], "--output-topic", topics[1], "--dlq-topic", topics[2],
              "--checkpoint-dir", str(checkpoints), "--checkpoint-interval", str(CHECKPOINT_INTERVAL_MS)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        events = synthetic_events("risk", WARMUP_EVENTS + latency_events + burst_events, seed)
+        events = synthetic_events(PIPELINE, WARMUP_EVENTS + latency_events + burst_events, seed)
         warmup, paced = events[:WARMUP_EVENTS], events[WARMUP_EVENTS:WARMUP_EVENTS + latency_events]
         burst = events[WARMUP_EVENTS + latency_events:]
         print(f"starting the risk job (log: {log_path}) and warming it up with {len(warmup)} events ...", flush=True)

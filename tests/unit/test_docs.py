@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.toy_pipeline  # noqa: F401 - docs/add-a-pipeline.md walks through the toy pipeline's commands
 from pipelines.cli import parser as cli_parser
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -150,3 +150,21 @@ def test_the_unit_tests_mirror_the_code_tree_as_packages_without_layer_prefixes(
     prefixed = [str(p.relative_to(ROOT)) for layer in TEST_TREES for p in (UNIT / layer).glob("test_*.py")
                 if p.stem.startswith((f"test_{layer}_", "test_ops_"))]
     assert prefixed == [], "the folder names the layer: tests/unit/operators/test_rules.py, not test_ops_rules.py"
+
+
+#: The built-in pipelines, each in its own folder (`pipelines/risk/`, `pipelines/reco/`).
+BUILT_IN = ("risk", "reco")
+
+
+def test_no_module_outside_a_pipelines_folder_names_it() -> None:
+    """A pipeline is found through the registry: no `== "risk"`, no `choices=["risk", "reco"]`, no
+    `get("reco")` outside `pipelines/risk/` and `pipelines/reco/` (prose that mentions one is fine)."""
+    named = [
+        f"{MODULES[name].relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+        for name in MODULES
+        if name.startswith("pipelines.") and name.split(".")[1] not in BUILT_IN
+        for node in ast.walk(ast.parse(MODULES[name].read_text()))
+        if isinstance(node, ast.Constant) and node.value in BUILT_IN
+    ]
+    assert named == []
+    assert {"pipelines.risk.definition", "pipelines.reco.definition"} <= set(MODULES)  # the walk saw them

@@ -23,7 +23,7 @@ from pipelines.cli.common import DEFAULT_BOOTSTRAP
         ["--bootstrap", "h:1", "run", "risk"],
         ["--bootstrap", "other:9", "replay", "risk", "--from-checkpoint", "latest", "--bootstrap", "h:1"],
         ["state", "get", "risk", "k", "--bootstrap", "h:1"],
-        ["dlq", "count", "--bootstrap", "h:1"],
+        ["dlq", "count", "--pipeline", "risk", "--bootstrap", "h:1"],
         ["models", "list", "--bootstrap", "h:1"],
         ["publish", "risk", "--events", "1", "--bootstrap", "h:1"],
     ],
@@ -46,7 +46,8 @@ def test_version() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("streamscore 0.")
 
 
-@pytest.mark.parametrize("argv", [["dlq", "count"], ["publish", "risk", "--events", "3"], ["consume", "t"]])
+@pytest.mark.parametrize("argv", [["dlq", "count", "--pipeline", "risk"], ["publish", "risk", "--events", "3"],
+                                  ["consume", "t"]])
 def test_an_unreachable_broker_fails_with_the_address_tried(argv: list[str]) -> None:
     proc = _cli(*argv, "--bootstrap", "127.0.0.1:9")  # port 9 (discard): nothing listens there
     assert proc.returncode == 1
@@ -95,3 +96,8 @@ def test_an_interrupt_exits_130_and_a_bug_keeps_its_traceback(monkeypatch: pytes
     monkeypatch.setattr(data, "_cmd_consume", interrupted)
     assert main(["consume", "t"]) == 130
     assert expected_failure(ValueError("a bug")) is None  # re-raised by main: the traceback is the report
+
+
+def test_dlq_asks_whose_dead_letters_rather_than_guessing() -> None:
+    proc = _cli("dlq", "count", "--bootstrap", "127.0.0.1:9")
+    assert proc.returncode == 2 and "dlq: give --pipeline (reco, risk) or --topic" in proc.stderr
