@@ -168,3 +168,20 @@ def test_no_module_outside_a_pipelines_folder_names_it() -> None:
     ]
     assert named == []
     assert {"pipelines.risk.definition", "pipelines.reco.definition"} <= set(MODULES)  # the walk saw them
+
+
+def test_a_test_folder_below_a_layer_mirrors_a_package_of_the_code() -> None:
+    """`tests/unit/operators/risk/` tests `operators/risk/`: every folder below a layer's is one of its packages,
+    and a subpackage's tests live in its folder (no `test_risk_*.py` beside it)."""
+    unmirrored, misplaced = [], []
+    for layer in PACKAGES:
+        for folder in sorted(p for p in (UNIT / layer).rglob("*") if p.is_dir() and p.name != "__pycache__"):
+            code = ROOT / layer / folder.relative_to(UNIT / layer)
+            if not (code / "__init__.py").is_file():
+                unmirrored.append(str(folder.relative_to(ROOT)))
+        for package in sorted(p for p in (ROOT / layer).rglob("__init__.py") if p.parent != ROOT / layer):
+            tests_here = UNIT / layer / package.parent.relative_to(ROOT / layer)
+            beside = tests_here.parent.glob(f"test_{package.parent.name}_*.py")
+            misplaced += [str(p.relative_to(ROOT)) for p in beside]
+    assert unmirrored == [], "a test folder below a layer's names a package of that layer"
+    assert misplaced == [], "a subpackage's tests go in its folder: tests/unit/operators/risk/test_rules.py"

@@ -31,7 +31,7 @@ from operators.contract import OperatorContext
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator, SessionState
 from operators.reco.schemas import Click
 from state import MemoryVersionedStore, RetentionPolicy
-from tests.unit.operators.test_reco import most_clicked
+from tests.unit.operators.reco.test_operator import most_clicked
 
 CATALOG = 300
 HIDDEN = 16
