@@ -6,9 +6,6 @@ when it declares none), the decision - with nothing under pipelines/ knowing the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,23 +14,15 @@ import pytest
 
 from models.registry import REGISTRY_ENV, ModelRegistry
 from pipelines.kafka.clients import consume, ensure_topics
-from pipelines.registry import PLUGINS_ENV
 from tests.integration.conftest import Topics
 from tests.toy_pipeline import generate
+from tests.toy_pipeline.cli import toy_cli
 from tests.toy_pipeline.loop import LABEL_DELAY_MS
 from tests.toy_pipeline.model import REGULAR_FROM, registry_with_counter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EVENTS, SEED, PRODUCTION_THRESHOLD = 1000, 5, 3
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {PLUGINS_ENV: "tests.toy_pipeline"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
-                          timeout=900, env=env, check=False, cwd=Path(__file__).resolve().parents[2])
-    assert proc.returncode == 0, f"streamscore {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def test_streamscore_loop_counter_runs_the_same_turn_and_promotes_the_better_threshold(
@@ -44,11 +33,11 @@ def test_streamscore_loop_counter_runs_the_same_turn_and_promotes_the_better_thr
     feedback = topics.input + ".feedback"
     ensure_topics(bootstrap, [feedback])
     job_topics = ("--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq)
-    _cli("--bootstrap", bootstrap, "publish", "counter", "--events", str(EVENTS), "--seed", str(SEED),
+    toy_cli("--bootstrap", bootstrap, "publish", "counter", "--events", str(EVENTS), "--seed", str(SEED),
          "--topic", topics.input)
-    _cli("--bootstrap", bootstrap, "run", "counter", "--bounded", *job_topics,
+    toy_cli("--bootstrap", bootstrap, "run", "counter", "--bounded", *job_topics,
          "--checkpoint-dir", str(tmp_path / "checkpoints"))
-    _cli("--bootstrap", bootstrap, "publish", "feedback", "counter", "--events", str(EVENTS), "--seed", str(SEED),
+    toy_cli("--bootstrap", bootstrap, "publish", "feedback", "counter", "--events", str(EVENTS), "--seed", str(SEED),
          "--topic", feedback)
     served = [msgspec.json.decode(r.value) for r in consume(bootstrap, topics.output, timeout_s=5)]
     assert len(served) == EVENTS and {r["model"] for r in served} == {"counter@1"}
@@ -56,7 +45,7 @@ def test_streamscore_loop_counter_runs_the_same_turn_and_promotes_the_better_thr
     last_ts = max(int(str(e["ts"])) for e in generate(EVENTS, SEED))
     until = datetime.fromtimestamp((last_ts + LABEL_DELAY_MS + 1) / 1000, UTC).isoformat()
     report_dir = tmp_path / "loop"
-    out = _cli("--bootstrap", bootstrap, "loop", "counter", "--until", until, "--feedback", feedback, *job_topics,
+    out = toy_cli("--bootstrap", bootstrap, "loop", "counter", "--until", until, "--feedback", feedback, *job_topics,
                "--report-dir", str(report_dir), "--fail-if-kept").stdout
     assert "dataset: 1,000 labelled results" in out and "candidate: counter@2" in out
 

@@ -4,9 +4,6 @@ the one place a pipeline is declared."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -16,9 +13,10 @@ import pytest
 from models.registry import REGISTRY_ENV, ModelRegistry
 from operators.harness import OperatorHarness
 from pipelines.kafka.clients import consume
-from pipelines.registry import PLUGINS_ENV, get
+from pipelines.registry import get
 from tests.integration.conftest import Topics
 from tests.toy_pipeline import COUNTER, CountResult, generate
+from tests.toy_pipeline.cli import toy_cli
 from tests.toy_pipeline.model import registry_with_counter
 
 pytestmark = pytest.mark.integration
@@ -32,14 +30,6 @@ def _toy_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 BAD = [b'{"event_id": "x", "user": ""', b'{"event_id": "x", "user": "", "ts": 1}', b"[1]"]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {PLUGINS_ENV: "tests.toy_pipeline"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
-                          timeout=600, env=env, check=False, cwd=Path(__file__).resolve().parents[2])
-    assert proc.returncode == 0, f"streamscore {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def _corpus(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
@@ -68,7 +58,7 @@ def _expected(events: list[dict[str, object]]) -> list[CountResult]:
 
 def test_the_registry_knows_the_toy_pipeline_and_the_cli_offers_it() -> None:
     assert get("counter") is COUNTER
-    assert "counter" in _cli("run", "--help").stdout
+    assert "counter" in toy_cli("run", "--help").stdout
 
 
 def test_toy_pipeline_through_score_the_harness_and_a_flink_job(
@@ -78,7 +68,7 @@ def test_toy_pipeline_through_score_the_harness_and_a_flink_job(
     expected = _expected(events)
 
     out, letters = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
-    _cli("score", "counter", "--file", str(corpus), "--out", str(out), "--dead-letters", str(letters))
+    toy_cli("score", "counter", "--file", str(corpus), "--out", str(out), "--dead-letters", str(letters))
     offline = [msgspec.json.decode(line, type=CountResult) for line in out.read_bytes().splitlines()]
     assert offline == expected
     assert len(letters.read_bytes().splitlines()) == len(BAD)
@@ -91,8 +81,8 @@ def test_toy_pipeline_through_score_the_harness_and_a_flink_job(
         assert list(harness.committed) == expected
         assert len(harness.dead_letters) == len(BAD)
 
-    _cli("--bootstrap", bootstrap, "publish", "counter", "--file", str(corpus), "--topic", topics.input)
-    _cli("--bootstrap", bootstrap, "run", "counter", "--bounded", "--delivery", "at-least-once",
+    toy_cli("--bootstrap", bootstrap, "publish", "counter", "--file", str(corpus), "--topic", topics.input)
+    toy_cli("--bootstrap", bootstrap, "run", "counter", "--bounded", "--delivery", "at-least-once",
          "--input-topic", topics.input, "--output-topic", topics.output, "--dlq-topic", topics.dlq,
          "--checkpoint-dir", str(tmp_path / "checkpoints"))
     streamed = [r.value for r in consume(bootstrap, topics.output, timeout_s=5)]
