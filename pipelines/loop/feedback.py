@@ -13,19 +13,14 @@ from collections.abc import Iterator
 
 import msgspec
 
-from pipelines.exceptions import ConfigError
 from pipelines.kafka.publishing import generated_events
-from pipelines.registry import get, loop_pipelines
+from pipelines.loop.turn import loop_spec
 
 
 def synthetic_labels(pipeline: str, n: int, seed: int, scenario: str | None = None) -> list[dict[str, object]]:
     """The labels of the `n` seeded synthetic events of `pipeline` (of `scenario`), sorted by `labelled_at`
     (arrival order)."""
-    spec = get(pipeline).loop
-    if spec is None:
-        raise ConfigError(f"the {pipeline} pipeline has no closed loop, so no ground-truth outcomes to report as "
-                          f"feedback (publish feedback {'|'.join(loop_pipelines())})")
-    labels = spec.synthetic_labels(generated_events(pipeline, n, seed, scenario), seed)
+    labels = loop_spec(pipeline).synthetic_labels(generated_events(pipeline, n, seed, scenario), seed)
     labels.sort(key=lambda label: (label["labelled_at"], label["event_id"]))
     return labels
 
