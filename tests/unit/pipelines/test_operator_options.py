@@ -10,7 +10,7 @@ import pytest
 from pipelines.cli import parser
 from pipelines.cli.common import check_runtime_options
 from pipelines.exceptions import UsageError
-from pipelines.runtimes.flink.environment import flink_configuration, job_jars
+from pipelines.runtimes.flink.environment import ROCKSDB_STORAGE, flink_configuration, job_jars
 from pipelines.runtimes.flink.options import JobOptions
 
 
@@ -49,3 +49,11 @@ def test_only_the_buffered_job_ships_the_operator_jar_and_its_bundle_time_is_the
     assert all(p.name != "streamscore-flink-operator.jar" for p in job_jars(per_record))
     assert flink_configuration(buffered)["python.fn-execution.bundle.time"] == "3"
     assert flink_configuration(per_record)["python.fn-execution.bundle.time"] == "10"
+
+
+def test_every_job_stores_its_rocksdb_state_as_zstd_in_64_kb_blocks() -> None:
+    for options in (_options(), _options(operator="per-record"), _options(jobmanager="h:8081")):
+        config = flink_configuration(options)
+        assert config["state.backend.rocksdb.compression.per.level"] == "ZSTD_COMPRESSION"
+        assert config["state.backend.rocksdb.block.blocksize"] == "64 kb"
+        assert ROCKSDB_STORAGE.items() <= config.items()
