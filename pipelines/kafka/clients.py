@@ -9,13 +9,15 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.exceptions import SetupError
 from pipelines.kafka import security
+
+_T = TypeVar("_T")
 
 #: How long a command waits for the broker before it says it cannot reach it.
 REACH_TIMEOUT_S = 5.0
@@ -247,11 +249,32 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: Iterab
     through its timeout, until that transaction ends."""
     consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False,
                                                     "isolation.level": "read_uncommitted"}))
+    wanted = [TopicPartition(topic, p) for p in partitions]
     try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        committed = retry_coordinator(lambda: consumer.committed(wanted, timeout=10))
         return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed}
     finally:
         consumer.close()
+
+
+#: Errors a group coordinator answers while it moves or loads its partition of `__consumer_offsets` (just after
+#: a broker starts or restarts): the same request succeeds once it is done.
+COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                KafkaError.COORDINATOR_NOT_AVAILABLE})
+
+
+def retry_coordinator(call: Callable[[], _T], deadline_s: float = 30.0, pause_s: float = 0.5) -> _T:
+    """`call()`, again after `pause_s` while it fails with one of `COORDINATOR_MOVING` (up to `deadline_s`); any
+    other error, or the last one, is raised."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.code() not in COORDINATOR_MOVING or time.monotonic() + pause_s > give_up:
+                raise
+        time.sleep(pause_s)
 
 
 def commit_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
@@ -259,6 +282,7 @@ def commit_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[i
     active members), e.g. to start a new group at chosen positions."""
     consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+        retry_coordinator(lambda: consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                                                  asynchronous=False))
     finally:
         consumer.close()
