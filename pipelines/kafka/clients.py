@@ -281,8 +281,8 @@ def commit_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[i
     """Commit `offsets` ({partition: next offset}) of `topic` for consumer group `group` (which must have no
     active members), e.g. to start a new group at chosen positions."""
     consumer = Consumer(_probe_config(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
+    wanted = [TopicPartition(topic, p, o) for p, o in offsets.items()]
     try:
-        retry_coordinator(lambda: consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
-                                                  asynchronous=False))
+        retry_coordinator(lambda: consumer.commit(offsets=wanted, asynchronous=False))
     finally:
         consumer.close()

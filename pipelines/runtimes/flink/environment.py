@@ -24,8 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: How the RocksDB state backend stores its files (Flink keys; Flink's defaults are snappy in 4 KB blocks). A key's
 #: retained versions sit next to each other in key order and differ by an event each, so zstd over 64 KB blocks
 #: shares what they have in common: `benchmarks/bounded_state_bench.py --keys 0` (10k keys x 50 events) peaks at
-#: 79 MB of RocksDB instead of 348 MB, at the same rate; checkpoint flushes take as long. SST files name their own
-#: compression, so state written with snappy restores and reads unchanged.
+#: 79-88 MB of RocksDB instead of 348-389 MB, at the same rate; checkpoint flushes take as long. SST files name their
+#: own compression, so state written with snappy restores and reads unchanged.
 ROCKSDB_STORAGE = {
     "state.backend.rocksdb.compression.per.level": "ZSTD_COMPRESSION",
     "state.backend.rocksdb.block.blocksize": "64 kb",
