@@ -8,6 +8,8 @@ file it references (an incremental checkpoint's RocksDB files under `shared/`, o
 size the checkpoint recorded (a partial copy, a cleaned-up folder). Damage *inside* a file of the right size (a bit
 flip) is left to RocksDB's block checksums, which catch it when that block is read. `--fresh`
 (empty state, input from the committed offsets) skips these checks: starting over is then the operator's decision.
+Flink commits the group's offsets and the sinks' transactions separately when a checkpoint completes, so after a
+kill between the two, a `--fresh` start scores the newest checkpoint's events again.
 """
 
 from __future__ import annotations
