@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pipelines.infra.cluster import MAX_PARALLELISM
 from pipelines.infra.home import subdir
 from pipelines.infra.jars import FLINK_CONNECTORS, jar_paths
+from pipelines.infra.jvm_archive import with_archive
 from pipelines.infra.jvm_temp import with_temp_dir
 from pipelines.infra.operator_jar import operator_jar
 from pipelines.infra.python_env import flink_python_environment
@@ -135,6 +136,7 @@ def create_environment(
         # FLINK_HOME set, or PyFlink's find_flink_home overwrites FLINK_LIB_DIR with the package's lib/.
         os.environ.setdefault("FLINK_HOME", str(flink_home()))
         os.environ["FLINK_LIB_DIR"] = str(lib_with_prometheus_reporter())
+    os.environ["JVM_ARGS"] = with_archive(os.environ["JVM_ARGS"])  # for the class path just settled
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
