@@ -9,7 +9,9 @@ Semantics
 * **Seen items.** The state keeps the session's distinct in-catalogue items (at most `MAX_SEEN_ITEMS`, the
   least recently clicked one is forgotten first). The model's `seen` mask is built from them for every click
   (the click's own item included), so the graph never ranks them; the operator re-checks the model's answer
-  anyway and drops any seen, out-of-catalogue, repeated or non-finite-scored item.
+  anyway and drops any seen, out-of-catalogue, repeated or non-finite-scored item. Clicks stepped together run
+  the same weights without the mask instead (`operators.reco.ranking`), ranking `k` more items than the longest
+  seen list: dropping the seen ones leaves the same items and scores.
 * **Session start and reset.** A session starts fresh (hidden vector of zeros, no seen items, event count 0)
   on its first click, and again when a click comes more than `idle_timeout_ms` of *event time* after the
   newest click of the session. A hidden vector written by another model version, or of another size, is not
@@ -45,6 +47,7 @@ from operators.core import Failure, ItemFailed, ModelServingOperator, failure_of
 from operators.dead_letter import Reason
 from operators.exceptions import OperatorConfigError, OperatorError
 from operators.idempotency import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS, IdempotencyWindow, KeyIds, SeenEventIds
+from operators.reco.ranking import ranked_step
 from operators.reco.schemas import Click, RecoResult
 from operators.remote.backend import BackendConfig, RemoteModel
 from operators.remote.exceptions import ModelUnavailableError
@@ -252,7 +255,7 @@ class RecoOperator(ModelServingOperator):
             catalog=catalog,
             hidden_size=hidden_size,
             popular=tuple(int(p) for p in model.manifest["popular_items"]),
-            stepper=_Stepper(model, catalog, hidden_size),
+            stepper=_Stepper(model, catalog, hidden_size, self.k),
         )
 
     def process_batch(self, items: Sequence[BatchItem]) -> list[list[RecoResult] | Failure]:
@@ -528,12 +531,18 @@ class _Stepper:
     """One session-model step on preallocated inputs: the hidden vector, the item, and the seen-item mask.
 
     The model runs bound to them and to its outputs (`ModelHandle.bind`); a model that cannot be bound runs
-    through `ModelHandle.run` on the same arrays instead, with the same result. One per model, per operator.
+    through `ModelHandle.run` on the same arrays instead, with the same result. Several clicks at once
+    (`step_many`) run the same weights without the seen mask (`operators.reco.ranking`), asking for `k` more items
+    than the longest seen list: the operator's `_top_k` drops seen items either way, so the results are the same.
+    One per model, per operator.
     """
 
-    def __init__(self, model: ModelHandle, catalog: int, hidden_size: int) -> None:
+    def __init__(self, model: ModelHandle, catalog: int, hidden_size: int, k: int) -> None:
         self._model = model
         self._hidden_size = hidden_size
+        self._catalog = catalog
+        self._k = k
+        self._ranked = ranked_step(model)
         self.item = np.zeros((1,), dtype=np.int64)
         self.hidden = np.zeros((1, hidden_size), dtype=np.float32)
         self.seen = np.zeros((1, catalog), dtype=np.float32)
@@ -591,10 +600,15 @@ class _Stepper:
         for j, vector in enumerate(hidden):
             if vector is not None:
                 hidden_rows[j] = vector
+        item_array = np.array(items, dtype=np.int64)
+        if self._ranked is not None:  # `seen` holds the clicked item too (when in the catalogue)
+            top_n = min(self._catalog, self._k + 1 + max(len(row) for row in seen))
+            ranked = self._ranked.run(item_array, hidden_rows, top_n)
+            return _step_outputs(ranked, n)
         mask = np.zeros((n, self.seen.shape[1]), dtype=np.float32)
         for j, row in enumerate(seen):
             mask[j, row] = 1.0
-        out = self._model.run({"item": np.array(items, dtype=np.int64), "hidden": hidden_rows, "seen": mask})
+        out = self._model.run({"item": item_array, "hidden": hidden_rows, "seen": mask})
         new_hidden = out["new_hidden"].reshape(n, -1).tolist()
         top_items = out["top_items"].reshape(n, -1).tolist()
         top_scores = out["top_scores"].reshape(n, -1).tolist()

@@ -21,6 +21,7 @@ from operators.core import Failure, apply_operator
 from operators.dead_letter import Reason
 from operators.reco.decoding import click_decoder
 from operators.reco.operator import RECO_STATE_CODEC, RecoOperator, _waves
+from operators.reco.ranking import RankedStep
 from operators.reco.schemas import Click
 from operators.risk.decoding import transaction_decoder
 from operators.risk.operator import RISK_STATE_CODEC, RiskOperator
@@ -57,8 +58,8 @@ def _reco_items(n: int) -> tuple[RecoOperator, list[BatchItem]]:
 
 
 def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batch sizes of every model call from now on: `ModelHandle.run` (its rows) and `BoundModel.run` (a lone
-    row on preallocated inputs: 1)."""
+    """Batch sizes of every model call from now on: `ModelHandle.run` and `RankedStep.run` (their rows) and
+    `BoundModel.run` (a lone row on preallocated inputs: 1)."""
     sizes: list[int] = []
     original, original_bound = ModelHandle.run, BoundModel.run
 
@@ -70,8 +71,14 @@ def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.append(1)
         return original_bound(self)
 
+    def counting_ranked(self: RankedStep, items: Any, hidden: Any, top_n: int) -> Any:
+        sizes.append(len(items))
+        return original_ranked(self, items, hidden, top_n)
+
+    original_ranked = RankedStep.run
     monkeypatch.setattr(ModelHandle, "run", counting)
     monkeypatch.setattr(BoundModel, "run", counting_bound)
+    monkeypatch.setattr(RankedStep, "run", counting_ranked)
     return sizes
 
 
