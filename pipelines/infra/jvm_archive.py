@@ -3,7 +3,7 @@
 A local run's JVM (PyFlink's gateway, which hosts the mini-cluster) loads and verifies some 20,000 classes from
 Flink's jars before the job's first record. Java 17 can dump them at exit into a dynamic CDS archive
 (`-XX:ArchiveClassesAtExit`) and map that archive at the next start (`-XX:SharedArchiveFile`). `make` builds one
-(`python -m pipelines.infra.jvm_archive`: a short datagen job, ~30 s, no broker needed) into
+(`python -m pipelines.infra.jvm_archive`: a short datagen job, `pipelines.runtimes.flink.archive_training`, ~30 s, no broker needed) into
 `<home>/jvm/`, and every local run then starts with it (`with_archive`). Measured on the 2-core machine,
 2026-12-07, a 200-event bounded risk job from `build` to its end: 19.0 s without the archive, 16.4 s with it.
 
@@ -30,6 +30,8 @@ from pipelines.infra.home import subdir
 ARCHIVE_ENV = "STREAMSCORE_JVM_ARCHIVE"
 #: JVM options of class-data sharing: when `JVM_ARGS` holds one, it is the user's choice and is kept as it is.
 CDS_OPTIONS = ("-XX:SharedArchiveFile=", "-XX:ArchiveClassesAtExit=", "-Xshare:")
+#: The module whose run the archive is written from (a local run's configuration on a short datagen job).
+TRAINING_MODULE = "pipelines.runtimes.flink.archive_training"
 #: A JVM that cannot map the archive (another class path, a damaged file) starts without it and says nothing.
 QUIET = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 
@@ -86,37 +88,6 @@ def with_archive(jvm_args: str) -> str:
     return " ".join([jvm_args, f"-XX:SharedArchiveFile={path}", *QUIET]).strip()
 
 
-def _train() -> None:
-    """What the archive is written from: a local run's Flink configuration (RocksDB, checkpoints every 200 ms) on a
-    2-second keyed datagen job through one Python map. Runs in its own process, whose JVM dumps its classes when it
-    exits."""
-    import tempfile
-
-    from pyflink.common import Configuration, Types
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
-    from pipelines.runtimes.flink.environment import flink_configuration, prepare_process_environment
-    from pipelines.runtimes.flink.options import JobOptions
-
-    prepare_process_environment()
-    with tempfile.TemporaryDirectory(prefix="jvm-archive-") as folder:
-        options = JobOptions(pipeline="archive", bootstrap="127.0.0.1:9", input_topic="in", output_topic="out",
-                             dlq_topic="dlq", checkpoint_dir=Path(folder), checkpoint_interval_ms=200, bounded=True)
-        config = Configuration()
-        for key, value in flink_configuration(options).items():
-            config.set_string(key, value)
-        env = StreamExecutionEnvironment.get_execution_environment(config)
-        t_env = StreamTableEnvironment.create(env)
-        t_env.execute_sql("CREATE TEMPORARY TABLE rows_in (k INT, v STRING) WITH ('connector' = 'datagen', "
-                          "'number-of-rows' = '300', 'rows-per-second' = '150', 'fields.k.min' = '1', "
-                          "'fields.k.max' = '9')")
-        t_env.execute_sql("CREATE TEMPORARY TABLE rows_out (k INT, v STRING) WITH ('connector' = 'blackhole')")
-        stream = t_env.to_data_stream(t_env.from_path("rows_in")).key_by(lambda row: row[0]).map(
-            lambda row: (row[0], row[1]), output_type=Types.TUPLE([Types.INT(), Types.STRING()]))
-        t_env.from_data_stream(stream).execute_insert("rows_out").wait()
-
-
 def build(timeout_s: float = 300.0) -> Path | None:
     """Write this JVM's archive (replacing an older one of the same name) and return it; None (and a message) when
     there is no java or the training run fails: local runs then start without one, as before."""
@@ -129,7 +100,7 @@ def build(timeout_s: float = 300.0) -> Path | None:
     env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -XX:ArchiveClassesAtExit={partial} {' '.join(QUIET)}".strip()
     env[ARCHIVE_ENV] = "0"
     try:
-        run = subprocess.run([sys.executable, "-m", "pipelines.infra.jvm_archive", "--train"], env=env,
+        run = subprocess.run([sys.executable, "-m", TRAINING_MODULE], env=env,
                              capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         run = None
@@ -154,11 +125,8 @@ def ensure() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.infra.jvm_archive [--rebuild]` (make's set-up); `--train` is the archive's own run."""
+    """`python -m pipelines.infra.jvm_archive [--rebuild]` (make's set-up)."""
     args = sys.argv[1:] if argv is None else argv
-    if args == ["--train"]:
-        _train()
-        return
     path = build() if args == ["--rebuild"] else ensure()
     if path is not None:
         print(f"jvm archive: {path} ({path.stat().st_size / 1e6:.0f} MB)")

@@ -23,7 +23,7 @@ def test_a_local_flink_job_maps_the_built_archive(tmp_path: Path) -> None:
     archive = jvm_archive.ensure()
     assert archive is not None and archive.stat().st_size > 10_000_000, archive
     env = dict(os.environ, JVM_ARGS=f"-XX:SharedArchiveFile={archive} -Xshare:on", **{jvm_archive.ARCHIVE_ENV: "0"})
-    mapped = subprocess.run([sys.executable, "-m", "pipelines.infra.jvm_archive", "--train"], env=env,
+    mapped = subprocess.run([sys.executable, "-m", jvm_archive.TRAINING_MODULE], env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert mapped.returncode == 0, (mapped.stdout[-2000:], mapped.stderr[-3000:])
 
