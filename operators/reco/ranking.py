@@ -19,14 +19,16 @@ another shape is not rewritten (None): it is served as registered. Remote backen
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from models.exceptions import ModelIntegrityError
 from models.handle import ModelHandle, session_options
+
+if TYPE_CHECKING:
+    import onnx
 
 #: The rewritten graph's input giving TopK's K (int64, shape [1]); it replaces the `seen` mask.
 TOP_N = "top_n"
@@ -34,6 +36,9 @@ TOP_N = "top_n"
 
 def _ranked_graph(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """`model` with TopK ranking the unmasked scores for `top_n` items, or None when it is not a masked step."""
+    import onnx  # here, not at module level: imported while PyFlink's per-record operator loads the job's
+    from onnx import TensorProto, helper, numpy_helper  # functions, onnx made its JVM exit (2026-12-07)
+
     graph = model.graph
     producers = {out: node for node in graph.node for out in node.output}
     topks = [node for node in graph.node if node.op_type == "TopK"]
@@ -93,5 +98,7 @@ def ranked_step(handle: ModelHandle) -> RankedStep | None:
     data = handle.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != handle.sha256:
         raise ModelIntegrityError(f"loading model {handle.ref}: {handle.path} no longer matches its manifest's sha256")
+    import onnx
+
     ranked = _ranked_graph(onnx.load_from_string(data))
     return None if ranked is None else RankedStep(handle, ranked)

@@ -3,9 +3,10 @@
 A local run's JVM (PyFlink's gateway, which hosts the mini-cluster) loads and verifies some 20,000 classes from
 Flink's jars before the job's first record. Java 17 can dump them at exit into a dynamic CDS archive
 (`-XX:ArchiveClassesAtExit`) and map that archive at the next start (`-XX:SharedArchiveFile`). `make` builds one
-(`python -m pipelines.infra.jvm_archive`: a short datagen job, `pipelines.runtimes.flink.archive_training`, ~30 s, no broker needed) into
-`<home>/jvm/`, and every local run then starts with it (`with_archive`). Measured on the 2-core machine,
-2026-12-07, a 200-event bounded risk job from `build` to its end: 19.0 s without the archive, 16.4 s with it.
+(`python -m pipelines.infra.jvm_archive`: a short datagen job, `pipelines.runtimes.flink.archive_training`, ~30 s,
+no broker) into `<home>/jvm/`, and every local run then starts with it (`with_archive`). Measured on the 2-core
+machine, 2026-12-07, a 200-event bounded risk job from the environment's creation to its end, alternating: 20.1 and
+22.6 s without the archive, 18.3 and 18.7 s with it.
 
 The archive is only valid for the JVM and the class path that wrote it, so its file name carries a fingerprint of
 both (the java binary, PyFlink's version, the jars of its `lib` folder): a JDK upgrade, another PyFlink or a `lib`
@@ -78,12 +79,28 @@ def archive_path() -> Path | None:
     return None if tag is None else subdir("jvm") / f"flink-{tag}.jsa"
 
 
+def _size_file(path: Path) -> Path:
+    return path.with_name(path.name + ".size")
+
+
+def usable(path: Path | None) -> bool:
+    """Whether `path` is a whole archive: its size is the one `build` recorded next to it. A JVM that maps a cut
+    archive can crash (seen: SIGBUS while relocating it, Java 17), so a file of another size is never passed on."""
+    if path is None:
+        return False
+    try:
+        return path.stat().st_size == int(_size_file(path).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def with_archive(jvm_args: str) -> str:
-    """`JVM_ARGS` with the archive mapped, when one was built for this JVM and class path (else unchanged)."""
+    """`JVM_ARGS` with the archive mapped, when a whole one was built for this JVM and class path (else
+    unchanged)."""
     if os.environ.get(ARCHIVE_ENV, "1") == "0" or any(option in jvm_args for option in CDS_OPTIONS):
         return jvm_args
     path = archive_path()
-    if path is None or not path.is_file():
+    if path is None or not usable(path):
         return jvm_args
     return " ".join([jvm_args, f"-XX:SharedArchiveFile={path}", *QUIET]).strip()
 
@@ -109,9 +126,11 @@ def build(timeout_s: float = 300.0) -> Path | None:
         detail = "timed out" if run is None else (run.stderr or run.stdout)[-1500:]
         print(f"jvm archive: not built ({detail.strip()}); local runs start without one")
         return None
+    _size_file(path).unlink(missing_ok=True)
     partial.replace(path)
-    for stale in path.parent.glob("flink-*.jsa"):  # archives of an earlier JDK, PyFlink or lib
-        if stale != path:
+    _size_file(path).write_text(str(path.stat().st_size))
+    for stale in path.parent.glob("flink-*.jsa*"):  # archives of an earlier JDK, PyFlink or lib
+        if stale not in (path, _size_file(path)):
             stale.unlink(missing_ok=True)
     return path
 
@@ -119,7 +138,7 @@ def build(timeout_s: float = 300.0) -> Path | None:
 def ensure() -> Path | None:
     """The archive for this JVM and class path, built first when there is none yet."""
     path = archive_path()
-    if path is not None and path.is_file():
+    if usable(path):
         return path
     return build()
 

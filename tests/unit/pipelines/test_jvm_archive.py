@@ -21,6 +21,7 @@ def _built(home: Path) -> Path:
     path = jvm_archive.archive_path()
     assert path is not None and path.parent == home / "jvm"
     path.write_bytes(b"an archive")
+    path.with_name(path.name + ".size").write_text(str(len(b"an archive")))
     return path
 
 
@@ -67,3 +68,12 @@ def test_no_java_means_no_archive(home: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(jvm_archive, "_java", lambda: None)
     assert jvm_archive.archive_path() is None and jvm_archive.with_archive("-Xmx1g") == "-Xmx1g"
     assert jvm_archive.build() is None
+
+
+def test_a_cut_archive_is_not_passed_to_the_jvm(home: Path) -> None:
+    path = _built(home)
+    path.write_bytes(b"an arch")  # cut short (a JVM mapping a cut archive can crash)
+    assert not jvm_archive.usable(path) and jvm_archive.with_archive("-Xmx1g") == "-Xmx1g"
+    path.with_name(path.name + ".size").unlink()  # or written by an earlier version, without its size
+    path.write_bytes(b"an archive")
+    assert jvm_archive.with_archive("-Xmx1g") == "-Xmx1g"
