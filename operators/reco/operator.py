@@ -608,8 +608,4 @@ class _Stepper:
         mask = np.zeros((n, self.seen.shape[1]), dtype=np.float32)
         for j, row in enumerate(seen):
             mask[j, row] = 1.0
-        out = self._model.run({"item": item_array, "hidden": hidden_rows, "seen": mask})
-        new_hidden = out["new_hidden"].reshape(n, -1).tolist()
-        top_items = out["top_items"].reshape(n, -1).tolist()
-        top_scores = out["top_scores"].reshape(n, -1).tolist()
-        return list(zip(new_hidden, top_items, top_scores, strict=True))
+        return _step_outputs(self._model.run({"item": item_array, "hidden": hidden_rows, "seen": mask}), n)
